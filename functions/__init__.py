@@ -1,0 +1,1 @@
+"""Code that runs in AWS Lambda: one package per part, thin handlers over domain modules."""

@@ -1,0 +1,77 @@
+"""Typed domain errors.
+
+Every expected failure is one of these. The serving API maps them to HTTP statuses in one
+place; the training pipeline records their message as the reason a run failed. Messages are
+written for the user: they never carry an exception's text or a stack trace.
+"""
+
+
+class MlopsError(Exception):
+    """Base of all expected failures."""
+
+    status = 500
+    code = "InternalError"
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidInput(MlopsError):
+    status = 400
+    code = "InvalidInput"
+
+
+class SpecInvalid(InvalidInput):
+    code = "SpecInvalid"
+
+
+class DatasetInvalid(InvalidInput):
+    """The uploaded file cannot be read or does not meet the model's data contract."""
+
+    status = 422
+    code = "DatasetInvalid"
+
+
+class RequestInvalid(InvalidInput):
+    status = 422
+    code = "RequestInvalid"
+
+
+class PayloadTooLarge(InvalidInput):
+    status = 413
+    code = "PayloadTooLarge"
+
+
+class NotFound(MlopsError):
+    status = 404
+    code = "NotFound"
+
+
+class UnknownModel(NotFound):
+    code = "UnknownModel"
+
+
+class NoChampion(NotFound):
+    code = "NoChampion"
+
+
+class Conflict(MlopsError):
+    """A conditional write lost a race or a record already exists."""
+
+    status = 409
+    code = "Conflict"
+
+
+class IntegrityError(MlopsError):
+    """A stored artifact does not match the hash recorded for it."""
+
+    code = "IntegrityError"
+
+
+class RetryableError(MlopsError):
+    """A transient storage failure (throttling, timeouts): the caller may retry."""
+
+    status = 503
+    code = "RetryableError"

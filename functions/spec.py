@@ -1,0 +1,105 @@
+"""The model spec: what to train for a model name.
+
+Registered through the CLI and stored in the registry table, so a new model needs no
+redeploy. Every part reads it: data validation (the contract), features, training, serving
+(the input signature) and monitoring.
+"""
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Estimators a spec may name: a fixed allow-list, never an import path taken from user input.
+ESTIMATORS: dict[str, dict[str, str]] = {
+    "classification": {
+        "logistic_regression": "sklearn.linear_model.LogisticRegression",
+        "random_forest": "sklearn.ensemble.RandomForestClassifier",
+        "gradient_boosting": "sklearn.ensemble.HistGradientBoostingClassifier",
+    },
+    "regression": {
+        "linear_regression": "sklearn.linear_model.Ridge",
+        "random_forest": "sklearn.ensemble.RandomForestRegressor",
+        "gradient_boosting": "sklearn.ensemble.HistGradientBoostingRegressor",
+    },
+}
+
+# Promotion metrics per task, and whether a larger value is better.
+METRICS: dict[str, dict[str, bool]] = {
+    "classification": {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True},
+    "regression": {"mae": False, "rmse": False, "r2": True},
+}
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class Feature(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=COLUMN_PATTERN)
+    type: Literal["numeric", "categorical"]
+
+
+class Estimator(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _plain_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        for key, value in params.items():
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
+                raise ValueError(f"parameter name {key!r} is not a valid identifier")
+            if not isinstance(value, (int, float, str, bool, type(None))):
+                raise ValueError(f"parameter {key!r} must be a number, string, boolean or null")
+        return params
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    task: Literal["classification", "regression"]
+    target: str = Field(pattern=COLUMN_PATTERN)
+    features: list[Feature] = Field(min_length=1, max_length=500)
+    estimator: Estimator
+    metric: str
+    entity_id: str | None = Field(None, pattern=COLUMN_PATTERN)
+    holdout_fraction: float = Field(0.2, gt=0.05, lt=0.5)
+    description: str = Field("", max_length=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelSpec":
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be unique")
+        if self.target in names:
+            raise ValueError("the target column cannot also be a feature")
+        if self.entity_id is not None and (self.entity_id in names or self.entity_id == self.target):
+            raise ValueError("entity_id must be a column of its own")
+        if self.estimator.name not in ESTIMATORS[self.task]:
+            allowed = ", ".join(sorted(ESTIMATORS[self.task]))
+            raise ValueError(f"estimator {self.estimator.name!r} is not one of {allowed} for {self.task}")
+        if self.metric not in METRICS[self.task]:
+            allowed = ", ".join(sorted(METRICS[self.task]))
+            raise ValueError(f"metric {self.metric!r} is not one of {allowed} for {self.task}")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "numeric"]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "categorical"]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRICS[self.task][self.metric]

@@ -1,0 +1,125 @@
+"""Monitoring: the scheduled drift check, alarms and the platform's dashboard."""
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.data import Data
+from infra.registry import Registry
+from infra.runtime import FunctionFactory
+from infra.settings import PlatformSettings
+from infra.storage import acknowledge_prefix_grants, grant_objects
+
+NAMESPACE = "Mlops"
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        settings: PlatformSettings,
+        functions: FunctionFactory,
+        data: Data,
+        registry: Registry,
+        api_name: str,
+        serving_function_name: str,
+        state_machine: sfn.StateMachine,
+    ):
+        super().__init__(scope, id)
+        self.drift_function = functions.create(
+            self,
+            "DriftFunction",
+            handler="functions.monitoring.handler.check_drift",
+            service="monitoring",
+            description="Compares captured requests with the training profile",
+            memory_mb=2048,
+            timeout=Duration.minutes(5),
+        )
+        grant_objects(self.drift_function, data.bucket, ["s3:GetObject", "s3:ListBucket"], "captures/")
+        grant_objects(self.drift_function, data.bucket, ["s3:PutObject"], "reports/")
+        acknowledge_prefix_grants(self.drift_function.role, data.bucket, ["captures/", "reports/"])
+        data.datasets.grant_read_data(self.drift_function)
+        registry.table.grant_read_data(self.drift_function)
+
+        self.schedule = events.Rule(
+            self,
+            "DriftSchedule",
+            description="Runs the drift check over the latest captured requests",
+            schedule=events.Schedule.rate(Duration.minutes(settings.drift_schedule_minutes)),
+            targets=[targets.LambdaFunction(self.drift_function, retry_attempts=2)],
+        )
+
+        # Alarms notify a topic; subscribe to it (alarm_email) or route it onwards.
+        self.alarm_topic = sns.Topic(
+            self,
+            "Alarms",
+            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+            enforce_ssl=True,
+        )
+        if settings.alarm_email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
+
+        api = {"ApiName": api_name}
+        predictions = cw.Metric(namespace="AWS/ApiGateway", metric_name="Count", dimensions_map=api, statistic="Sum")
+        errors_5xx = cw.Metric(namespace="AWS/ApiGateway", metric_name="5XXError", dimensions_map=api, statistic="Sum")
+        errors_4xx = cw.Metric(namespace="AWS/ApiGateway", metric_name="4XXError", dimensions_map=api, statistic="Sum")
+        latency = cw.Metric(namespace="AWS/ApiGateway", metric_name="Latency", dimensions_map=api, statistic="p90")
+        drift = cw.Metric(
+            namespace=NAMESPACE, metric_name="DriftDetected", dimensions_map={"service": "monitoring"}, statistic="Maximum"
+        )
+        runs_failed = state_machine.metric_failed(statistic="Sum")
+        runs_succeeded = state_machine.metric_succeeded(statistic="Sum")
+        serving_errors = cw.Metric(
+            namespace="AWS/Lambda", metric_name="Errors", dimensions_map={"FunctionName": serving_function_name}, statistic="Sum"
+        )
+
+        self.alarms = [
+            cw.Alarm(
+                self, "ServingErrors", metric=errors_5xx, threshold=1, evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description="The predict API answered with server errors",
+            ),
+            cw.Alarm(
+                self, "ServingLatency", metric=latency, threshold=settings.latency_alarm_ms, evaluation_periods=3,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description="p90 latency of the predict API is above the target",
+            ),
+            cw.Alarm(
+                self, "DriftDetected", metric=drift.with_(period=Duration.minutes(settings.drift_schedule_minutes)),
+                threshold=1, evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description="Inputs of a served model drifted from its training data",
+            ),
+            cw.Alarm(
+                self, "PipelineFailures", metric=runs_failed, threshold=1, evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description="A training run failed",
+            ),
+        ]
+        for alarm in self.alarms:
+            alarm.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
+
+        self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(24))
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Predictions", left=[predictions], right=[errors_4xx, errors_5xx, serving_errors]),
+            cw.GraphWidget(title="Latency (p90, ms)", left=[latency]),
+            cw.GraphWidget(title="Pipeline runs", left=[runs_succeeded, runs_failed]),
+            cw.GraphWidget(
+                title="Drift",
+                left=[drift],
+                right=[cw.Metric(namespace=NAMESPACE, metric_name="DriftSamples", dimensions_map={"service": "monitoring"}, statistic="Sum")],
+            ),
+            cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms),
+        )

@@ -1,0 +1,129 @@
+"""Serving: the predict function behind an API Gateway REST API with API keys and throttling."""
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.nag import acknowledge
+
+from infra.data import Data
+from infra.features import Features
+from infra.registry import Registry
+from infra.runtime import FunctionFactory
+from infra.settings import PlatformSettings
+from infra.storage import acknowledge_prefix_grants, grant_objects
+
+# The coarse shape of a predict request; the handler checks each instance against the
+# model's own signature, which API Gateway cannot know.
+PREDICT_SCHEMA = apigw.JsonSchema(
+    schema=apigw.JsonSchemaVersion.DRAFT4,
+    type=apigw.JsonSchemaType.OBJECT,
+    required=["instances"],
+    properties={
+        "instances": apigw.JsonSchema(
+            type=apigw.JsonSchemaType.ARRAY,
+            min_items=1,
+            items=apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT),
+        )
+    },
+)
+
+
+class Serving(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        settings: PlatformSettings,
+        functions: FunctionFactory,
+        data: Data,
+        features: Features,
+        registry: Registry,
+    ):
+        super().__init__(scope, id)
+        self.function = functions.create(
+            self,
+            "PredictFunction",
+            handler="functions.serving.handler.handler",
+            service="serving",
+            description="Answers predict requests with the champion model",
+            memory_mb=settings.serving_memory_mb,
+            timeout=Duration.seconds(29),
+        )
+        grant_objects(self.function, data.bucket, ["s3:GetObject"], "models/")
+        grant_objects(self.function, data.bucket, ["s3:PutObject"], "captures/")
+        acknowledge_prefix_grants(self.function.role, data.bucket, ["captures/", "models/"])
+        registry.table.grant_read_data(self.function)
+        features.online.grant_read_data(self.function)
+
+        access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            description="Predict API of the MLOps platform",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
+            deploy_options=apigw.StageOptions(
+                stage_name=settings.api_stage,
+                throttling_rate_limit=settings.api_rate_limit,
+                throttling_burst_limit=settings.api_burst_limit,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                metrics_enabled=True,
+                tracing_enabled=True,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False, http_method=True, ip=True, protocol=True, request_time=True,
+                    resource_path=True, response_length=True, status=True, user=False,
+                ),
+            ),
+        )
+        validator = self.api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        predict_model = self.api.add_model(
+            "PredictRequest", content_type="application/json", schema=PREDICT_SCHEMA
+        )
+        integration = apigw.LambdaIntegration(self.function, proxy=True)
+
+        health = self.api.root.add_resource("health")
+        health.add_method("GET", integration, request_validator=validator)
+        model = self.api.root.add_resource("v1").add_resource("models").add_resource("{name}")
+        model.add_method(
+            "GET",
+            integration,
+            api_key_required=True,
+            request_validator=validator,
+            request_parameters={"method.request.path.name": True},
+        )
+        model.add_resource("predict").add_method(
+            "POST",
+            integration,
+            api_key_required=True,
+            request_validator=validator,
+            request_models={"application/json": predict_model},
+            request_parameters={"method.request.path.name": True},
+        )
+
+        self.api_key = self.api.add_api_key("ApiKey", description="Key of the platform's first client")
+        plan = self.api.add_usage_plan(
+            "UsagePlan",
+            description="Throttling and quota for predict clients",
+            throttle=apigw.ThrottleSettings(
+                rate_limit=settings.api_rate_limit, burst_limit=settings.api_burst_limit
+            ),
+            quota=apigw.QuotaSettings(limit=settings.api_quota_per_day, period=apigw.Period.DAY),
+        )
+        plan.add_api_key(self.api_key)
+        plan.add_api_stage(stage=self.api.deployment_stage)
+
+        for rule, reason in [
+            ("AwsSolutions-APIG4", "Model routes require an API key bound to a throttled usage plan; /health is a public probe that returns no data."),
+            ("AwsSolutions-COG4", "Clients authenticate with API keys (machine-to-machine); there is no user pool."),
+            ("AwsSolutions-APIG3", "WAF is an account-level choice (cost, rules); throttling and quotas apply per key."),
+        ]:
+            acknowledge(self.api, rule, reason)
+        acknowledge(self.api, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]", "API Gateway's account-level logging role; AWS provides only this managed policy for it.")

@@ -1,0 +1,186 @@
+"""Infrastructure: the synthesized template has every part, with the properties that matter."""
+
+import importlib
+import json
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+
+@pytest.fixture(scope="module")
+def template(template_dict) -> Template:
+    return Template.from_json(template_dict)
+
+
+def resources(template_dict, type_: str) -> dict:
+    return {k: v for k, v in template_dict["Resources"].items() if v["Type"] == type_}
+
+
+def test_data_bucket_is_versioned_encrypted_private_and_notifies_eventbridge(template):
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "LoggingConfiguration": Match.object_like({"LogFilePrefix": "data-bucket/"}),
+        },
+    )
+
+
+def test_every_bucket_denies_plain_http(template_dict):
+    policies = resources(template_dict, "AWS::S3::BucketPolicy")
+    assert len(policies) == len(resources(template_dict, "AWS::S3::Bucket"))
+    for policy in policies.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
+        )
+
+
+def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(template_dict):
+    tables = resources(template_dict, "AWS::DynamoDB::Table")
+    assert len(tables) == 3
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert [k["AttributeName"] for k in props["KeySchema"]] == ["pk", "sk"]
+    ttl = [t for t in tables.values() if "TimeToLiveSpecification" in t["Properties"]]
+    assert [t["Properties"]["TimeToLiveSpecification"] for t in ttl] == [
+        {"AttributeName": "expires_at", "Enabled": True}
+    ]
+
+
+def _definition(template_dict) -> dict:
+    (machine,) = resources(template_dict, "AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    return json.loads("".join(p if isinstance(p, str) else '"ARN"' for p in parts).replace('""ARN""', '"ARN"'))
+
+
+def test_pipeline_runs_the_steps_in_order_with_retry_and_catch(template_dict):
+    definition = _definition(template_dict)
+    states = definition["States"]
+    order, name = [], definition["StartAt"]
+    while name in states and states[name]["Type"] == "Task":
+        order.append(name)
+        name = states[name].get("Next")
+    assert order == [
+        "RegisterDataset", "ValidateDataset", "BuildFeatures", "Train",
+        "Evaluate", "RegisterModel", "Promote", "RecordSuccess",
+    ]
+    for step in order:
+        assert "RetryableError" in states[step]["Retry"][0]["ErrorEquals"]
+        assert states[step]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
+    assert states["RecordFailure"]["Next"] == "RunFailed"
+    assert states["RunFailed"]["Type"] == "Fail"
+
+
+def test_pipeline_logs_and_traces(template):
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {"TracingConfiguration": {"Enabled": True}, "LoggingConfiguration": Match.object_like({"Level": "ALL"})},
+    )
+
+
+def test_upload_under_datasets_prefix_starts_the_pipeline(template_dict):
+    rules = [r for r in resources(template_dict, "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
+    (rule,) = rules
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "datasets/"}]
+    target = rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+    command = template_dict["Resources"][target]["Properties"]["ImageConfig"]["Command"]
+    assert command == ["functions.training.handler.start_pipeline"]
+
+
+def test_drift_check_runs_on_a_schedule(template_dict):
+    (rule,) = [r for r in resources(template_dict, "AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    target = rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+    command = template_dict["Resources"][target]["Properties"]["ImageConfig"]["Command"]
+    assert command == ["functions.monitoring.handler.check_drift"]
+
+
+def test_functions_are_container_images_with_tracing_and_their_own_roles(template_dict):
+    functions = resources(template_dict, "AWS::Lambda::Function")
+    assert len(functions) >= 11
+    roles = set()
+    for fn in functions.values():
+        props = fn["Properties"]
+        assert props["PackageType"] == "Image"
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert "DATA_BUCKET" in props["Environment"]["Variables"]
+        roles.add(props["Role"]["Fn::GetAtt"][0])
+    assert len(roles) == len(functions), "each function has a least-privilege role of its own"
+
+
+def test_every_handler_in_the_template_exists(template_dict):
+    for fn in resources(template_dict, "AWS::Lambda::Function").values():
+        (command,) = fn["Properties"]["ImageConfig"]["Command"]
+        module, _, name = command.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name)), command
+
+
+def test_api_routes_need_an_api_key_except_health(template_dict):
+    paths = {}
+    api_resources = resources(template_dict, "AWS::ApiGateway::Resource")
+    for method in resources(template_dict, "AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        segments, ref = [], props["ResourceId"]["Ref"]
+        while ref in api_resources:
+            segments.insert(0, api_resources[ref]["Properties"]["PathPart"])
+            parent = api_resources[ref]["Properties"]["ParentId"]
+            ref = parent.get("Ref") if isinstance(parent, dict) else None
+        paths[(props["HttpMethod"], "/" + "/".join(segments))] = props.get("ApiKeyRequired", False)
+    assert paths == {
+        ("GET", "/health"): False,
+        ("GET", "/v1/models/{name}"): True,
+        ("POST", "/v1/models/{name}/predict"): True,
+    }
+
+
+def test_api_is_throttled_per_key_and_per_stage(template):
+    template.has_resource_properties(
+        "AWS::ApiGateway::UsagePlan", {"Throttle": {"RateLimit": 50, "BurstLimit": 100}}
+    )
+    template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "TracingEnabled": True,
+            "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
+            "MethodSettings": Match.array_with(
+                [Match.object_like({"ThrottlingRateLimit": 50, "ThrottlingBurstLimit": 100})]
+            ),
+        },
+    )
+    template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+
+
+def test_alarms_cover_serving_errors_latency_drift_and_failed_runs(template_dict):
+    metrics = {
+        a["Properties"]["MetricName"]: a["Properties"] for a in resources(template_dict, "AWS::CloudWatch::Alarm").values()
+    }
+    assert set(metrics) == {"5XXError", "Latency", "DriftDetected", "ExecutionsFailed"}
+    assert metrics["DriftDetected"]["Namespace"] == "Mlops"
+    for alarm in metrics.values():
+        assert alarm["AlarmActions"], "every alarm notifies the alarm topic"
+
+
+def test_dashboard_shows_every_stage(template_dict):
+    (dashboard,) = resources(template_dict, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for title in ["Predictions", "Latency", "Pipeline runs", "Drift", "Alarms"]:
+        assert title in body
