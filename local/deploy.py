@@ -1,0 +1,262 @@
+"""Creates the synthesized stack's resources on the local cloud, through the AWS APIs.
+
+This stands in for CloudFormation (moto's cannot yet take the CDK's asset-based template):
+it walks the template in dependency order and makes the API calls CloudFormation would
+make, with the template's own names, properties, environment variables, state machine
+definition, rules and routes. Types with no local effect (API Gateway's account role,
+Lambda permissions) are recorded but not called.
+"""
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+
+from local.runtime import FunctionConfig, LambdaRuntime
+from local.template import Resource, StackTemplate
+
+log = logging.getLogger("mlops.local")
+
+# Resources whose effect the local cloud does not need (IAM is not enforced by moto, API
+# Gateway is served by local.gateway from the template itself).
+NO_LOCAL_EFFECT = {
+    "AWS::Lambda::Permission",
+    "AWS::ApiGateway::Account",
+    "AWS::ApiGateway::Resource",
+    "AWS::ApiGateway::Method",
+    "AWS::ApiGateway::Deployment",
+    "AWS::ApiGateway::RequestValidator",
+    "AWS::ApiGateway::Model",
+    "AWS::SNS::TopicPolicy",
+    "AWS::CDK::Metadata",
+}
+
+
+class Deployer:
+    def __init__(self, template: StackTemplate, session: boto3.Session, endpoint: str, runtime: LambdaRuntime):
+        self.t = template
+        self.endpoint = endpoint
+        self.session = session
+        self.runtime = runtime
+        self._clients: dict[str, Any] = {}
+        self.handlers: dict[str, Callable[[Resource, dict], dict]] = {
+            "AWS::S3::Bucket": self._bucket,
+            "AWS::S3::BucketPolicy": self._bucket_policy,
+            "AWS::DynamoDB::Table": self._table,
+            "AWS::IAM::Role": self._role,
+            "AWS::IAM::Policy": self._policy,
+            "AWS::Logs::LogGroup": self._log_group,
+            "AWS::Lambda::Function": self._function,
+            "AWS::StepFunctions::StateMachine": self._state_machine,
+            "AWS::Events::Rule": self._rule,
+            "AWS::ApiGateway::RestApi": self._rest_api,
+            "AWS::ApiGateway::Stage": self._stage,
+            "AWS::ApiGateway::ApiKey": self._api_key,
+            "AWS::ApiGateway::UsagePlan": self._usage_plan,
+            "AWS::ApiGateway::UsagePlanKey": self._usage_plan_key,
+            "AWS::SNS::Topic": self._topic,
+            "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::CloudWatch::Dashboard": self._dashboard,
+        }
+
+    def client(self, service: str):
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, endpoint_url=self.endpoint, region_name=self.t.region)
+        return self._clients[service]
+
+    def deploy(self) -> dict[str, Any]:
+        for resource in self.t.creation_order():
+            props = self.t.resolve(resource.properties)
+            if resource.type in self.handlers:
+                self.t.attributes[resource.logical_id] = self.handlers[resource.type](resource, props)
+            elif resource.type in NO_LOCAL_EFFECT:
+                self.t.attributes[resource.logical_id] = {"Ref": self.t.physical_name(resource.logical_id)}
+            else:
+                raise NotImplementedError(f"the local cloud cannot create {resource.type} ({resource.logical_id})")
+        return self.t.outputs()
+
+    # --- S3
+    def _bucket(self, r: Resource, p: dict) -> dict:
+        name = p.get("BucketName") or self.t.physical_name(r.logical_id, lowercase=True, limit=63)
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=name)
+        if p.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        if "BucketEncryption" in p:
+            rules = [
+                {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                for rule in p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        if "PublicAccessBlockConfiguration" in p:
+            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=p["PublicAccessBlockConfiguration"])
+        if p.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+        return {"Ref": name, "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+
+    def _bucket_policy(self, r: Resource, p: dict) -> dict:
+        self.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(p["PolicyDocument"]))
+        return {"Ref": p["Bucket"]}
+
+    # --- DynamoDB
+    def _table(self, r: Resource, p: dict) -> dict:
+        name = p.get("TableName") or self.t.physical_name(r.logical_id, limit=255)
+        ddb = self.client("dynamodb")
+        ddb.create_table(
+            TableName=name,
+            KeySchema=p["KeySchema"],
+            AttributeDefinitions=p["AttributeDefinitions"],
+            BillingMode=p.get("BillingMode", "PROVISIONED"),
+            SSESpecification={"Enabled": bool(p.get("SSESpecification", {}).get("SSEEnabled"))},
+            **({"ProvisionedThroughput": p["ProvisionedThroughput"]} if "ProvisionedThroughput" in p else {}),
+        )
+        if "TimeToLiveSpecification" in p:
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=p["TimeToLiveSpecification"])
+        if p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
+            ddb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+            )
+        return {"Ref": name, "Arn": self.t.arn("dynamodb", f"table/{name}")}
+
+    # --- IAM and logs
+    def _role(self, r: Resource, p: dict) -> dict:
+        name = p.get("RoleName") or self.t.physical_name(r.logical_id)
+        arn = self.client("iam").create_role(
+            RoleName=name, AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"])
+        )["Role"]["Arn"]
+        for policy in p.get("Policies", []):
+            self.client("iam").put_role_policy(
+                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"])
+            )
+        return {"Ref": name, "Arn": arn}
+
+    def _policy(self, r: Resource, p: dict) -> dict:
+        for role in p.get("Roles", []):
+            self.client("iam").put_role_policy(
+                RoleName=role, PolicyName=p["PolicyName"], PolicyDocument=json.dumps(p["PolicyDocument"])
+            )
+        return {"Ref": p["PolicyName"]}
+
+    def _log_group(self, r: Resource, p: dict) -> dict:
+        name = p.get("LogGroupName") or f"/aws/local/{self.t.physical_name(r.logical_id)}"
+        self.client("logs").create_log_group(logGroupName=name)
+        if "RetentionInDays" in p:
+            self.client("logs").put_retention_policy(logGroupName=name, retentionInDays=p["RetentionInDays"])
+        return {"Ref": name, "Arn": self.t.arn("logs", f"log-group:{name}:*")}
+
+    # --- Lambda
+    def _function(self, r: Resource, p: dict) -> dict:
+        name = p.get("FunctionName") or self.t.physical_name(r.logical_id)
+        environment = p.get("Environment", {}).get("Variables", {})
+        response = self.client("lambda").create_function(
+            FunctionName=name,
+            Role=p["Role"],
+            PackageType=p.get("PackageType", "Zip"),
+            Code={"ImageUri": p["Code"]["ImageUri"]} if "ImageUri" in p.get("Code", {}) else p["Code"],
+            ImageConfig=p.get("ImageConfig", {}),
+            Description=p.get("Description", ""),
+            Timeout=p.get("Timeout", 3),
+            MemorySize=p.get("MemorySize", 128),
+            Environment={"Variables": environment},
+            TracingConfig=p.get("TracingConfig", {"Mode": "PassThrough"}),
+        )
+        (handler,) = p["ImageConfig"]["Command"]
+        self.runtime.register(
+            FunctionConfig(
+                name=name,
+                arn=response["FunctionArn"],
+                handler=handler,
+                environment={k: str(v) for k, v in environment.items()},
+                memory_mb=p.get("MemorySize", 128),
+                timeout_s=p.get("Timeout", 3),
+            )
+        )
+        return {"Ref": name, "Arn": response["FunctionArn"]}
+
+    # --- Step Functions
+    def _state_machine(self, r: Resource, p: dict) -> dict:
+        name = p.get("StateMachineName") or self.t.physical_name(r.logical_id, limit=80)
+        arn = self.client("stepfunctions").create_state_machine(
+            name=name,
+            definition=p["DefinitionString"],
+            roleArn=p["RoleArn"],
+            type=p.get("StateMachineType", "STANDARD"),
+            tracingConfiguration={"enabled": bool(p.get("TracingConfiguration", {}).get("Enabled"))},
+        )["stateMachineArn"]
+        return {"Ref": arn, "Arn": arn, "Name": name}
+
+    # --- EventBridge
+    def _rule(self, r: Resource, p: dict) -> dict:
+        name = p.get("Name") or self.t.physical_name(r.logical_id)
+        events = self.client("events")
+        arn = events.put_rule(
+            Name=name,
+            Description=p.get("Description", ""),
+            State=p.get("State", "ENABLED"),
+            **({"EventPattern": json.dumps(p["EventPattern"])} if "EventPattern" in p else {}),
+            **({"ScheduleExpression": p["ScheduleExpression"]} if "ScheduleExpression" in p else {}),
+        )["RuleArn"]
+        targets = [
+            {k: v for k, v in t.items() if k in {"Id", "Arn", "Input", "InputPath", "InputTransformer", "RetryPolicy"}}
+            for t in p.get("Targets", [])
+        ]
+        if targets:
+            events.put_targets(Rule=name, Targets=targets)
+        return {"Ref": name, "Arn": arn}
+
+    # --- API Gateway (the routes are served by local.gateway; keys and plans live in moto)
+    def _rest_api(self, r: Resource, p: dict) -> dict:
+        api = self.client("apigateway").create_rest_api(name=p.get("Name", r.logical_id), description=p.get("Description", ""))
+        return {"Ref": api["id"], "RootResourceId": api["rootResourceId"]}
+
+    def _stage(self, r: Resource, p: dict) -> dict:
+        return {"Ref": p["StageName"]}
+
+    def _api_key(self, r: Resource, p: dict) -> dict:
+        key = self.client("apigateway").create_api_key(
+            name=p.get("Name") or self.t.physical_name(r.logical_id), enabled=p.get("Enabled", True),
+            description=p.get("Description", ""),
+        )
+        return {"Ref": key["id"], "APIKeyId": key["id"]}
+
+    def _usage_plan(self, r: Resource, p: dict) -> dict:
+        plan = self.client("apigateway").create_usage_plan(
+            name=p.get("UsagePlanName") or self.t.physical_name(r.logical_id),
+            description=p.get("Description", ""),
+            apiStages=[{"apiId": s["ApiId"], "stage": s["Stage"]} for s in p.get("ApiStages", [])],
+            throttle={"rateLimit": p["Throttle"]["RateLimit"], "burstLimit": p["Throttle"]["BurstLimit"]}
+            if "Throttle" in p else {},
+            **({"quota": {"limit": p["Quota"]["Limit"], "period": p["Quota"]["Period"]}} if "Quota" in p else {}),
+        )
+        return {"Ref": plan["id"], "Id": plan["id"]}
+
+    def _usage_plan_key(self, r: Resource, p: dict) -> dict:
+        self.client("apigateway").create_usage_plan_key(usagePlanId=p["UsagePlanId"], keyId=p["KeyId"], keyType=p["KeyType"])
+        return {"Ref": p["KeyId"]}
+
+    # --- SNS and CloudWatch
+    def _topic(self, r: Resource, p: dict) -> dict:
+        attributes = {"KmsMasterKeyId": p["KmsMasterKeyId"]} if "KmsMasterKeyId" in p else {}
+        arn = self.client("sns").create_topic(
+            Name=p.get("TopicName") or self.t.physical_name(r.logical_id, limit=256), Attributes=attributes
+        )["TopicArn"]
+        return {"Ref": arn, "TopicArn": arn, "TopicName": arn.rsplit(":", 1)[-1]}
+
+    def _alarm(self, r: Resource, p: dict) -> dict:
+        name = p.get("AlarmName") or self.t.physical_name(r.logical_id, limit=255)
+        fields = ["Namespace", "MetricName", "Statistic", "ExtendedStatistic", "Period", "EvaluationPeriods",
+                  "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmDescription", "AlarmActions"]
+        kwargs = {f: p[f] for f in fields if f in p}
+        if "Dimensions" in p:
+            kwargs["Dimensions"] = p["Dimensions"]
+        self.client("cloudwatch").put_metric_alarm(AlarmName=name, **kwargs)
+        return {"Ref": name, "Arn": self.t.arn("cloudwatch", f"alarm:{name}")}
+
+    def _dashboard(self, r: Resource, p: dict) -> dict:
+        name = p.get("DashboardName") or self.t.physical_name(r.logical_id)
+        self.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=p["DashboardBody"])
+        return {"Ref": name}
