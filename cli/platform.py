@@ -1,0 +1,115 @@
+"""What the CLI talks to: the local cloud (default) or a deployed stack (`--stack NAME`).
+
+Both are described by the same outputs (bucket, tables, state machine, API URL and key), so
+every command below works the same way against either.
+"""
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import boto3
+import requests
+
+from functions.registry.store import RegistryStore
+
+OUTPUTS_FILE = Path(".mlops/outputs.json")
+
+
+class PlatformError(Exception):
+    """A failure the CLI reports in one line, without a traceback."""
+
+
+@dataclass
+class Platform:
+    outputs: dict
+    session: boto3.Session
+    endpoint: str | None = None
+
+    @classmethod
+    def local(cls, outputs_file: Path = OUTPUTS_FILE) -> "Platform":
+        if not outputs_file.exists():
+            raise PlatformError("the local cloud is not running: start it with `mlops up` (or run `mlops demo`)")
+        outputs = json.loads(outputs_file.read_text())
+        session = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=outputs["Region"]
+        )
+        return cls(outputs, session, outputs["Endpoint"])
+
+    @classmethod
+    def deployed(cls, stack_name: str, region: str | None = None) -> "Platform":
+        session = boto3.Session(region_name=region)
+        stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        key = session.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
+        return cls({**outputs, "ApiKey": key, "Region": session.region_name, "StackName": stack_name}, session)
+
+    def client(self, service: str):
+        return self.session.client(service, endpoint_url=self.endpoint)
+
+    @cached_property
+    def registry(self) -> RegistryStore:
+        resource = self.session.resource("dynamodb", endpoint_url=self.endpoint)
+        return RegistryStore(resource.Table(self.outputs["RegistryTableName"]))
+
+    @property
+    def bucket(self) -> str:
+        return self.outputs["DataBucketName"]
+
+    # --- data
+    def push_dataset(self, model: str, path: Path) -> dict:
+        if not path.is_file():
+            raise PlatformError(f"{path} is not a file")
+        if path.suffix.lower() not in {".csv", ".parquet"}:
+            raise PlatformError("datasets are CSV (.csv) or Parquet (.parquet) files")
+        key = f"datasets/{model}/{path.name}"
+        body = path.read_bytes()
+        response = self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body)
+        return {
+            "bucket": self.bucket,
+            "key": key,
+            "version_id": response.get("VersionId"),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "run_id": run_id_for(model, self.bucket, key, response.get("VersionId")),
+        }
+
+    # --- runs
+    def wait_for_run(self, model: str, run_id: str, timeout_s: float = 300, poll_s: float = 0.5) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                run = self.registry.get_run(model, run_id)
+            except Exception:  # noqa: BLE001 - not recorded yet: the event is still on its way
+                run = None
+            if run and run.get("status") in {"SUCCEEDED", "FAILED"}:
+                return run
+            time.sleep(poll_s)
+        raise PlatformError(f"run {run_id} did not finish within {timeout_s:.0f} s")
+
+    # --- serving
+    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 30) -> requests.Response:
+        return requests.request(
+            method,
+            self.outputs["ApiUrl"].rstrip("/") + path,
+            json=body,
+            headers={"x-api-key": self.outputs["ApiKey"]},
+            timeout=timeout,
+        )
+
+    # --- monitoring
+    def check_drift(self, model: str | None = None) -> dict:
+        payload = json.dumps({"model": model} if model else {}).encode()
+        response = self.client("lambda").invoke(FunctionName=self.outputs["DriftFunctionName"], Payload=payload)
+        result = json.loads(response["Payload"].read() or b"{}")
+        if response.get("FunctionError"):
+            raise PlatformError(f"the drift check failed: {result.get('errorMessage', 'see its logs')}")
+        return result
+
+
+def run_id_for(model: str, bucket: str, key: str, version_id: str | None) -> str:
+    """The run an upload starts (the name start_pipeline gives its execution)."""
+    digest = hashlib.sha256(f"{bucket}/{key}/{version_id}".encode()).hexdigest()[:16]
+    return f"{model}-{digest}"

@@ -1,0 +1,128 @@
+"""The local cloud, started as a user starts it (`mlops up`), in its own process."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from cli.demo_data import churn_frame
+
+SPEC = {
+    "task": "classification",
+    "target": "churned",
+    "entity_id": "customer_id",
+    "features": [
+        {"name": "tenure_months", "type": "numeric"},
+        {"name": "monthly_charges", "type": "numeric"},
+        {"name": "support_calls", "type": "numeric"},
+        {"name": "plan", "type": "categorical"},
+    ],
+    "estimator": {"name": "logistic_regression", "params": {"max_iter": 300}},
+    "metric": "roc_auc",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def local_cloud(cloud_assembly, tmp_path_factory):
+    assembly, stack = cloud_assembly
+    workdir = tmp_path_factory.mktemp("mlops-up")
+    template = Path(assembly.directory, stack.template_file)
+    mlops = Path(sys.executable).with_name("mlops")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [str(mlops), "up", "--template", str(template), "--aws-port", str(_free_port()), "--api-port", str(_free_port())],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    outputs_file = workdir / ".mlops" / "outputs.json"
+    deadline = time.monotonic() + 120
+    while not outputs_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"`mlops up` did not start: {process.stdout.read()[-3000:]}")
+        time.sleep(0.2)
+    time.sleep(0.2)  # the file is written last, after the gateway is listening
+    outputs = json.loads(outputs_file.read_text())
+    outputs["workdir"] = str(workdir)
+    yield outputs
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def aws(local_cloud):
+    """Plain boto3 clients pointed at the local cloud: an AWS client that is not ours."""
+    session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name=local_cloud["Region"])
+    return lambda service: session.client(service, endpoint_url=local_cloud["Endpoint"])
+
+
+@pytest.fixture(scope="session")
+def api(local_cloud):
+    def call(method, path, *, key=True, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if key:
+            headers["x-api-key"] = local_cloud["ApiKey"]
+        return requests.request(method, local_cloud["ApiUrl"].rstrip("/") + path, headers=headers, timeout=60, **kwargs)
+
+    return call
+
+
+MODEL = "churn-e2e"
+
+
+@pytest.fixture(scope="session")
+def trained_model(local_cloud, aws) -> str:
+    """A model trained and promoted through the whole pipeline, once per session."""
+    register_spec(aws, local_cloud, MODEL)
+    execution = upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/train.csv", csv_bytes(300))
+    assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution
+    return MODEL
+
+
+def register_spec(aws, outputs, name: str, spec: dict = SPEC) -> None:
+    """As `mlops models create` stores it: one item in the registry table."""
+    from cli.platform import Platform
+    from functions.spec import ModelSpec
+
+    session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name=outputs["Region"])
+    Platform(outputs, session, outputs["Endpoint"]).registry.put_spec(ModelSpec.model_validate({**spec, "name": name}))
+
+
+def upload_and_wait(aws, outputs, key: str, body: bytes, timeout: float = 240) -> dict:
+    """Upload with plain boto3, then follow the execution through the Step Functions API."""
+    s3, sfn = aws("s3"), aws("stepfunctions")
+    version = s3.put_object(Bucket=outputs["DataBucketName"], Key=key, Body=body)["VersionId"]
+    from cli.platform import run_id_for
+
+    run_id = run_id_for(key.split("/")[1], outputs["DataBucketName"], key, version)
+    arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + f":{run_id}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            execution = sfn.describe_execution(executionArn=arn)
+            if execution["status"] != "RUNNING":
+                return {"run_id": run_id, "version_id": version, **execution}
+        except sfn.exceptions.ExecutionDoesNotExist:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"execution {run_id} did not finish in {timeout} s")
+
+
+def csv_bytes(rows: int = 300, seed: int = 7, shift: float = 0.0) -> bytes:
+    return churn_frame(rows=rows, seed=seed, shift=shift).to_csv(index=False).encode()

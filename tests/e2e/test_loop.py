@@ -1,0 +1,117 @@
+"""End to end on the local cloud: upload -> pipeline -> champion -> HTTP predictions -> drift.
+
+Every call here is a real AWS API call (boto3 against the local endpoint) or a real HTTP
+request to the local REST API.
+"""
+
+import json
+
+import pytest
+
+from tests.e2e.conftest import MODEL, csv_bytes, upload_and_wait
+
+pytestmark = pytest.mark.e2e
+FEATURES = ["tenure_months", "monthly_charges", "support_calls", "plan"]
+
+
+@pytest.fixture
+def trained(trained_model):
+    return trained_model
+
+
+def champion(api) -> dict:
+    response = api("GET", f"/v1/models/{MODEL}")
+    assert response.status_code == 200, response.text
+    return response.json()["champion"]
+
+
+def registry_items(aws, outputs) -> list[dict]:
+    return aws("dynamodb").query(
+        TableName=outputs["RegistryTableName"],
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"MODEL#{MODEL}"}},
+    )["Items"]
+
+
+def test_upload_trains_registers_and_promotes_a_champion(trained, api, aws, local_cloud):
+    best = champion(api)
+    assert best["version"] == 1
+    assert 0.5 < best["metrics"]["roc_auc"] <= 1.0
+    assert set(best["metrics"]) >= {"accuracy", "precision", "recall", "f1", "roc_auc"}
+    keys = aws("s3").list_objects_v2(Bucket=local_cloud["DataBucketName"], Prefix=f"models/{MODEL}/v1/")
+    assert {o["Key"].rsplit("/", 1)[-1] for o in keys["Contents"]} >= {"model.skops"}
+
+
+def test_predictions_over_http_carry_the_model_version(trained, api):
+    instances = [
+        {"tenure_months": 2.0, "monthly_charges": 120.0, "support_calls": 6, "plan": "basic"},
+        {"tenure_months": 60.0, "monthly_charges": 30.0, "support_calls": 0, "plan": "premium"},
+    ]
+    response = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": instances})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["version"] == 1 and len(body["predictions"]) == 2
+    # The short-tenure, high-charge, many-calls customer is the likelier to leave.
+    assert body["probabilities"][0][1] > body["probabilities"][1][1]
+
+
+def test_the_same_upload_twice_is_one_dataset_version(trained, aws, local_cloud):
+    again = upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/train-copy.csv", csv_bytes(300))
+    assert again["status"] == "SUCCEEDED"
+    datasets = aws("dynamodb").query(
+        TableName=local_cloud["DatasetsTableName"],
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"MODEL#{MODEL}"}},
+    )["Items"]
+    assert len(datasets) == 1
+
+
+def test_drift_check_reads_captured_requests_and_stores_a_report(trained, api, aws, local_cloud):
+    from cli.demo_data import churn_frame
+
+    shifted = churn_frame(rows=120, seed=5, shift=1.0)[FEATURES].to_dict("records")
+    response = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": shifted})
+    assert response.status_code == 200, response.text
+    invoked = aws("lambda").invoke(
+        FunctionName=local_cloud["DriftFunctionName"], Payload=json.dumps({"model": MODEL}).encode()
+    )
+    assert "FunctionError" not in invoked, invoked["Payload"].read()
+    (report,) = json.loads(invoked["Payload"].read())["reports"]
+    assert report["samples"] >= 120 and report["drifted"] is True
+    stored = aws("s3").get_object(Bucket=local_cloud["DataBucketName"], Key=report["report_key"])
+    assert json.loads(stored["Body"].read())["features"]["tenure_months"]["drifted"] is True
+
+
+@pytest.mark.parametrize(
+    "name, body, reason",
+    [
+        ("malformed", b"tenure_months,plan\n\"unterminated,basic\n1,2,3,4,5\n", "dataset"),
+        ("wrong-columns", b"a,b,c\n1,2,3\n4,5,6\n", "churned"),
+        ("empty", b"", "empty"),
+    ],
+)
+def test_a_bad_dataset_fails_its_run_with_a_reason_and_keeps_the_champion(trained, api, aws, local_cloud, name, body, reason):
+    before_champion = champion(api)
+    versions_before = [i for i in registry_items(aws, local_cloud) if i["sk"]["S"].startswith("VERSION#")]
+    execution = upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/{name}.csv", body)
+    assert execution["status"] == "FAILED"
+    run = aws("dynamodb").get_item(
+        TableName=local_cloud["RegistryTableName"],
+        Key={"pk": {"S": f"MODEL#{MODEL}"}, "sk": {"S": f"RUN#{execution['run_id']}"}},
+    )["Item"]
+    assert run["status"]["S"] == "FAILED"
+    assert reason in run["failure_reason"]["S"].lower()
+    assert "Traceback" not in run["failure_reason"]["S"]
+    assert champion(api) == before_champion
+    versions_after = [i for i in registry_items(aws, local_cloud) if i["sk"]["S"].startswith("VERSION#")]
+    assert versions_after == versions_before
+
+
+def test_upload_for_an_unknown_model_fails_its_run_clearly(local_cloud, aws):
+    execution = upload_and_wait(aws, local_cloud, "datasets/nobody/data.csv", csv_bytes(50))
+    assert execution["status"] == "FAILED"
+    run = aws("dynamodb").get_item(
+        TableName=local_cloud["RegistryTableName"],
+        Key={"pk": {"S": "MODEL#nobody"}, "sk": {"S": f"RUN#{execution['run_id']}"}},
+    )["Item"]
+    assert "no model spec named 'nobody'" in run["failure_reason"]["S"]

@@ -1,0 +1,11 @@
+"""Tiny handlers for testing the local Lambda runtime itself."""
+
+import os
+
+
+def echo_env(event, context):
+    return dict(os.environ)
+
+
+def boom(event, context):
+    raise ValueError(f"bad input {event['x']}")

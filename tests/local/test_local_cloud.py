@@ -1,0 +1,114 @@
+"""The local cloud's own parts: template resolution, the Lambda runtime, routes, schedules."""
+
+import json
+import os
+
+import pytest
+
+from local.gateway import TokenBucket, routes_from_template
+from local.runtime import FunctionConfig, LambdaRuntime
+from local.schedules import rate_seconds, scheduled_event
+from local.template import StackTemplate
+
+
+def make_template(resources: dict, outputs: dict | None = None) -> StackTemplate:
+    return StackTemplate(name="Demo", body={"Resources": resources, "Outputs": outputs or {}})
+
+
+def test_intrinsics_resolve_against_created_resources():
+    t = make_template({"B": {"Type": "AWS::S3::Bucket"}})
+    t.attributes["B"] = {"Ref": "demo-b", "Arn": "arn:aws:s3:::demo-b"}
+    assert t.resolve({"Ref": "B"}) == "demo-b"
+    assert t.resolve({"Fn::GetAtt": ["B", "Arn"]}) == "arn:aws:s3:::demo-b"
+    assert t.resolve({"Fn::Join": ["/", [{"Fn::GetAtt": ["B", "Arn"]}, "datasets/*"]]}) == "arn:aws:s3:::demo-b/datasets/*"
+    assert t.resolve({"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/x"}) == (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/x"
+    )
+    assert t.resolve({"Fn::Sub": ["${Name}-${B.Arn}", {"Name": {"Ref": "B"}}]}) == "demo-b-arn:aws:s3:::demo-b"
+    assert t.resolve({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}) == "b"
+
+
+def test_unknown_attribute_is_a_clear_error():
+    with pytest.raises(KeyError, match="Missing.Arn"):
+        make_template({}).resolve({"Fn::GetAtt": ["Missing", "Arn"]})
+
+
+def test_resources_are_created_after_what_they_refer_to():
+    t = make_template(
+        {
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Role": {"Fn::GetAtt": ["Role", "Arn"]}}},
+            "Policy": {"Type": "AWS::IAM::Policy", "Properties": {"Roles": [{"Ref": "Role"}]}, "DependsOn": "Table"},
+            "Role": {"Type": "AWS::IAM::Role"},
+            "Table": {"Type": "AWS::DynamoDB::Table"},
+        }
+    )
+    order = [r.logical_id for r in t.creation_order()]
+    assert order.index("Role") < order.index("Fn")
+    assert order.index("Table") < order.index("Policy")
+
+
+def test_circular_references_are_refused():
+    t = make_template({"A": {"Type": "X", "Properties": {"P": {"Ref": "B"}}}, "B": {"Type": "X", "Properties": {"P": {"Ref": "A"}}}})
+    with pytest.raises(ValueError, match="circular"):
+        t.creation_order()
+
+
+def _runtime() -> LambdaRuntime:
+    runtime = LambdaRuntime({"BASE": "1"})
+    for name, env in [("one", {"WHO": "one"}), ("two", {"WHO": "two"})]:
+        runtime.register(FunctionConfig(name, f"arn:aws:lambda:us-east-1:123456789012:function:{name}", "tests.local.handlers.echo_env", env))
+    runtime.register(FunctionConfig("boom", "arn:aws:lambda:us-east-1:123456789012:function:boom", "tests.local.handlers.boom", {}))
+    return runtime
+
+
+def test_each_invocation_sees_exactly_its_functions_environment():
+    runtime = _runtime()
+    os.environ["LEAK_CHECK"] = "outer"
+    one = json.loads(runtime.invoke("one", {}).payload)
+    two = json.loads(runtime.invoke("arn:aws:lambda:us-east-1:123456789012:function:two", {}).payload)
+    assert (one["WHO"], two["WHO"]) == ("one", "two")
+    assert one["AWS_LAMBDA_FUNCTION_NAME"] == "one" and one["BASE"] == "1"
+    assert "LEAK_CHECK" not in one
+    assert os.environ["LEAK_CHECK"] == "outer", "the caller's environment is restored"
+
+
+def test_an_exception_is_reported_as_lambda_reports_it():
+    result = _runtime().invoke("boom", {"x": 1})
+    assert result.function_error == "Unhandled"
+    body = json.loads(result.payload)
+    assert body["errorType"] == "ValueError" and body["errorMessage"] == "bad input 1"
+
+
+def test_unknown_function_is_refused():
+    with pytest.raises(KeyError, match="not deployed"):
+        _runtime().invoke("nope", {})
+
+
+def test_routes_come_from_the_template(template_dict):
+    stage, routes = routes_from_template(StackTemplate(name="MlopsPlatform", body=template_dict, attributes={
+        lid: {"Arn": f"arn:aws:lambda:us-east-1:123456789012:function:{lid}", "Ref": lid}
+        for lid in template_dict["Resources"]
+    }))
+    assert stage == "prod"
+    table = {(r.method, r.resource): r for r in routes}
+    predict = table[("POST", "/v1/models/{name}/predict")]
+    assert predict.api_key_required and predict.body_schema["required"] == ["instances"]
+    assert predict.pattern.match("/v1/models/churn/predict").group("name") == "churn"
+    assert not predict.pattern.match("/v1/models/a/b/predict")
+    assert not table[("GET", "/health")].api_key_required
+
+
+def test_token_bucket_allows_the_burst_then_throttles():
+    bucket = TokenBucket(rate=0.001, burst=3)
+    assert [bucket.take() for _ in range(5)] == [True, True, True, False, False]
+
+
+@pytest.mark.parametrize("expression, seconds", [("rate(1 hour)", 3600), ("rate(5 minutes)", 300), ("rate(2 days)", 172800), ("cron(0 * * * ? *)", None)])
+def test_rate_expressions(expression, seconds):
+    assert rate_seconds(expression) == seconds
+
+
+def test_scheduled_event_has_the_documented_shape():
+    event = scheduled_event("arn:aws:events:us-east-1:123456789012:rule/r", "123456789012", "us-east-1")
+    assert event["source"] == "aws.events" and event["detail-type"] == "Scheduled Event"
+    assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/r"]
