@@ -15,6 +15,7 @@ import boto3
 import requests
 
 from functions.registry.store import RegistryStore
+from functions.training.runs import run_id_for
 
 OUTPUTS_FILE = Path(".mlops/outputs.json")
 
@@ -107,9 +108,3 @@ class Platform:
         if response.get("FunctionError"):
             raise PlatformError(f"the drift check failed: {result.get('errorMessage', 'see its logs')}")
         return result
-
-
-def run_id_for(model: str, bucket: str, key: str, version_id: str | None) -> str:
-    """The run an upload starts (the name start_pipeline gives its execution)."""
-    digest = hashlib.sha256(f"{bucket}/{key}/{version_id}".encode()).hexdigest()[:16]
-    return f"{model}-{digest}"

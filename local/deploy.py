@@ -99,7 +99,13 @@ class Deployer:
         return {"Ref": name, "Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
 
     def _bucket_policy(self, r: Resource, p: dict) -> dict:
-        self.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(p["PolicyDocument"]))
+        document = dict(p["PolicyDocument"])
+        # moto enforces bucket policies, and the local endpoint speaks plain HTTP (so that any
+        # client works without a certificate): the TLS-only statement would refuse every
+        # request. It is the only statement dropped; it stays in the template AWS deploys.
+        document["Statement"] = [s for s in document.get("Statement", []) if not _denies_plain_http(s)]
+        if document["Statement"]:
+            self.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(document))
         return {"Ref": p["Bucket"]}
 
     # --- DynamoDB
@@ -260,3 +266,8 @@ class Deployer:
         name = p.get("DashboardName") or self.t.physical_name(r.logical_id)
         self.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=p["DashboardBody"])
         return {"Ref": name}
+
+
+def _denies_plain_http(statement: dict) -> bool:
+    condition = statement.get("Condition", {}).get("Bool", {})
+    return statement.get("Effect") == "Deny" and str(condition.get("aws:SecureTransport")).lower() == "false"

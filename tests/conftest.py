@@ -38,3 +38,185 @@ def cloud_assembly(tmp_path_factory):
 def template_dict(cloud_assembly) -> dict:
     assembly, stack = cloud_assembly
     return json.loads(Path(assembly.directory, stack.template_file).read_text())
+
+
+# --- AWS under moto, for the pipeline parts (data, features, training, registry) ---------------
+
+PIPELINE_BUCKET = "mlops-test-data"
+PIPELINE_TABLES = {"REGISTRY_TABLE": "registry", "DATASETS_TABLE": "datasets", "FEATURES_TABLE": "features"}
+CHURN_SPEC = {
+    "name": "churn",
+    "task": "classification",
+    "target": "churned",
+    "entity_id": "customer_id",
+    "features": [
+        {"name": "tenure_months", "type": "numeric"},
+        {"name": "monthly_charges", "type": "numeric"},
+        {"name": "support_calls", "type": "numeric"},
+        {"name": "plan", "type": "categorical"},
+    ],
+    "estimator": {"name": "logistic_regression", "params": {"max_iter": 300}},
+    "metric": "roc_auc",
+}
+
+
+class PipelineAws:
+    """The moto resources of one test: S3 bucket (versioned), the three tables, a state machine."""
+
+    def __init__(self):
+        import boto3
+
+        self.bucket = PIPELINE_BUCKET
+        self.s3 = boto3.client("s3")
+        self.dynamodb = boto3.resource("dynamodb")
+        self.sfn = boto3.client("stepfunctions")
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        self.tables = {}
+        for name in PIPELINE_TABLES.values():
+            self.tables[name] = self.dynamodb.create_table(
+                TableName=name,
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                      {"AttributeName": "sk", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name="pipeline",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/pipeline",
+        )["stateMachineArn"]
+
+    def upload(self, key: str, body: bytes) -> str:
+        return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)["VersionId"]
+
+
+@pytest.fixture
+def pipeline_aws(monkeypatch):
+    """moto AWS with the platform's storage, the handlers' environment pointing at it."""
+    from moto import mock_aws
+
+    from functions import aws
+
+    aws.reset()
+    with mock_aws():
+        resources = PipelineAws()
+        monkeypatch.setenv("DATA_BUCKET", resources.bucket)
+        for variable, name in PIPELINE_TABLES.items():
+            monkeypatch.setenv(variable, name)
+        monkeypatch.setenv("STATE_MACHINE_ARN", resources.state_machine_arn)
+        monkeypatch.setenv("CODE_VERSION", "test-1")
+        yield resources
+    aws.reset()
+
+
+@pytest.fixture
+def lambda_context():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        function_name="test-function",
+        function_version="$LATEST",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:test-function",
+        memory_limit_in_mb=512,
+        aws_request_id="00000000-0000-0000-0000-000000000000",
+        log_group_name="/aws/lambda/test-function",
+        log_stream_name="test",
+        get_remaining_time_in_millis=lambda: 60_000,
+    )
+
+
+@pytest.fixture
+def churn_spec():
+    from functions.spec import ModelSpec
+
+    return ModelSpec.model_validate(CHURN_SPEC)
+
+
+@pytest.fixture
+def churn_rows():
+    """200 customers with a known signal (the demo's generator)."""
+    from cli.demo_data import churn_frame
+
+    return churn_frame(rows=200, seed=11)
+
+
+# --- a served champion, for the serving and monitoring parts ------------------------------------
+
+
+class Champion:
+    """A model registered the way the pipeline registers it: spec, dataset (with profile), version, alias."""
+
+    def __init__(self, spec, version, dataset_id, rows, pipeline, artifacts):
+        self.spec, self.version, self.dataset_id = spec, version, dataset_id
+        self.rows, self.pipeline, self.artifacts = rows, pipeline, artifacts
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@pytest.fixture
+def champion_factory(pipeline_aws):
+    """make(spec, rows) trains a small logistic regression on `rows` and makes it the champion of spec.name."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from functions.data.profile import profile_frame
+    from functions.data.store import DatasetStore
+    from functions.features.transform import MISSING, build_features
+    from functions.registry.artifacts import save_model
+    from functions.registry.store import RegistryStore
+    from functions.storage import sha256
+
+    registry = RegistryStore(pipeline_aws.tables["registry"])
+    datasets = DatasetStore(pipeline_aws.tables["datasets"])
+
+    def make(spec, rows, *, promote: bool = True) -> Champion:
+        registry.put_spec(spec)
+        data = rows.to_csv(index=False).encode()
+        dataset_id = sha256(data)
+        key = f"datasets/{spec.name}/train-{dataset_id[:8]}.csv"
+        version_id = pipeline_aws.upload(key, data)
+        datasets.put_dataset(spec.name, dataset_id, bucket=pipeline_aws.bucket, key=key, version_id=version_id,
+                             rows=len(rows), columns={c: str(t) for c, t in rows.dtypes.items()},
+                             profile=profile_frame(rows), run_id=f"{spec.name}-test")
+        features = build_features(rows, spec)
+        pipeline = Pipeline([
+            ("preprocess", ColumnTransformer([
+                ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                 spec.numeric_features),
+                ("categorical", Pipeline([("impute", SimpleImputer(strategy="most_frequent", missing_values=MISSING)),
+                                          ("encode", OneHotEncoder(handle_unknown="ignore"))]),
+                 spec.categorical_features),
+            ], sparse_threshold=0)),
+            ("estimator", LogisticRegression(max_iter=300)),
+        ]).fit(features, rows[spec.target])
+        version = registry.next_version(spec.name)
+        artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, f"models/{spec.name}/v{version}", pipeline, spec,
+                               features.head(50))
+        registry.put_version(spec.name, version, {
+            "run_id": f"{spec.name}-test-{version}",
+            "dataset_id": dataset_id,
+            "metrics": {"accuracy": float(pipeline.score(features, rows[spec.target]))},
+            "signature": [{"name": f.name, "type": f.type} for f in spec.features],
+            "task": spec.task,
+            "classes": artifacts.get("classes"),
+            "artifacts": artifacts,
+            "status": "registered",
+        })
+        if promote:
+            registry.set_alias(spec.name, "champion", version, expected=registry.get_alias(spec.name, "champion"),
+                               reason="test champion")
+        return Champion(spec, version, dataset_id, rows, pipeline, artifacts)
+
+    return make
+
+
+@pytest.fixture
+def churn_champion(champion_factory, churn_spec, churn_rows) -> Champion:
+    """Version 1 of `churn`, trained on churn_rows, served as ONNX."""
+    return champion_factory(churn_spec, churn_rows)

@@ -4,6 +4,7 @@ Every call here is a real AWS API call (boto3 against the local endpoint) or a r
 request to the local REST API.
 """
 
+import hashlib
 import json
 
 import pytest
@@ -58,12 +59,17 @@ def test_predictions_over_http_carry_the_model_version(trained, api):
 def test_the_same_upload_twice_is_one_dataset_version(trained, aws, local_cloud):
     again = upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/train-copy.csv", csv_bytes(300))
     assert again["status"] == "SUCCEEDED"
+    content_id = hashlib.sha256(csv_bytes(300)).hexdigest()
     datasets = aws("dynamodb").query(
         TableName=local_cloud["DatasetsTableName"],
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": f"MODEL#{MODEL}"}},
     )["Items"]
-    assert len(datasets) == 1
+    same_content = [item for item in datasets if item["dataset_id"]["S"] == content_id]
+    assert len(same_content) == 1
+    # Both runs (the first upload's and this one) are recorded on the one dataset version.
+    runs = set(same_content[0]["runs"]["SS"])
+    assert again["run_id"] in runs and len(runs) >= 2
 
 
 def test_drift_check_reads_captured_requests_and_stores_a_report(trained, api, aws, local_cloud):

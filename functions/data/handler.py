@@ -1,0 +1,40 @@
+"""Pipeline steps of the data part: register the uploaded dataset version, check its contract."""
+
+from aws_lambda_powertools import Logger, Tracer
+
+from functions import aws
+from functions.data.datasets import register_dataset as register
+from functions.data.store import dataset_store
+from functions.data.validation import validate_upload
+from functions.registry.store import registry_store
+from functions.settings import settings
+from functions.training.state import parse_state
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def register_dataset(event: dict, context) -> dict:
+    state = parse_state(event)
+    logger.set_correlation_id(state.run_id)
+    result = register(aws.s3(), dataset_store(), registry_store(), model=state.model, bucket=state.bucket,
+                      key=state.key, version_id=state.version_id, run_id=state.run_id)
+    logger.info("dataset registered", extra={"dataset_id": result["dataset_id"], "rows": result["rows"]})
+    return result
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def validate_dataset(event: dict, context) -> dict:
+    state = parse_state(event)
+    logger.set_correlation_id(state.run_id)
+    spec = state.spec() or registry_store().get_spec(state.model)
+    result = validate_upload(
+        aws.s3(), spec=spec, bucket=state.bucket, key=state.key, version_id=state.version_id,
+        dataset_id=(state.dataset or {}).get("dataset_id"), run_id=state.run_id,
+        report_bucket=settings().data_bucket or state.bucket,
+    )
+    logger.info("dataset meets the contract", extra={"report_key": result["report_key"]})
+    return result

@@ -1,0 +1,148 @@
+"""The data contract of a model, checked before training, with a readable report.
+
+`check_frame` lists every problem at once (a user fixes a file in one go, not one error per
+upload); `validate` builds the report, stores it, and fails with all problems in its message.
+"""
+
+import json
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from functions.data.datasets import read_upload
+from functions.data.profile import read_dataset
+from functions.errors import DatasetInvalid
+from functions.spec import ModelSpec
+from functions.storage import storage_errors
+
+MIN_ROWS = 20
+MAX_CLASSES = 100  # more distinct labels than this is a regression target, or an id
+WARN_MISSING_FRACTION = 0.5
+EXAMPLE_CHARS = 40
+
+
+def _example(value) -> str:
+    text = repr(value)
+    return text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 3] + "..."
+
+
+def _not_numbers(series: pd.Series) -> pd.Series:
+    """The present values of `series` that are not numbers."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.iloc[0:0]
+    if pd.api.types.is_numeric_dtype(series):
+        return series.iloc[0:0]
+    present = series[series.notna()]
+    parsed = pd.to_numeric(present, errors="coerce")
+    return present[parsed.isna()]
+
+
+def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of `frame` against the spec's data contract."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    columns = set(frame.columns)
+    if len(frame) < min_rows:
+        problems.append(f"the dataset has {len(frame)} row(s); at least {min_rows} are needed")
+    if spec.target not in columns:
+        problems.append(f"the target column {spec.target!r} is missing")
+    missing = [name for name in spec.feature_names if name not in columns]
+    if missing:
+        problems.append(f"missing feature column(s): {', '.join(missing)}")
+    if spec.entity_id and spec.entity_id not in columns:
+        problems.append(f"the entity id column {spec.entity_id!r} is missing")
+
+    for feature in spec.features:
+        if feature.name not in columns:
+            continue
+        series = frame[feature.name]
+        present = int(series.notna().sum())
+        if present == 0:
+            problems.append(f"feature {feature.name!r} has no values")
+            continue
+        if feature.type == "numeric":
+            bad = _not_numbers(series)
+            if len(bad):
+                problems.append(
+                    f"feature {feature.name!r} should be numeric but {len(bad)} value(s) are not numbers "
+                    f"(e.g. {_example(bad.iloc[0])})"
+                )
+        if len(frame) and (len(frame) - present) / len(frame) > WARN_MISSING_FRACTION:
+            warnings.append(f"feature {feature.name!r} is missing in {len(frame) - present} of {len(frame)} rows")
+
+    if spec.target in columns:
+        target = frame[spec.target]
+        absent = int(target.isna().sum())
+        if absent:
+            problems.append(f"the target {spec.target!r} is missing in {absent} row(s)")
+        if spec.task == "regression":
+            bad = _not_numbers(target)
+            if len(bad):
+                problems.append(
+                    f"the target {spec.target!r} should be numeric but {len(bad)} value(s) are not numbers "
+                    f"(e.g. {_example(bad.iloc[0])})"
+                )
+            elif pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target):
+                infinite = int((target.abs() == float("inf")).sum())
+                if infinite:
+                    problems.append(f"the target {spec.target!r} has {infinite} infinite value(s)")
+        else:
+            classes = target.dropna().nunique()
+            if classes < 2 and len(frame):
+                problems.append(f"the target {spec.target!r} has {classes} class(es); classification needs at least 2")
+            elif classes > MAX_CLASSES:
+                problems.append(
+                    f"the target {spec.target!r} has {classes} distinct values; more than {MAX_CLASSES} classes "
+                    "suggests a regression target or an id column"
+                )
+    return problems, warnings
+
+
+def validate(s3, *, spec: ModelSpec, bucket: str, key: str, version_id: str | None, dataset_id: str | None,
+             run_id: str, data: bytes, report_bucket: str | None = None) -> dict:
+    """Check `data` (the uploaded file) against the contract; store the report; raise DatasetInvalid if it fails."""
+    readable = True
+    try:
+        frame = read_dataset(data, key)
+        problems, warnings = check_frame(frame, spec)
+        rows = len(frame)
+    except DatasetInvalid as error:
+        readable, problems, warnings, rows = False, [error.message], [], 0
+    report = {
+        "model": spec.name,
+        "run_id": run_id,
+        "dataset": {"bucket": bucket, "key": key, "version_id": version_id, "dataset_id": dataset_id, "rows": rows},
+        "contract": {
+            "target": spec.target,
+            "task": spec.task,
+            "features": [f.model_dump() for f in spec.features],
+            "entity_id": spec.entity_id,
+            "min_rows": MIN_ROWS,
+        },
+        "passed": not problems,
+        "problems": problems,
+        "warnings": warnings,
+        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    report_key = f"runs/{spec.name}/{run_id}/validation.json"
+    # The report is stored first, so a failed run always has its explanation next to it.
+    with storage_errors("saving the validation report"):
+        s3.put_object(Bucket=report_bucket or bucket, Key=report_key, Body=json.dumps(report, indent=2).encode(),
+                      ContentType="application/json")
+    if not readable:
+        raise DatasetInvalid(problems[0], details={"report_key": report_key, "problems": problems})
+    if problems:
+        raise DatasetInvalid(
+            f"the dataset {key.rsplit('/', 1)[-1]!r} does not meet the data contract of model {spec.name!r}: "
+            + "; ".join(problems),
+            details={"report_key": report_key, "problems": problems},
+        )
+    return {"report_key": report_key, "passed": True, "warnings": warnings}
+
+
+def validate_upload(s3, *, spec: ModelSpec, bucket: str, key: str, version_id: str | None,
+                    dataset_id: str | None, run_id: str, report_bucket: str | None = None) -> dict:
+    """Read the uploaded object version and validate it (see `validate`)."""
+    data = read_upload(s3, bucket, key, version_id)
+    return validate(s3, spec=spec, bucket=bucket, key=key, version_id=version_id, dataset_id=dataset_id,
+                    run_id=run_id, data=data, report_bucket=report_bucket)

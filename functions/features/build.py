@@ -1,0 +1,38 @@
+"""Building a run's features: the offline frame for training, the latest values online.
+
+The upload goes through the one transformation (features.transform) and is stored as the
+run's model input (Parquet: features, target and entity id). When the spec names an entity
+id, each entity's latest row is written to the online store, read at predict time.
+"""
+
+import pandas as pd
+
+from functions.data.datasets import read_upload
+from functions.data.profile import read_dataset
+from functions.features.store import OnlineStore, entity_key, write_frame
+from functions.features.transform import build_features
+from functions.spec import ModelSpec
+
+
+def model_frame(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Features, then the target, then the entity id (as canonical strings) when the spec has one."""
+    result = build_features(frame, spec)
+    result[spec.target] = frame[spec.target].to_numpy()
+    if spec.entity_id and spec.entity_id in frame.columns:
+        result[spec.entity_id] = pd.Series([entity_key(v) for v in frame[spec.entity_id].tolist()],
+                                           index=frame.index, dtype=object)
+    return result.reset_index(drop=True)
+
+
+def build_run_features(s3, online: OnlineStore | None, *, spec: ModelSpec, bucket: str, key: str,
+                       version_id: str | None, run_id: str, dataset_id: str, ttl_days: int,
+                       out_bucket: str | None = None) -> dict:
+    frame = read_dataset(read_upload(s3, bucket, key, version_id), key)
+    features = model_frame(frame, spec)
+    features_key = f"runs/{spec.name}/{run_id}/features.parquet"
+    digest = write_frame(s3, out_bucket or bucket, features_key, features)
+    entities = 0
+    if online is not None and spec.entity_id and spec.entity_id in features.columns:
+        entities = online.put_latest(spec.name, features, spec.entity_id, spec.feature_names,
+                                     dataset_id=dataset_id, ttl_days=ttl_days)
+    return {"features_key": features_key, "features_sha256": digest, "rows": len(features), "entities": entities}

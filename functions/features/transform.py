@@ -1,0 +1,61 @@
+"""The one feature transformation, used by training, serving and monitoring (no skew).
+
+`build_features` turns raw rows (a training file or predict instances) into the model input:
+the spec's features, in order, numeric as float64 (NaN when missing or not finite) and
+categorical as Python strings (MISSING when absent), whatever types the rows came with.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from functions.errors import InvalidInput
+from functions.spec import ModelSpec
+
+MISSING = "__missing__"
+
+
+def category(value) -> str:
+    """The canonical string of one categorical value.
+
+    The same category must give the same string whether it comes from a CSV (where a column
+    with gaps is read as float: 2.0) or a JSON request (2), so integral floats lose their '.0'.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return MISSING
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return MISSING
+        if math.isfinite(value) and float(value).is_integer():
+            return str(int(value))
+        return str(float(value))
+    if isinstance(value, (np.integer, np.bool_)):
+        return str(value.item())
+    return str(value)
+
+
+def categories(series: pd.Series) -> pd.Series:
+    """A column as canonical category strings (object dtype, so scikit-learn sees plain str)."""
+    return pd.Series([category(v) for v in series.to_numpy(dtype=object)], index=series.index, dtype=object)
+
+
+def numbers(series: pd.Series) -> pd.Series:
+    """A column as float64; what is missing, not a number or infinite becomes NaN."""
+    if series.dtype == bool:
+        series = series.astype(np.float64)
+    values = pd.to_numeric(series, errors="coerce")
+    values = pd.Series(np.asarray(values, dtype=np.float64), index=series.index)
+    return values.where(np.isfinite(values))
+
+
+def build_features(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """The model input for `frame`: exactly spec.feature_names, in order, same index."""
+    missing = [name for name in spec.feature_names if name not in frame.columns]
+    if missing:
+        raise InvalidInput(f"missing feature column(s): {', '.join(missing)}")
+    columns = {}
+    for feature in spec.features:
+        column = frame[feature.name]
+        columns[feature.name] = numbers(column) if feature.type == "numeric" else categories(column)
+    return pd.DataFrame(columns, index=frame.index)[spec.feature_names]

@@ -1,0 +1,58 @@
+"""One drift check: a model's captured requests against the profile of its champion's training data.
+
+The report is written to reports/drift/<model>/<iso-ts>.json and returned with its key.
+"""
+
+import json
+from datetime import datetime, timezone
+
+from functions.data.store import DatasetStore
+from functions.errors import NoChampion
+from functions.monitoring.captures import read_captures
+from functions.monitoring.drift import drift_report, max_psi
+from functions.registry.store import RegistryStore
+from functions.storage import storage_errors
+
+REPORTS_PREFIX = "reports/drift"
+
+
+def report_key(model: str, at: datetime) -> str:
+    return f"{REPORTS_PREFIX}/{model}/{at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}.json"
+
+
+def models_with_champion(registry: RegistryStore) -> list[str]:
+    return [spec.name for spec in registry.list_specs() if registry.get_alias(spec.name, "champion") is not None]
+
+
+def check_model(s3, registry: RegistryStore, datasets: DatasetStore, *, bucket: str, model: str, window_hours: int,
+                psi_threshold: float, ks_pvalue: float, now: datetime | None = None) -> dict:
+    """Compare the last `window_hours` of captures of `model` with its champion's training profile.
+
+    Returns the stored report plus its "report_key". Raises UnknownModel or NoChampion.
+    """
+    now = now or datetime.now(timezone.utc)
+    registry.get_spec(model)  # UnknownModel first: a clearer answer than "no champion"
+    version = registry.get_alias(model, "champion")
+    if version is None:
+        raise NoChampion(f"model {model!r} has no champion yet: there is nothing to compare captures with")
+    record = registry.get_version(model, version)
+    dataset = datasets.get_dataset(model, record["dataset_id"])
+    window = read_captures(s3, bucket, model, hours=window_hours, now=now)
+    report = drift_report(
+        model=model, version=version, signature=record.get("signature") or [], profile=dataset.get("profile") or {},
+        instances=window.instances, window_hours=window_hours, psi_threshold=psi_threshold, ks_pvalue=ks_pvalue,
+    )
+    report.update({
+        "dataset_id": record["dataset_id"],
+        "generated_at": now.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "requests": window.requests,
+        "versions": window.versions,
+        "skipped": window.skipped,
+        "truncated": window.truncated,
+        "drift_score": max_psi(report),
+    })
+    key = report_key(model, now)
+    with storage_errors(f"writing the drift report of model {model!r}"):
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(report, indent=2, allow_nan=False).encode(),
+                      ContentType="application/json")
+    return {**report, "report_key": key}

@@ -1,0 +1,80 @@
+"""The scheduled drift check (EventBridge), also invoked directly with {"model": "x"}.
+
+Checks every model that has a champion (or the one named), writes one report each and
+emits DriftScore (max PSI) per model, and DriftDetected (0/1) and DriftSamples for the service.
+"""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from functions import aws
+from functions.data.store import dataset_store
+from functions.errors import InvalidInput, MlopsError
+from functions.monitoring.check import check_model, models_with_champion
+from functions.registry.store import registry_store
+from functions.settings import settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+class DriftRequest(BaseModel):
+    """A direct invocation names a model; a scheduled event (any other fields) checks them all."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+
+
+def _emit(report: dict) -> None:
+    # The service-level figures feed the platform alarm (one metric, whatever the models);
+    # DriftScore is per model, so the dashboard tells which model drifted.
+    metrics.add_metric(name="DriftDetected", unit=MetricUnit.Count, value=1 if report["drifted"] else 0)
+    metrics.add_metric(name="DriftSamples", unit=MetricUnit.Count, value=report["samples"])
+    with single_metric(name="DriftScore", unit=MetricUnit.NoUnit, value=float(report.get("drift_score") or 0.0),
+                       namespace=settings().metrics_namespace) as metric:
+        metric.add_dimension(name="model", value=report["model"])
+
+
+def _summary(report: dict) -> dict:
+    summary = {key: report.get(key) for key in ("model", "version", "drifted", "report_key", "samples")}
+    if report.get("note"):
+        summary["note"] = report["note"]
+    return summary
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def check_drift(event: dict, context) -> dict:
+    try:
+        request = DriftRequest.model_validate(event if isinstance(event, dict) else {})
+    except ValidationError as error:
+        raise InvalidInput('the drift check takes {"model": "<name>"} or a scheduled event') from error
+    config = settings()
+    registry, datasets, s3 = registry_store(), dataset_store(), aws.s3()
+
+    def check(model: str) -> dict:
+        report = check_model(s3, registry, datasets, bucket=config.data_bucket, model=model,
+                             window_hours=config.drift_window_hours, psi_threshold=config.drift_psi_threshold,
+                             ks_pvalue=config.drift_ks_pvalue)
+        _emit(report)
+        drifted = [name for name, feature in report["features"].items() if feature["drifted"]]
+        logger.info("drift checked", extra={"model": model, "drifted": report["drifted"], "features": drifted,
+                                            "samples": report["samples"], "report_key": report["report_key"]})
+        return _summary(report)
+
+    if request.model is not None:
+        return {"reports": [check(request.model)]}
+
+    # Scheduled: one model's failure must not hide the others' drift.
+    reports, failed = [], []
+    for model in models_with_champion(registry):
+        try:
+            reports.append(check(model))
+        except MlopsError as error:
+            logger.error("drift check failed", extra={"model": model, "code": error.code, "reason": error.message})
+            failed.append({"model": model, "error": error.message})
+    return {"reports": reports, "failed": failed} if failed else {"reports": reports}

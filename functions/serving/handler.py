@@ -1,0 +1,177 @@
+"""The predict API (API Gateway REST proxy): health, model description, predictions.
+
+Routes are thin: read the body (size checked before it is parsed), call one domain
+function, shape the answer. Errors are mapped in one place: a domain error becomes its
+status with {"error": {"code", "message"}}; anything else is a 500 that says nothing more.
+"""
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from functions import aws
+from functions.errors import InvalidInput, MlopsError, PayloadTooLarge, RetryableError
+from functions.registry.store import registry_store
+from functions.serving.capture import write_capture
+from functions.serving.model_cache import ModelCache, describe_model
+from functions.serving.predict import predict
+from functions.settings import Settings, settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayRestResolver()
+# Lives as long as the container: a warm invocation predicts without reading the model again.
+models = ModelCache()
+
+# Server-side domain errors carry details (keys, versions) meant for the logs, not for clients.
+PUBLIC_SERVER_MESSAGES = {
+    "IntegrityError": "the model failed its integrity check and is not served; see the logs",
+}
+MAX_SHOWN_CHARS = 64
+
+
+class PredictRequest(BaseModel):
+    """The body of POST /v1/models/{name}/predict; each instance is checked against the model's signature."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[Any] = Field(min_length=1)
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps({"error": {"code": code, "message": message}}),
+        headers=headers,
+    )
+
+
+@app.exception_handler(MlopsError)
+def _domain_error(error: MlopsError) -> Response:
+    if error.status >= 500 and not isinstance(error, RetryableError):
+        logger.error("request failed", extra={"code": error.code, "reason": error.message})
+        return _error(error.status, error.code, PUBLIC_SERVER_MESSAGES.get(error.code, "internal error"))
+    logger.info("request refused", extra={"status": error.status, "code": error.code, "reason": error.message})
+    headers = {"Retry-After": "1"} if isinstance(error, RetryableError) else None
+    return _error(error.status, error.code, error.message, headers)
+
+
+@app.not_found
+def _no_route(_: NotFoundError) -> Response:
+    return _error(404, "NotFound", "no such route")
+
+
+@app.exception_handler(Exception)
+def _unexpected(_: Exception) -> Response:
+    logger.exception("unexpected error")  # the trace goes to the logs, never to the client
+    return _error(500, "InternalError", "internal error")
+
+
+def read_json_body(event, max_bytes: int) -> Any:
+    """The request body as JSON; its size is checked first, so an oversized body is never parsed."""
+    body = event.body
+    if body is None or body == "":
+        raise InvalidInput('the request has no body; send {"instances": [...]}')
+    if event.is_base64_encoded:
+        if len(body) > (max_bytes + 2) // 3 * 4 + 4:  # base64 of max_bytes is at most this long
+            raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise InvalidInput("the request body is not valid base64") from error
+    else:
+        if len(body) > max_bytes:  # a character is at least one byte: no need to encode to know
+            raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+        raw = body.encode("utf-8", errors="surrogatepass")
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and bad UTF-8 are ValueErrors
+        raise InvalidInput("the request body is not valid JSON") from error
+
+
+def parse_predict_request(event, config: Settings) -> PredictRequest:
+    document = read_json_body(event, config.max_request_bytes)
+    try:
+        request = PredictRequest.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(_problem(e) for e in error.errors()[:5])
+        raise InvalidInput(f'the body must be {{"instances": [{{feature: value, ...}}, ...]}}: {problems}') from error
+    if len(request.instances) > config.max_instances:
+        raise PayloadTooLarge(
+            f"a request may carry at most {config.max_instances} instances (got {len(request.instances)}); split it"
+        )
+    return request
+
+
+def _problem(error: dict) -> str:
+    where = ".".join(str(part)[:MAX_SHOWN_CHARS] for part in error.get("loc", ())) or "body"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def _request_id() -> str:
+    context = app.current_event.get("requestContext") or {}
+    return context.get("requestId") or getattr(app.lambda_context, "aws_request_id", None) or str(uuid.uuid4())
+
+
+@app.get("/health")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@app.get("/v1/models/<name>")
+@tracer.capture_method
+def get_model(name: str) -> dict:
+    return describe_model(registry_store(), name)
+
+
+@app.post("/v1/models/<name>/predict")
+@tracer.capture_method
+def predict_route(name: str) -> dict:
+    config = settings()
+    request = parse_predict_request(app.current_event, config)
+    started = time.perf_counter()
+    loaded = models.champion(registry_store(), aws.s3(), config.data_bucket, name, config.model_cache_ttl_seconds)
+    result = predict(loaded, request.instances)
+    latency_ms = (time.perf_counter() - started) * 1000
+    request_id = _request_id()
+
+    # The answer counts more than its record: a failed capture is logged and counted, not returned.
+    try:
+        write_capture(aws.s3(), config.data_bucket, model=loaded.model, version=loaded.version, request_id=request_id,
+                      inputs=request.instances, predictions=result.predictions, probabilities=result.probabilities)
+    except (MlopsError, ValueError) as error:
+        logger.warning("request not captured", extra={"model": loaded.model, "reason": str(error)})
+        metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=1)
+
+    # Dimensioned by model only once the model is known: client-chosen names never become metrics.
+    metrics.add_dimensions(model=loaded.model)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(result.predictions))
+    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
+    logger.info("predicted", extra={"model": loaded.model, "version": loaded.version,
+                                    "instances": len(result.predictions), "latency_ms": round(latency_ms, 3)})
+    answer: dict = {"model": loaded.model, "version": loaded.version, "predictions": result.predictions}
+    if loaded.spec.task == "classification":
+        answer["probabilities"] = result.probabilities
+    answer["request_id"] = request_id
+    return answer
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context) -> dict:
+    return app.resolve(event, context)

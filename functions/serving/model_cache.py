@@ -1,0 +1,115 @@
+"""The champion of each model, loaded once per container and kept while it stays champion.
+
+A warm container answers from memory: the champion alias is read again only when the
+entry is older than the TTL (MODEL_CACHE_TTL_SECONDS), and the artifact is downloaded and
+verified (sha256) only when the alias points at another version. If that re-check hits a
+transient storage error, the container keeps serving the model it has rather than failing.
+"""
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from functions.errors import NoChampion, RetryableError, UnknownModel
+from functions.registry.artifacts import Predictor, load_predictor
+from functions.registry.store import RegistryStore
+from functions.spec import NAME_PATTERN, Feature, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    model: str
+    version: int
+    spec: ModelSpec  # the spec the version was trained with (its signature, its task)
+    record: dict
+    predictor: Predictor
+    checked_at: float = field(default=0.0, compare=False)
+
+    @property
+    def signature(self) -> list[dict]:
+        return [{"name": f.name, "type": f.type} for f in self.spec.features]
+
+
+def check_model_name(model: str) -> None:
+    """A name that no spec can have is unknown, without a storage read (and never echoed whole)."""
+    if not re.fullmatch(NAME_PATTERN, model or ""):
+        shown = model if len(model) <= 64 else model[:64] + "..."
+        raise UnknownModel(f"no model named {shown!r}: model names are lowercase letters, digits and dashes")
+
+
+def version_spec(spec: ModelSpec, record: dict) -> ModelSpec:
+    """The spec a version was trained with: its recorded signature and task over the current spec."""
+    features = [Feature(name=f["name"], type=f["type"]) for f in record.get("signature") or []]
+    update: dict = {"features": features or spec.features}
+    if record.get("task") in ("classification", "regression"):
+        update["task"] = record["task"]
+    return spec.model_copy(update=update)
+
+
+def champion_summary(record: dict) -> dict:
+    return {key: record.get(key) for key in ("version", "metrics", "created_at", "dataset_id", "run_id")}
+
+
+def describe_model(registry: RegistryStore, model: str) -> dict:
+    """What GET /v1/models/{name} answers: the model, its champion (or null) and its signature."""
+    check_model_name(model)
+    spec = registry.get_spec(model)
+    version = registry.get_alias(model, "champion")
+    if version is None:
+        return {"model": model, "task": spec.task, "champion": None,
+                "signature": [{"name": f.name, "type": f.type} for f in spec.features]}
+    record = registry.get_version(model, version)
+    served = version_spec(spec, record)
+    return {"model": model, "task": served.task, "champion": champion_summary(record),
+            "signature": [{"name": f.name, "type": f.type} for f in served.features]}
+
+
+class ModelCache:
+    """Champions by model name, for the life of the container."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._entries: dict[str, LoadedModel] = {}
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def champion(self, registry: RegistryStore, s3, bucket: str, model: str, ttl_seconds: float) -> LoadedModel:
+        """The loaded champion of `model` (UnknownModel, NoChampion, IntegrityError, RetryableError)."""
+        check_model_name(model)
+        now = self._clock()
+        entry = self._entries.get(model)
+        if entry is not None and now - entry.checked_at < ttl_seconds:
+            return entry
+        try:
+            version = registry.get_alias(model, "champion")
+        except RetryableError:
+            if entry is None:
+                raise
+            logger.warning("champion re-check failed; serving the cached version",
+                           extra={"model": model, "version": entry.version})
+            return entry
+        if entry is not None and version == entry.version:
+            entry.checked_at = now
+            return entry
+        if version is None:
+            registry.get_spec(model)  # UnknownModel when there is no such model at all
+            self._entries.pop(model, None)
+            raise NoChampion(f"model {model!r} has no champion yet: train it by uploading a dataset")
+        loaded = self._load(registry, s3, bucket, model, version, now)
+        self._entries[model] = loaded
+        logger.info("champion loaded", extra={"model": model, "version": version, "format": loaded.predictor.format})
+        return loaded
+
+    @staticmethod
+    def _load(registry: RegistryStore, s3, bucket: str, model: str, version: int, now: float) -> LoadedModel:
+        spec = registry.get_spec(model)
+        record = registry.get_version(model, version)
+        served = version_spec(spec, record)
+        predictor = load_predictor(s3, bucket, record.get("artifacts") or {}, served)
+        return LoadedModel(model=model, version=version, spec=served, record=record, predictor=predictor,
+                           checked_at=now)

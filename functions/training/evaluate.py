@@ -1,0 +1,83 @@
+"""Holdout metrics: what a run reports, and what the promotion gate compares.
+
+Classification: accuracy, and macro-averaged precision, recall, f1 and ROC AUC (one-vs-rest
+for several classes). Regression: mae, rmse, r2. A metric that is undefined on a holdout
+(ROC AUC with one class present, r2 on one row) is left out rather than stored as NaN.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from functions.spec import ModelSpec
+
+
+def classification_metrics(y_true, predictions, probabilities, classes) -> dict:
+    y_true = list(y_true)
+    result = {
+        "accuracy": skm.accuracy_score(y_true, predictions),
+        "precision": skm.precision_score(y_true, predictions, average="macro", zero_division=0),
+        "recall": skm.recall_score(y_true, predictions, average="macro", zero_division=0),
+        "f1": skm.f1_score(y_true, predictions, average="macro", zero_division=0),
+    }
+    auc = _roc_auc(y_true, probabilities, classes)
+    if auc is not None:
+        result["roc_auc"] = auc
+    return _finite(result)
+
+
+def _roc_auc(y_true: list, probabilities, classes) -> float | None:
+    if probabilities is None or not classes or len(set(y_true)) < 2:
+        return None
+    proba = np.asarray(probabilities, dtype=np.float64)
+    try:
+        if len(classes) == 2:
+            positive = classes[1]  # predict_proba's second column is the larger label
+            return skm.roc_auc_score([y == positive for y in y_true], proba[:, 1])
+        # One-vs-rest, macro: every class the holdout holds; rows of unseen labels cannot be scored.
+        known = [i for i, y in enumerate(y_true) if y in set(classes)]
+        present = [c for c in classes if c in {y_true[i] for i in known}]
+        if len(present) < 2:
+            return None
+        scores = [
+            skm.roc_auc_score([y_true[i] == c for i in known], proba[known, classes.index(c)]) for c in present
+        ]
+        return float(np.mean(scores))
+    except ValueError:
+        return None
+
+
+def regression_metrics(y_true, predictions) -> dict:
+    y_true = np.asarray(y_true, dtype=np.float64)
+    predicted = np.asarray(predictions, dtype=np.float64)
+    result = {
+        "mae": skm.mean_absolute_error(y_true, predicted),
+        "rmse": math.sqrt(skm.mean_squared_error(y_true, predicted)),
+    }
+    if len(y_true) >= 2 and np.var(y_true) > 0:
+        result["r2"] = skm.r2_score(y_true, predicted)
+    return _finite(result)
+
+
+def _finite(result: dict) -> dict:
+    return {k: float(v) for k, v in result.items() if v is not None and math.isfinite(float(v))}
+
+
+def score(predictor, holdout: pd.DataFrame, spec: ModelSpec) -> dict:
+    """The metrics of `predictor` (any format) on `holdout` (features + target)."""
+    predictions, probabilities = predictor.predict(holdout)
+    y_true = [v.item() if hasattr(v, "item") else v for v in holdout[spec.target].tolist()]
+    if spec.task == "classification":
+        return classification_metrics(y_true, predictions, probabilities, predictor.classes)
+    return regression_metrics(y_true, predictions)
+
+
+def beats(new: float | None, current: float | None, higher_is_better: bool) -> bool:
+    """Whether a score strictly beats another (an undefined score never wins, and loses to any)."""
+    if new is None:
+        return False
+    if current is None:
+        return True
+    return new > current if higher_is_better else new < current

@@ -1,0 +1,148 @@
+"""Training: the scikit-learn pipeline a spec describes, a reproducible holdout split, the fit.
+
+Preprocessing is part of the fitted pipeline (imputation, scaling, one-hot encoding), so the
+artifact carries it to serving. The estimator comes from the spec's allow-list, never from an
+import path taken from input. Everything random is seeded from the dataset id: the same data
+gives the same split and the same model.
+"""
+
+import hashlib
+import importlib
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from functions.errors import DatasetInvalid, SpecInvalid
+from functions.features.transform import MISSING, build_features
+from functions.spec import ESTIMATORS, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+MIN_TRAIN_ROWS = 5
+
+
+@dataclass
+class TrainResult:
+    pipeline: Pipeline
+    train: pd.DataFrame  # features + target
+    holdout: pd.DataFrame  # features + target
+    params: dict
+    seed: int
+    stratified: bool
+
+
+def seed_for(dataset_id: str) -> int:
+    """A 31-bit seed from the dataset id (the sha256 of its content)."""
+    return int(hashlib.sha256(dataset_id.encode()).hexdigest()[:8], 16) % (2**31 - 1)
+
+
+def estimator_for(spec: ModelSpec, seed: int):
+    """The allow-listed estimator with the spec's parameters (and our seed unless it sets one)."""
+    module_name, class_name = ESTIMATORS[spec.task][spec.estimator.name].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), class_name)
+    estimator = cls()
+    accepted = estimator.get_params()
+    unknown = sorted(set(spec.estimator.params) - set(accepted))
+    if unknown:
+        raise SpecInvalid(
+            f"estimator {spec.estimator.name!r} does not take parameter(s) {', '.join(unknown)}"
+        )
+    params = dict(spec.estimator.params)
+    if "random_state" in accepted and params.get("random_state") is None:
+        params["random_state"] = seed
+    estimator.set_params(**params)
+    return estimator
+
+
+def build_pipeline(spec: ModelSpec, seed: int = 0) -> Pipeline:
+    """Preprocessing per feature type, then the estimator."""
+    transformers = []
+    if spec.numeric_features:
+        numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+        transformers.append(("numeric", numeric, spec.numeric_features))
+    if spec.categorical_features:
+        # Missing categories arrive as the MISSING string (see features.transform); the imputer
+        # replaces them with the most frequent one (a string marker also converts to ONNX).
+        categorical = Pipeline([
+            ("impute", SimpleImputer(strategy="most_frequent", missing_values=MISSING)),
+            ("encode", OneHotEncoder(handle_unknown="ignore")),
+        ])
+        transformers.append(("categorical", categorical, spec.categorical_features))
+    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0)
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator_for(spec, seed))])
+
+
+def split(frame: pd.DataFrame, spec: ModelSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """Train and holdout frames; stratified by the target for classification when every class allows it."""
+    n = len(frame)
+    n_holdout = max(1, int(np.ceil(n * spec.holdout_fraction)))
+    if n - n_holdout < MIN_TRAIN_ROWS:
+        raise DatasetInvalid(f"the dataset has {n} rows: too few to keep a holdout and train on the rest")
+    stratify = None
+    if spec.task == "classification":
+        counts = frame[spec.target].value_counts()
+        if len(counts) >= 2 and counts.min() >= 2 and n_holdout >= len(counts) and n - n_holdout >= len(counts):
+            stratify = frame[spec.target]
+    train, holdout = train_test_split(frame, test_size=n_holdout, random_state=seed, shuffle=True, stratify=stratify)
+    return train, holdout, stratify is not None
+
+
+def model_input(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Features (through the one transformation) and the target: what training and evaluation read."""
+    if spec.target not in frame.columns:
+        raise DatasetInvalid(f"the target column {spec.target!r} is missing")
+    features = build_features(frame, spec)
+    features[spec.target] = frame[spec.target].to_numpy()
+    return features
+
+
+def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:
+    """Split `frame` (features + target) and fit the spec's pipeline on the training part."""
+    data = model_input(frame, spec).reset_index(drop=True)
+    seed = seed_for(dataset_id)
+    train, holdout, stratified = split(data, spec, seed)
+    y = train[spec.target]
+    if spec.task == "classification" and y.nunique() < 2:
+        raise DatasetInvalid(f"the target {spec.target!r} has a single class in the training rows: nothing to learn")
+    pipeline = build_pipeline(spec, seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            pipeline.fit(train[spec.feature_names], y)
+        except ValueError as error:
+            raise _parameter_error(spec, error) from error
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            logger.warning("the estimator did not converge; consider raising max_iter")
+            break
+    params = {k: _plain(v) for k, v in pipeline.named_steps["estimator"].get_params().items() if _is_plain(v)}
+    return TrainResult(pipeline, train, holdout, params, seed, stratified)
+
+
+def _parameter_error(spec: ModelSpec, error: ValueError) -> Exception:
+    """scikit-learn's validation of a parameter value as a spec error naming the parameter."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    if isinstance(error, InvalidParameterError):
+        match = re.search(r"The '(\w+)' parameter", str(error))
+        which = f" {match.group(1)!r}" if match else ""
+        return SpecInvalid(f"estimator {spec.estimator.name!r} refused the value of parameter{which} in the spec")
+    return error
+
+
+def _is_plain(value) -> bool:
+    return isinstance(value, (int, float, str, bool, type(None), np.integer, np.floating))
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,87 @@
+"""The data contract: every problem reported at once, the report stored before the run fails."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from functions.data.validation import MIN_ROWS, check_frame, validate
+from functions.errors import DatasetInvalid
+
+
+def test_a_good_frame_has_no_problems(churn_spec, churn_rows):
+    problems, warnings = check_frame(churn_rows, churn_spec)
+    assert problems == [] and warnings == []
+
+
+def test_every_problem_is_listed(churn_spec):
+    frame = pd.DataFrame({"tenure_months": ["abc", "1", None], "plan": ["a", "b", "c"]})
+    problems, _ = check_frame(frame, churn_spec)
+    text = " | ".join(problems)
+    assert f"at least {MIN_ROWS}" in text
+    assert "target column 'churned' is missing" in text
+    assert "missing feature column(s): monthly_charges, support_calls" in text
+    assert "entity id column 'customer_id' is missing" in text
+    assert "'tenure_months' should be numeric but 1 value(s) are not numbers (e.g. 'abc')" in text
+
+
+def test_hostile_values_are_quoted_briefly(churn_spec, churn_rows):
+    frame = churn_rows.astype({"monthly_charges": object})
+    frame.loc[3, "monthly_charges"] = "x" * 100_000
+    (problem,), _ = check_frame(frame, churn_spec)
+    assert "monthly_charges" in problem and len(problem) < 200
+
+
+def test_target_problems(churn_spec, churn_rows):
+    one_class = churn_rows.assign(churned=1)
+    assert any("1 class(es)" in p for p in check_frame(one_class, churn_spec)[0])
+    gaps = churn_rows.astype({"churned": float})
+    gaps.loc[:4, "churned"] = np.nan
+    assert any("missing in 5 row(s)" in p for p in check_frame(gaps, churn_spec)[0])
+    ids = churn_rows.assign(churned=range(len(churn_rows)))
+    assert any("distinct values" in p for p in check_frame(ids, churn_spec)[0])
+
+
+def test_regression_targets_must_be_finite_numbers(churn_spec, churn_rows):
+    spec = churn_spec.model_copy(update={"task": "regression", "metric": "rmse"})
+    words = churn_rows.astype({"churned": object})
+    words.loc[0, "churned"] = "lots"
+    assert any("should be numeric" in p for p in check_frame(words, spec)[0])
+    infinite = churn_rows.astype({"churned": float})
+    infinite.loc[0, "churned"] = np.inf
+    assert any("infinite" in p for p in check_frame(infinite, spec)[0])
+
+
+def test_mostly_missing_features_are_a_warning_not_a_failure(churn_spec, churn_rows):
+    frame = churn_rows.astype({"support_calls": float})
+    frame.loc[: len(frame) * 3 // 4, "support_calls"] = np.nan
+    problems, warnings = check_frame(frame, churn_spec)
+    assert problems == [] and "support_calls" in warnings[0]
+    frame["support_calls"] = np.nan
+    assert "feature 'support_calls' has no values" in check_frame(frame, churn_spec)[0]
+
+
+def test_the_report_is_stored_before_the_failure(pipeline_aws, churn_spec):
+    with pytest.raises(DatasetInvalid) as caught:
+        validate(pipeline_aws.s3, spec=churn_spec, bucket=pipeline_aws.bucket, key="datasets/churn/x.csv",
+                 version_id="v1", dataset_id="d1", run_id="r1", data=b"a,b,c\n1,2,3\n")
+    assert "churned" in caught.value.message and "x.csv" in caught.value.message
+    report_key = caught.value.details["report_key"]
+    report = json.loads(pipeline_aws.s3.get_object(Bucket=pipeline_aws.bucket, Key=report_key)["Body"].read())
+    assert report["passed"] is False and report["problems"] == caught.value.details["problems"]
+    assert report["dataset"]["dataset_id"] == "d1" and report["contract"]["target"] == "churned"
+
+
+def test_an_unreadable_file_gets_a_report_too(pipeline_aws, churn_spec):
+    with pytest.raises(DatasetInvalid, match="empty"):
+        validate(pipeline_aws.s3, spec=churn_spec, bucket=pipeline_aws.bucket, key="datasets/churn/e.csv",
+                 version_id=None, dataset_id=None, run_id="r2", data=b"")
+    report = pipeline_aws.s3.get_object(Bucket=pipeline_aws.bucket, Key="runs/churn/r2/validation.json")
+    assert json.loads(report["Body"].read())["dataset"]["rows"] == 0
+
+
+def test_a_passing_dataset_returns_its_report(pipeline_aws, churn_spec, churn_rows):
+    result = validate(pipeline_aws.s3, spec=churn_spec, bucket=pipeline_aws.bucket, key="datasets/churn/ok.csv",
+                      version_id=None, dataset_id="d", run_id="r3", data=churn_rows.to_csv(index=False).encode())
+    assert result == {"report_key": "runs/churn/r3/validation.json", "passed": True, "warnings": []}

@@ -1,0 +1,59 @@
+"""Unit tests of the holdout metrics and of the comparison the promotion gate makes."""
+
+import math
+
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from functions.training.evaluate import beats, classification_metrics, regression_metrics
+
+
+def test_binary_metrics():
+    y = [0, 0, 1, 1, 1]
+    predictions = [0, 1, 1, 1, 0]
+    probabilities = [[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]
+    metrics = classification_metrics(y, predictions, probabilities, [0, 1])
+    assert metrics["accuracy"] == pytest.approx(0.6)
+    # macro precision: class 0: 1/2, class 1: 2/3
+    assert metrics["precision"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert metrics["recall"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y, [p[1] for p in probabilities]))
+    assert set(metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
+
+
+def test_binary_roc_auc_uses_the_second_class_as_positive_for_string_labels():
+    y = ["no", "yes", "yes", "no"]
+    probabilities = [[0.8, 0.2], [0.3, 0.7], [0.1, 0.9], [0.6, 0.4]]
+    metrics = classification_metrics(y, ["no", "yes", "yes", "no"], probabilities, ["no", "yes"])
+    assert metrics["roc_auc"] == 1.0 and metrics["f1"] == 1.0
+
+
+def test_multiclass_roc_auc_is_one_vs_rest_macro():
+    y = ["a", "b", "c", "a", "b", "c"]
+    probabilities = [[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.3, 0.6], [0.3, 0.4, 0.3], [0.5, 0.3, 0.2], [0.2, 0.2, 0.6]]
+    metrics = classification_metrics(y, ["a", "b", "c", "b", "a", "c"], probabilities, ["a", "b", "c"])
+    expected = roc_auc_score(y, probabilities, multi_class="ovr", average="macro", labels=["a", "b", "c"])
+    assert metrics["roc_auc"] == pytest.approx(expected)
+
+
+def test_an_undefined_metric_is_left_out_rather_than_nan():
+    metrics = classification_metrics([1, 1], [1, 0], [[0.2, 0.8], [0.6, 0.4]], [0, 1])
+    assert "roc_auc" not in metrics and metrics["accuracy"] == 0.5
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert "r2" not in regression_metrics([3.0], [2.0])
+
+
+def test_regression_metrics():
+    metrics = regression_metrics([1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.0, 5.0])
+    assert metrics["mae"] == pytest.approx(0.625)
+    assert metrics["rmse"] == pytest.approx(math.sqrt((0.25 + 0 + 1 + 1) / 4))
+    assert metrics["r2"] == pytest.approx(1 - 2.25 / 5.0)
+
+
+@pytest.mark.parametrize(
+    "new, current, higher, expected",
+    [(0.9, 0.8, True, True), (0.8, 0.8, True, False), (0.7, 0.8, True, False),
+     (1.0, 2.0, False, True), (2.0, 1.0, False, False), (None, 0.5, True, False), (0.5, None, True, True)],
+)
+def test_beats_respects_the_metric_direction_and_needs_a_strict_win(new, current, higher, expected):
+    assert beats(new, current, higher) is expected
