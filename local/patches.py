@@ -6,7 +6,9 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   (moto runs function code only in Docker). Step Functions' `lambda:invoke` tasks reach it
   too, since moto's state machine interpreter calls Lambda through the server.
 - EventBridge rules deliver to Lambda functions and Step Functions state machines
-  (moto delivers only to logs, SQS, archives and buses and raises on the rest).
+  (moto delivers only to logs, SQS, archives and buses and raises on the rest), and only
+  enabled rules with an event pattern receive events (moto lets a schedule-only rule match
+  every event, so a drift check that writes its report to S3 would trigger itself forever).
 - Step Functions executes state machines (moto's own switch, turned on).
 
 `apply()` is idempotent; `remove()` restores moto.
@@ -74,6 +76,8 @@ def _invoke(self, function_name, qualifier, body, headers, response_headers):
 
 
 def _send_to_targets(self, original_event, transform_input: bool = True):
+    if self.state != "ENABLED" or not self.event_pattern.get_pattern():
+        return  # disabled, or a schedule-only rule: it fires on its schedule, never on events
     if not self.event_pattern.matches_event(original_event):
         return
     ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "states")]

@@ -43,20 +43,23 @@ def local_cloud(cloud_assembly, tmp_path_factory):
     template = Path(assembly.directory, stack.template_file)
     mlops = Path(sys.executable).with_name("mlops")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # A file, not a pipe: the functions log every invocation, and a pipe nobody reads fills up and blocks them.
+    log = workdir / "mlops-up.log"
     process = subprocess.Popen(
         [str(mlops), "up", "--template", str(template), "--aws-port", str(_free_port()), "--api-port", str(_free_port())],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=workdir, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
     )
     outputs_file = workdir / ".mlops" / "outputs.json"
     deadline = time.monotonic() + 120
     while not outputs_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"`mlops up` did not start: {process.stdout.read()[-3000:]}")
+            pytest.fail(f"`mlops up` did not start: {log.read_text()[-3000:]}")
         time.sleep(0.2)
     time.sleep(0.2)  # the file is written last, after the gateway is listening
     outputs = json.loads(outputs_file.read_text())
     outputs["workdir"] = str(workdir)
+    outputs["log"] = str(log)
     yield outputs
     process.send_signal(signal.SIGTERM)
     try:

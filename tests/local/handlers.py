@@ -9,3 +9,11 @@ def echo_env(event, context):
 
 def boom(event, context):
     raise ValueError(f"bad input {event['x']}")
+
+
+received: list = []
+
+
+def record(event, context):
+    received.append(event)
+    return {"ok": True}
