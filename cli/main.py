@@ -6,10 +6,13 @@ import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
+import requests
 import typer
 import yaml
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.platform import OUTPUTS_FILE, Platform, PlatformError
@@ -30,7 +33,7 @@ def platform(stack: str | None) -> Platform:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")  # a message may hold [brackets]
     raise typer.Exit(code)
 
 
@@ -44,6 +47,8 @@ def _run(action):
         fail(str(error))
     except MlopsError as error:
         fail(error.message)
+    except (BotoCoreError, ClientError, requests.RequestException) as error:
+        fail(f"cannot reach the platform: {error}")
 
 
 @app.command()

@@ -6,6 +6,7 @@ every command below works the same way against either.
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,7 +15,9 @@ from pathlib import Path
 import boto3
 import requests
 
+from functions.errors import NotFound
 from functions.registry.store import RegistryStore
+from functions.spec import NAME_PATTERN
 from functions.training.runs import run_id_for
 
 OUTPUTS_FILE = Path(".mlops/outputs.json")
@@ -62,6 +65,8 @@ class Platform:
 
     # --- data
     def push_dataset(self, model: str, path: Path) -> dict:
+        if not re.fullmatch(NAME_PATTERN, model):
+            raise PlatformError("model names are lowercase letters, digits and dashes (at most 63), starting with a letter")
         if not path.is_file():
             raise PlatformError(f"{path} is not a file")
         if path.suffix.lower() not in {".csv", ".parquet"}:
@@ -83,7 +88,7 @@ class Platform:
         while time.monotonic() < deadline:
             try:
                 run = self.registry.get_run(model, run_id)
-            except Exception:  # noqa: BLE001 - not recorded yet: the event is still on its way
+            except NotFound:  # not recorded yet: the upload's event is still on its way
                 run = None
             if run and run.get("status") in {"SUCCEEDED", "FAILED"}:
                 return run

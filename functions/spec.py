@@ -51,7 +51,7 @@ class Estimator(BaseModel):
     @classmethod
     def _plain_params(cls, params: dict[str, Any]) -> dict[str, Any]:
         for key, value in params.items():
-            if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"parameter name {key!r} is not a valid identifier")
             if not isinstance(value, (int, float, str, bool, type(None))):
                 raise ValueError(f"parameter {key!r} must be a number, string, boolean or null")

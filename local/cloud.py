@@ -17,6 +17,7 @@ from moto.server import ThreadedMotoServer
 from local import patches
 from local.deploy import Deployer
 from local.gateway import Gateway
+from local.logs import LogShipper
 from local.runtime import LambdaRuntime
 from local.schedules import Scheduler
 from local.template import StackTemplate
@@ -67,9 +68,13 @@ class LocalCloud:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.server = ThreadedMotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
         self.server.start()
-        self.runtime = LambdaRuntime(self._function_environment(template))
-        patches.apply(self.runtime)
         session = boto3.Session(region_name=template.region, **{k.lower(): v for k, v in FAKE_CREDENTIALS.items()})
+        self.shipper = LogShipper(session.client("logs", endpoint_url=self.endpoint),
+                                  session.client("cloudwatch", endpoint_url=self.endpoint))
+        self.shipper.start()
+        self.runtime = LambdaRuntime(self._function_environment(template), log_sink=self.shipper)
+        self.runtime.capture_output()
+        patches.apply(self.runtime)
         deployer = Deployer(template, session, self.endpoint, self.runtime)
         outputs = deployer.deploy()
 
@@ -92,9 +97,12 @@ class LocalCloud:
         return self.outputs
 
     def stop(self) -> None:
-        self.scheduler.stop()
-        self.gateway.stop()
-        self.server.stop()
+        # Whatever start() got to before it failed is stopped, in reverse order.
+        for part in ("scheduler", "gateway", "shipper", "server"):
+            if hasattr(self, part):
+                getattr(self, part).stop()
+        if hasattr(self, "runtime"):
+            self.runtime.release_output()
         patches.remove()
 
     def _function_environment(self, template: StackTemplate) -> dict[str, str]:

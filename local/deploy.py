@@ -179,6 +179,7 @@ class Deployer:
                 environment={k: str(v) for k, v in environment.items()},
                 memory_mb=p.get("MemorySize", 128),
                 timeout_s=p.get("Timeout", 3),
+                log_group=p.get("LoggingConfig", {}).get("LogGroup") or f"/aws/lambda/{name}",
             )
         )
         return {"Ref": name, "Arn": response["FunctionArn"]}

@@ -5,15 +5,22 @@ plus the runtime's own (function name, region, credentials, and the local endpoi
 context object, and the error shape Lambda reports for an unhandled exception
 (errorType / errorMessage). Invocations are serialized because a process has one
 os.environ; each one sees exactly its own function's environment.
+
+With a log sink, what an invocation prints (its log lines and metric documents) goes to the
+sink instead of the terminal, as Lambda sends a function's stdout to CloudWatch Logs.
 """
 
 import importlib
+import io
 import json
 import os
+import sys
 import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +33,7 @@ class FunctionConfig:
     environment: dict[str, str]
     memory_mb: int = 128
     timeout_s: int = 3
+    log_group: str = ""
 
 
 @dataclass
@@ -51,11 +59,30 @@ class Invocation:
     request_id: str = ""
 
 
+LogSink = Callable[[FunctionConfig, "LambdaContext", str], None]
+
+
 class LambdaRuntime:
-    def __init__(self, base_environment: dict[str, str]):
+    def __init__(self, base_environment: dict[str, str], log_sink: LogSink | None = None):
         self._base = dict(base_environment)
         self._functions: dict[str, FunctionConfig] = {}
         self._lock = threading.RLock()
+        self._log_sink = log_sink
+        self._outputs: dict[str, _InvocationOutput] = {}
+        self._buffers = threading.local()  # what the invoking thread printed, while it runs
+
+    def capture_output(self) -> None:
+        """Route what invocations print (stdout and stderr) to the log sink, until release_output."""
+        if self._log_sink is not None and not self._outputs:
+            self._outputs = {"stdout": _InvocationOutput(sys.stdout, self._buffers),
+                             "stderr": _InvocationOutput(sys.stderr, self._buffers)}
+            sys.stdout, sys.stderr = self._outputs["stdout"], self._outputs["stderr"]
+
+    def release_output(self) -> None:
+        for name, output in self._outputs.items():
+            if getattr(sys, name) is output:
+                setattr(sys, name, output.passthrough)
+        self._outputs = {}
 
     def register(self, config: FunctionConfig) -> None:
         self._functions[config.name] = config
@@ -72,7 +99,8 @@ class LambdaRuntime:
         config = self.resolve(name_or_arn)
         if config is None:
             raise KeyError(f"function {name_or_arn} is not deployed")
-        context = LambdaContext(config.name, config.arn, config.memory_mb, config.timeout_s)
+        context = LambdaContext(config.name, config.arn, config.memory_mb, config.timeout_s,
+                                log_group_name=config.log_group)
         environment = {
             **self._base,
             **config.environment,
@@ -81,7 +109,7 @@ class LambdaRuntime:
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "_HANDLER": config.handler,
         }
-        with self._lock, _environment(environment):
+        with self._lock, _environment(environment), self._logs(config, context):
             try:
                 handler = _load(config.handler)
                 result = handler(event, context)
@@ -94,6 +122,45 @@ class LambdaRuntime:
                     "stackTrace": traceback.format_tb(error.__traceback__),
                 }
                 return Invocation(json.dumps(body).encode(), "Unhandled", context.aws_request_id)
+
+
+    @contextmanager
+    def _logs(self, config: FunctionConfig, context: LambdaContext):
+        if not self._outputs:
+            yield
+            return
+        self._buffers.text = io.StringIO()
+        try:
+            yield
+        finally:
+            text, self._buffers.text = self._buffers.text.getvalue(), None
+            if text:
+                self._log_sink(config, context, text)
+
+
+class _InvocationOutput(io.TextIOBase):
+    """A sys.stdout or sys.stderr that keeps what an invoking thread prints; the rest passes through."""
+
+    def __init__(self, passthrough, buffers: threading.local):
+        self.passthrough = passthrough
+        self._buffers = buffers
+
+    def write(self, text: str) -> int:
+        buffer = getattr(self._buffers, "text", None)
+        return (buffer if buffer is not None else self.passthrough).write(text)
+
+    def flush(self) -> None:
+        self.passthrough.flush()
+
+    def isatty(self) -> bool:
+        return self.passthrough.isatty()
+
+    def fileno(self) -> int:
+        return self.passthrough.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.passthrough, "encoding", "utf-8")
 
 
 def _load(handler: str):

@@ -4,16 +4,19 @@ The report is written to reports/drift/<model>/<iso-ts>.json and returned with i
 """
 
 import json
+import re
 from datetime import datetime, timezone
 
 from functions.data.store import DatasetStore
-from functions.errors import NoChampion
+from functions.errors import NoChampion, UnknownModel
 from functions.monitoring.captures import read_captures
 from functions.monitoring.drift import drift_report, max_psi
 from functions.registry.store import RegistryStore
+from functions.spec import NAME_PATTERN
 from functions.storage import storage_errors
 
 REPORTS_PREFIX = "reports/drift"
+MAX_SHOWN_CHARS = 64
 
 
 def report_key(model: str, at: datetime) -> str:
@@ -31,6 +34,9 @@ def check_model(s3, registry: RegistryStore, datasets: DatasetStore, *, bucket: 
     Returns the stored report plus its "report_key". Raises UnknownModel or NoChampion.
     """
     now = now or datetime.now(timezone.utc)
+    if not re.fullmatch(NAME_PATTERN, model):  # no spec can have it: no storage read, and never echoed whole
+        shown = model if len(model) <= MAX_SHOWN_CHARS else model[:MAX_SHOWN_CHARS] + "..."
+        raise UnknownModel(f"no model named {shown!r}: model names are lowercase letters, digits and dashes")
     registry.get_spec(model)  # UnknownModel first: a clearer answer than "no champion"
     version = registry.get_alias(model, "champion")
     if version is None:

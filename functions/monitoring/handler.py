@@ -50,7 +50,7 @@ def _summary(report: dict) -> dict:
 @metrics.log_metrics
 def check_drift(event: dict, context) -> dict:
     try:
-        request = DriftRequest.model_validate(event if isinstance(event, dict) else {})
+        request = DriftRequest.model_validate({} if event is None else event)  # a non-object event is refused
     except ValidationError as error:
         raise InvalidInput('the drift check takes {"model": "<name>"} or a scheduled event') from error
     config = settings()

@@ -2,8 +2,9 @@
 
 A warm container answers from memory: the champion alias is read again only when the
 entry is older than the TTL (MODEL_CACHE_TTL_SECONDS), and the artifact is downloaded and
-verified (sha256) only when the alias points at another version. If that re-check hits a
-transient storage error, the container keeps serving the model it has rather than failing.
+verified (sha256) only when the alias points at another version. If that re-check (or the
+load of a new champion) hits a transient storage error, the container keeps serving the model
+it has rather than failing.
 """
 
 import logging
@@ -100,7 +101,15 @@ class ModelCache:
             registry.get_spec(model)  # UnknownModel when there is no such model at all
             self._entries.pop(model, None)
             raise NoChampion(f"model {model!r} has no champion yet: train it by uploading a dataset")
-        loaded = self._load(registry, s3, bucket, model, version, now)
+        try:
+            loaded = self._load(registry, s3, bucket, model, version, now)
+        except RetryableError:
+            if entry is None:
+                raise
+            # Not marked as checked: the next request tries the new champion again.
+            logger.warning("new champion not loaded; serving the cached version",
+                           extra={"model": model, "version": entry.version, "champion": version})
+            return entry
         self._entries[model] = loaded
         logger.info("champion loaded", extra={"model": model, "version": version, "format": loaded.predictor.format})
         return loaded

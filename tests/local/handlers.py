@@ -17,3 +17,9 @@ received: list = []
 def record(event, context):
     received.append(event)
     return {"ok": True}
+
+
+def chatty(event, context):
+    print('{"level": "INFO", "message": "hello"}')
+    print("a warning", file=__import__("sys").stderr)
+    return {"ok": True}

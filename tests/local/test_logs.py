@@ -1,0 +1,76 @@
+"""Function output goes where Lambda puts it: the log group, and EMF documents become metrics."""
+
+import json
+import sys
+import time
+
+import boto3
+from moto import mock_aws
+
+from local.logs import LogShipper, metric_data
+from local.runtime import FunctionConfig, LambdaRuntime
+
+EMF = {
+    "_aws": {"Timestamp": 1_795_000_000_000, "CloudWatchMetrics": [{
+        "Namespace": "Mlops", "Dimensions": [["service"], ["model"]],
+        "Metrics": [{"Name": "Predictions", "Unit": "Count"}, {"Name": "PredictLatency", "Unit": "Milliseconds"}],
+    }]},
+    "service": "serving", "model": "churn", "Predictions": [1.0, 2.0], "PredictLatency": 12.5,
+}
+
+
+def test_an_emf_document_becomes_one_datum_per_metric_and_dimension_set():
+    ((namespace, data),) = metric_data(EMF)
+    assert namespace == "Mlops"
+    seen = {(d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"])): d["Values"] for d in data}
+    assert seen == {
+        ("Predictions", (("service", "serving"),)): [1.0, 2.0],
+        ("PredictLatency", (("service", "serving"),)): [12.5],
+        ("Predictions", (("model", "churn"),)): [1.0, 2.0],
+        ("PredictLatency", (("model", "churn"),)): [12.5],
+    }
+    assert all(d["Unit"] in ("Count", "Milliseconds") for d in data)
+
+
+def test_a_plain_log_line_is_no_metric():
+    assert metric_data({"level": "INFO", "message": "hi"}) == []
+    assert metric_data({"_aws": {"CloudWatchMetrics": "nonsense"}}) == []
+
+
+def test_an_invocations_output_reaches_its_log_group_and_metrics_not_the_terminal(capsys):
+    with mock_aws():
+        logs, cloudwatch = boto3.client("logs", "us-east-1"), boto3.client("cloudwatch", "us-east-1")
+        logs.create_log_group(logGroupName="/aws/lambda/chatty")
+        shipper = LogShipper(logs, cloudwatch)
+        shipper.start()
+        runtime = LambdaRuntime({}, log_sink=shipper)
+        runtime.register(FunctionConfig("chatty", "arn:aws:lambda:us-east-1:123456789012:function:chatty",
+                                        "tests.local.handlers.chatty", {}, log_group="/aws/lambda/chatty"))
+        runtime.capture_output()
+        try:
+            assert json.loads(runtime.invoke("chatty", {}).payload) == {"ok": True}
+            print(json.dumps(EMF))  # not an invocation's: passes through
+            sys.stdout.flush()
+        finally:
+            runtime.release_output()
+            shipper.stop()
+        messages = [e["message"] for e in logs.filter_log_events(logGroupName="/aws/lambda/chatty")["events"]]
+        assert messages == ['{"level": "INFO", "message": "hello"}', "a warning"]
+        assert cloudwatch.list_metrics(Namespace="Mlops")["Metrics"] == []
+    out = capsys.readouterr()
+    assert "hello" not in out.out and "a warning" not in out.err
+    assert '"Predictions"' in out.out
+
+
+def test_an_invocations_metrics_reach_cloudwatch():
+    with mock_aws():
+        logs, cloudwatch = boto3.client("logs", "us-east-1"), boto3.client("cloudwatch", "us-east-1")
+        logs.create_log_group(logGroupName="/aws/lambda/serving")
+        shipper = LogShipper(logs, cloudwatch)
+        shipper.start()
+        config = FunctionConfig("serving", "arn", "x.y", {}, log_group="/aws/lambda/serving")
+        context = type("Context", (), {"log_group_name": "/aws/lambda/serving", "aws_request_id": "r-1"})()
+        shipper(config, context, json.dumps(EMF) + "\n")
+        shipper.stop()
+        metrics = cloudwatch.list_metrics(Namespace="Mlops", MetricName="Predictions")["Metrics"]
+        assert sorted(m["Dimensions"][0]["Name"] for m in metrics) == ["model", "service"]
