@@ -34,6 +34,9 @@ log = logging.getLogger("mlops.local")
 
 def synthesize(outdir: str = "cdk.out") -> tuple[Path, str]:
     """Synthesize the CDK app (the same app `cdk deploy` uses) and return its template."""
+    # jsii's Node.js end-of-life banner would bury the progress of `mlops up` and `mlops demo`;
+    # `npx cdk` still shows it.
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")  # majors to silence
     from app import build_app
 
     app, stack = build_app(outdir=outdir)

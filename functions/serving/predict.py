@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from functions.errors import RequestInvalid
-from functions.features.transform import build_features
 from functions.serving.model_cache import LoadedModel
 
 MAX_CATEGORY_LENGTH = 256
@@ -115,7 +114,5 @@ def predict(loaded: LoadedModel, instances: Sequence[Mapping]) -> Prediction:
     validate_instances(instances, loaded.signature)
     names = [feature["name"] for feature in loaded.signature]
     frame = pd.DataFrame.from_records(list(instances), columns=names)
-    # The training transformation; the predictor applies it again, which leaves built features unchanged.
-    features = build_features(frame, loaded.spec)
-    predictions, probabilities = loaded.predictor.predict(features)
+    predictions, probabilities = loaded.predictor.predict(frame)  # applies the training transformation
     return Prediction(predictions=predictions, probabilities=probabilities)

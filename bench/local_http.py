@@ -1,0 +1,106 @@
+"""Local HTTP: POST predict through the local cloud's REST gateway against GET /health through it.
+
+The local cloud is started as `mlops demo` starts it (the CDK app synthesized, LocalCloud on
+free ports, state in a temporary directory), the demo's churn model is trained by uploading
+its CSV (the whole Step Functions pipeline), then requests alternate:
+
+ours:      p50 of POST /v1/models/churn/predict with one instance (API key, request model
+           validation, the serving function: model cache, predict, capture write to S3, metrics).
+baseline:  p50 of GET /health through the same gateway and the same serving function: the floor
+           of HTTP, the proxy event and a Lambda invocation.
+
+Requests share one kept-alive connection, as an application's HTTP client does.
+"""
+
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench.churn import MODEL, churn_spec, instances, training_frame
+from bench.measure import emit, note
+
+REQUESTS = 100
+WARMUP = 5
+GOAL = "<= 3.0"
+RUN_TIMEOUT_S = 120
+REQUEST_TIMEOUT_S = 10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _p50_ms(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def run() -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
+        return _run(Path(tmp))
+
+
+def _run(tmp: Path) -> list[dict]:
+    import boto3
+
+    from cli.platform import Platform
+    from local.cloud import LocalCloud, synthesize
+
+    started = time.perf_counter()
+    template, stack_name = synthesize(str(tmp / "cdk.out"))
+    note(f"local_http: CDK app synthesized in {time.perf_counter() - started:.1f} s")
+    cloud = LocalCloud(template=template, stack_name=stack_name, aws_port=_free_port(), api_port=_free_port(),
+                       state_dir=tmp / "state")
+    try:
+        outputs = cloud.start()
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                region_name=outputs["Region"])
+        platform = Platform(outputs, session, outputs["Endpoint"])
+        spec = churn_spec()
+        platform.registry.put_spec(spec)
+        path = tmp / "churn.csv"
+        training_frame().to_csv(path, index=False)
+        pushed = platform.push_dataset(MODEL, path)
+        run = platform.wait_for_run(MODEL, pushed["run_id"], timeout_s=RUN_TIMEOUT_S, poll_s=0.2)
+        if run["status"] != "SUCCEEDED":
+            raise RuntimeError(f"the training run failed: {run.get('failure_reason')}")
+        note(f"local_http: local cloud up and model trained in {time.perf_counter() - started:.1f} s")
+
+        base = outputs["ApiUrl"].rstrip("/")
+        client = requests.Session()
+        client.headers["x-api-key"] = outputs["ApiKey"]
+        rows = instances(spec, REQUESTS + WARMUP)
+
+        def call(method: str, url: str, body: dict | None = None) -> float:
+            began = time.perf_counter()
+            response = client.request(method, url, json=body, timeout=REQUEST_TIMEOUT_S)
+            elapsed = (time.perf_counter() - began) * 1000
+            if response.status_code != 200:
+                raise RuntimeError(f"{method} {url} answered HTTP {response.status_code}: {response.text[:300]}")
+            return elapsed
+
+        def health() -> float:
+            return call("GET", f"{base}/health")
+
+        def predict(i: int) -> float:
+            return call("POST", f"{base}/v1/models/{MODEL}/predict", {"instances": [rows[i]]})
+
+        for i in range(WARMUP):  # the first predict loads the champion (a cold start)
+            health()
+            predict(i)
+        ours, baseline = [], []
+        for i in range(REQUESTS):
+            if i % 2:
+                baseline.append(health())
+                ours.append(predict(WARMUP + i))
+            else:
+                ours.append(predict(WARMUP + i))
+                baseline.append(health())
+    finally:
+        cloud.stop()
+    return [emit("local_http", "http_predict_p50_ms", _p50_ms(ours), _p50_ms(baseline), GOAL)]
