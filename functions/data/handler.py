@@ -7,7 +7,6 @@ from functions.data.datasets import register_dataset as register
 from functions.data.store import dataset_store
 from functions.data.validation import validate_upload
 from functions.registry.store import registry_store
-from functions.settings import settings
 from functions.training.state import parse_state
 
 logger = Logger()
@@ -30,11 +29,11 @@ def register_dataset(event: dict, context) -> dict:
 def validate_dataset(event: dict, context) -> dict:
     state = parse_state(event)
     logger.set_correlation_id(state.run_id)
-    spec = state.spec() or registry_store().get_spec(state.model)
+    spec = state.spec(registry_store())
     result = validate_upload(
         aws.s3(), spec=spec, bucket=state.bucket, key=state.key, version_id=state.version_id,
         dataset_id=(state.dataset or {}).get("dataset_id"), run_id=state.run_id,
-        report_bucket=settings().data_bucket or state.bucket,
+        report_bucket=state.output_bucket,
     )
     logger.info("dataset meets the contract", extra={"report_key": result["report_key"]})
     return result

@@ -19,12 +19,12 @@ def build_features(event: dict, context) -> dict:
     state = parse_state(event)
     logger.set_correlation_id(state.run_id)
     config = settings()
-    spec = state.spec() or registry_store().get_spec(state.model)
+    spec = state.spec(registry_store())
     result = build_run_features(
         aws.s3(), online_store() if config.features_table else None, spec=spec, bucket=state.bucket,
         key=state.key, version_id=state.version_id, run_id=state.run_id,
         dataset_id=state.require("dataset")["dataset_id"], ttl_days=config.feature_ttl_days,
-        out_bucket=config.data_bucket or state.bucket,
+        out_bucket=state.output_bucket,
     )
     logger.info("features built", extra={"rows": result["rows"], "entities": result["entities"]})
     return result

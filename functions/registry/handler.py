@@ -15,19 +15,15 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-def _bucket(state) -> str:
-    return settings().data_bucket or state.bucket
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def register_model(event: dict, context) -> dict:
     state = parse_state(event)
     logger.set_correlation_id(state.run_id)
     registry = registry_store()
-    spec = state.spec() or registry.get_spec(state.model)
+    spec = state.spec(registry)
     result = register_version(
-        aws.s3(), registry, spec=spec, bucket=_bucket(state), run_id=state.run_id,
+        aws.s3(), registry, spec=spec, bucket=state.output_bucket, run_id=state.run_id,
         dataset_id=state.require("dataset")["dataset_id"], training=state.require("training"),
         metrics=state.require("evaluation").get("metrics", {}), code_version=settings().code_version,
     )
@@ -42,9 +38,9 @@ def promote(event: dict, context) -> dict:
     state = parse_state(event)
     logger.set_correlation_id(state.run_id)
     registry = registry_store()
-    spec = state.spec() or registry.get_spec(state.model)
+    spec = state.spec(registry)
     result = promote_version(
-        aws.s3(), registry, spec=spec, bucket=_bucket(state), version=int(state.require("registration")["version"]),
+        aws.s3(), registry, spec=spec, bucket=state.output_bucket, version=int(state.require("registration")["version"]),
         holdout_key=state.require("training")["holdout_key"],
         metrics=state.require("evaluation").get("metrics", {}),
     )

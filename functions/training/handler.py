@@ -17,10 +17,6 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-def _bucket(state) -> str:
-    return settings().data_bucket or state.bucket
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -45,9 +41,9 @@ def start_pipeline(event: dict, context) -> dict:
 def train(event: dict, context) -> dict:
     state = parse_state(event)
     logger.set_correlation_id(state.run_id)
-    spec = state.spec() or registry_store().get_spec(state.model)
+    spec = state.spec(registry_store())
     result = runs.train_run(
-        aws.s3(), spec=spec, bucket=_bucket(state), run_id=state.run_id,
+        aws.s3(), spec=spec, bucket=state.output_bucket, run_id=state.run_id,
         features_key=state.require("features")["features_key"], dataset_id=state.require("dataset")["dataset_id"],
     )
     logger.info("model trained", extra={"rows": result["rows"], "estimator": result["estimator"]})
@@ -59,8 +55,8 @@ def train(event: dict, context) -> dict:
 def evaluate(event: dict, context) -> dict:
     state = parse_state(event)
     logger.set_correlation_id(state.run_id)
-    spec = state.spec() or registry_store().get_spec(state.model)
-    result = runs.evaluate_run(aws.s3(), spec=spec, bucket=_bucket(state), training=state.require("training"))
+    spec = state.spec(registry_store())
+    result = runs.evaluate_run(aws.s3(), spec=spec, bucket=state.output_bucket, training=state.require("training"))
     logger.info("model evaluated", extra=result)
     return result
 

@@ -4,13 +4,17 @@ start_pipeline builds the input; each step's result is stored at its own path ($
 $.validation, ...); a caught failure is at $.error. The steps read what earlier steps wrote.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from functions.errors import InvalidInput
+from functions.settings import settings
 from functions.spec import NAME_PATTERN, ModelSpec
+
+if TYPE_CHECKING:
+    from functions.registry.store import RegistryStore
 
 # The steps in order, with the path of their results: the first missing one is where a run stopped.
 STEPS = [
@@ -49,10 +53,15 @@ class PipelineState(BaseModel):
             raise InvalidInput(f"the pipeline state has no {path!r} result: the step that writes it did not run")
         return value
 
-    def spec(self) -> ModelSpec | None:
+    def spec(self, registry: "RegistryStore") -> ModelSpec:
         """The spec as the run registered its dataset (a spec edited mid-run does not change the run)."""
         raw = (self.dataset or {}).get("spec")
-        return ModelSpec.model_validate(raw) if raw else None
+        return ModelSpec.model_validate(raw) if raw else registry.get_spec(self.model)
+
+    @property
+    def output_bucket(self) -> str:
+        """Where the run writes: the platform's data bucket (the upload's when unset, as in unit tests)."""
+        return settings().data_bucket or self.bucket
 
     def failed_step(self) -> str:
         for path, step in STEPS:

@@ -14,20 +14,9 @@ import pytest
 import requests
 
 from cli.demo_data import churn_frame
+from tests.conftest import CHURN_SPEC
 
-SPEC = {
-    "task": "classification",
-    "target": "churned",
-    "entity_id": "customer_id",
-    "features": [
-        {"name": "tenure_months", "type": "numeric"},
-        {"name": "monthly_charges", "type": "numeric"},
-        {"name": "support_calls", "type": "numeric"},
-        {"name": "plan", "type": "categorical"},
-    ],
-    "estimator": {"name": "logistic_regression", "params": {"max_iter": 300}},
-    "metric": "roc_auc",
-}
+SPEC = {key: value for key, value in CHURN_SPEC.items() if key != "name"}  # a spec file names no model
 
 
 def _free_port() -> int:
