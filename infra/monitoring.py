@@ -121,5 +121,14 @@ class Monitoring(Construct):
                 left=[drift],
                 right=[cw.Metric(namespace=NAMESPACE, metric_name="DriftSamples", dimensions_map={"service": "monitoring"}, statistic="Sum")],
             ),
+            # One line per model: models are data (specs in the registry), not part of the stack.
+            cw.GraphWidget(
+                title="Drift score (max PSI) by model",
+                left=[cw.MathExpression(
+                    expression=f"SEARCH('{{{NAMESPACE},model,service}} MetricName=\"DriftScore\"', 'Maximum', 3600)",
+                    label="",
+                    period=Duration.hours(1),
+                )],
+            ),
             cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms),
         )

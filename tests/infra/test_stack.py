@@ -184,3 +184,6 @@ def test_dashboard_shows_every_stage(template_dict):
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for title in ["Predictions", "Latency", "Pipeline runs", "Drift", "Alarms"]:
         assert title in body
+    # Per-model drift needs no redeploy when a model is added: a search over the model dimension.
+    search = body[body.index("SEARCH('{Mlops,model,service}"):]
+    assert search[:120].count("DriftScore") == 1
