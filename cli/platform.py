@@ -14,6 +14,7 @@ from pathlib import Path
 
 import boto3
 import requests
+from botocore.exceptions import ClientError
 
 from functions.errors import NotFound
 from functions.registry.store import RegistryStore
@@ -21,6 +22,8 @@ from functions.spec import NAME_PATTERN
 from functions.training.runs import run_id_for
 
 OUTPUTS_FILE = Path(".mlops/outputs.json")
+# The outputs of infra/stack.py the CLI needs.
+STACK_OUTPUTS = ("DataBucketName", "RegistryTableName", "ApiUrl", "ApiKeyId", "DriftFunctionName")
 
 
 class PlatformError(Exception):
@@ -46,8 +49,17 @@ class Platform:
     @classmethod
     def deployed(cls, stack_name: str, region: str | None = None) -> "Platform":
         session = boto3.Session(region_name=region)
-        stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+        try:
+            stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ValidationError":
+                raise PlatformError(f"no stack named {stack_name!r} in {session.region_name}: deploy it with "
+                                    "`npx cdk deploy`, or pass its name") from None
+            raise
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        missing = sorted(set(STACK_OUTPUTS) - set(outputs))
+        if missing:
+            raise PlatformError(f"stack {stack_name!r} is not an MLOps platform stack (no {', '.join(missing)} output)")
         key = session.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
         return cls({**outputs, "ApiKey": key, "Region": session.region_name, "StackName": stack_name}, session)
 
