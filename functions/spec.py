@@ -5,6 +5,7 @@ redeploy. Every part reads it: data validation (the contract), features, trainin
 (the input signature) and monitoring.
 """
 
+import math
 import re
 from typing import Any, Literal
 
@@ -55,6 +56,9 @@ class Estimator(BaseModel):
                 raise ValueError(f"parameter name {key!r} is not a valid identifier")
             if not isinstance(value, (int, float, str, bool, type(None))):
                 raise ValueError(f"parameter {key!r} must be a number, string, boolean or null")
+            if isinstance(value, float) and not math.isfinite(value):
+                # JSON has no NaN/Infinity: the stored spec would silently say null instead.
+                raise ValueError(f"parameter {key!r} must be a finite number")
         return params
 
 

@@ -55,12 +55,18 @@ def _get_object(s3, kwargs: dict) -> dict:
 
 
 def profile_for_storage(frame) -> dict:
-    """The profile, made coarser when a very wide table would not fit in its item."""
+    """The profile, made coarser when a very wide table would not fit in its item.
+
+    The item also holds the column map (name -> dtype), so it counts against the same budget.
+    """
+    columns_bytes = len(json.dumps({str(name): str(dtype) for name, dtype in frame.dtypes.items()}))
     for points in (101, 21):
         profile = profile_frame(frame, quantile_points=points)
-        if len(json.dumps(profile)) <= MAX_PROFILE_BYTES:
+        if columns_bytes + len(json.dumps(profile)) <= MAX_PROFILE_BYTES:
             return profile
-    raise DatasetInvalid(f"the dataset has too many columns ({len(frame.columns)}) to profile")
+    raise DatasetInvalid(
+        f"the dataset has too many columns ({len(frame.columns)}), or too long column names, to profile"
+    )
 
 
 def register_dataset(s3, store: DatasetStore, registry: RegistryStore, *, model: str, bucket: str, key: str,

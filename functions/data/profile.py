@@ -6,8 +6,11 @@ columns: value frequencies for PSI). Categorical values are profiled as the cano
 strings of the feature transformation, so profile and live features speak the same language.
 """
 
+import csv
 import io
 import re
+import warnings
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,9 @@ from functions.features.transform import MISSING, categories
 TOP_CATEGORIES = 50
 OTHER = "__other__"
 MAX_CATEGORY_CHARS = 200  # hostile values (megabyte strings) must not bloat the profile
+# Checked before the table is parsed: a file of a million columns would take the function's whole
+# time to parse and profile. A profile of even 3,000 of the narrowest columns does not fit its item.
+MAX_COLUMNS = 5_000
 
 
 def read_dataset(data: bytes, key: str) -> pd.DataFrame:
@@ -26,11 +32,18 @@ def read_dataset(data: bytes, key: str) -> pd.DataFrame:
     suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if suffix not in {"csv", "parquet"}:
         raise DatasetInvalid(f"the dataset {name!r} is neither a .csv nor a .parquet file")
-    if not data or not data.strip():
+    if not data or data.isspace():  # not data.strip(): that copies the whole file
         raise DatasetInvalid(f"the dataset {name!r} is empty: the file has no content")
     if suffix == "csv":
         frame = _read_csv(data, name)
     else:
+        try:
+            import pyarrow.parquet as pq
+
+            columns = pq.read_metadata(io.BytesIO(data)).num_columns
+        except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
+            raise DatasetInvalid(f"the dataset {name!r} is not a readable Parquet file") from error
+        _check_width(columns, name)
         try:
             frame = pd.read_parquet(io.BytesIO(data))
         except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
@@ -43,13 +56,43 @@ def read_dataset(data: bytes, key: str) -> pd.DataFrame:
     return frame
 
 
-def _read_csv(data: bytes, name: str) -> pd.DataFrame:
+def _check_width(columns: int, name: str) -> None:
+    if columns > MAX_COLUMNS:
+        raise DatasetInvalid(f"the dataset {name!r} has {columns} columns; at most {MAX_COLUMNS} are supported")
+
+
+def _check_header(data: bytes, name: str) -> None:
+    """Width and duplicate names, from the header record alone (pandas would rename duplicates x.1)."""
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
     try:
-        return pd.read_csv(io.BytesIO(data), encoding="utf-8", low_memory=False)
+        header = next((row for row in csv.reader(text) if row), [])
+    except UnicodeDecodeError as error:
+        raise DatasetInvalid(f"the dataset {name!r} is not a UTF-8 text CSV file") from error
+    except csv.Error as error:
+        raise DatasetInvalid(f"the dataset {name!r} does not start with a readable CSV header") from error
+    _check_width(len(header), name)
+    repeated = [n for n, count in Counter(n for n in header if n.strip()).items() if count > 1]
+    if repeated:
+        shown = ", ".join(repr(n if len(n) <= 40 else n[:37] + "...") for n in repeated[:5])
+        raise DatasetInvalid(f"the dataset {name!r} has duplicate column names: {shown}")
+
+
+def _read_csv(data: bytes, name: str) -> pd.DataFrame:
+    _check_header(data, name)
+    try:
+        with warnings.catch_warnings():
+            # index_col=False: rows with a trailing comma must not shift every value one column left
+            # (pandas would take the first column as the index); more fields than names is an error.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(io.BytesIO(data), encoding="utf-8", low_memory=False, index_col=False)
     except pd.errors.EmptyDataError as error:
         raise DatasetInvalid(f"the dataset {name!r} is empty: the file has no header or rows") from error
     except UnicodeDecodeError as error:
         raise DatasetInvalid(f"the dataset {name!r} is not a UTF-8 text CSV file") from error
+    except pd.errors.ParserWarning as error:
+        raise DatasetInvalid(
+            f"the dataset {name!r} has rows with more fields than its header: check for unquoted commas"
+        ) from error
     except (pd.errors.ParserError, ValueError) as error:
         # Name the line when the parser gives it; never pass the parser's own text along.
         line = re.search(r"(?:line|row) (\d+)", str(error))
@@ -85,14 +128,26 @@ def _numeric_profile(series: pd.Series, quantile_points: int) -> dict:
     if values.size == 0:
         return {"mean": None, "std": None, "min": None, "max": None, "quantiles": [], "bin_edges": [],
                 "bin_fractions": []}
-    edges = np.quantile(values, np.linspace(0, 1, 11))
+    with np.errstate(over="ignore", invalid="ignore"):  # mean/std of +-1e308 overflow: stored as null
+        return _distribution(values, quantile_points)
+
+
+def _quantiles(values: np.ndarray, points: int) -> np.ndarray:
+    """Quantiles that stay finite and ordered even when max - min overflows (values near +-1.8e308)."""
+    if np.isfinite(values.max() - values.min()):
+        return np.quantile(values, np.linspace(0, 1, points))
+    return np.quantile(values / 2, np.linspace(0, 1, points)) * 2
+
+
+def _distribution(values: np.ndarray, quantile_points: int) -> dict:
+    edges = _quantiles(values, 11)
     counts, _ = np.histogram(values, bins=edges)
     return {
         "mean": _num(values.mean()),
         "std": _num(values.std(ddof=1)) if values.size > 1 else 0.0,
         "min": _num(values.min()),
         "max": _num(values.max()),
-        "quantiles": [_num(q) for q in np.quantile(values, np.linspace(0, 1, quantile_points))],
+        "quantiles": [_num(q) for q in _quantiles(values, quantile_points)],
         "bin_edges": [_num(e) for e in edges],
         "bin_fractions": [_num(c / values.size) for c in counts],
     }

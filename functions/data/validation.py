@@ -37,6 +37,17 @@ def _not_numbers(series: pd.Series) -> pd.Series:
     return present[parsed.isna()]
 
 
+def _infinite(series: pd.Series, parse_text: bool) -> int:
+    """How many values of `series` are +-inf (numbers written as text count when `parse_text`)."""
+    if pd.api.types.is_bool_dtype(series):
+        return 0
+    if not pd.api.types.is_numeric_dtype(series):
+        if not parse_text:
+            return 0
+        series = pd.to_numeric(series[series.notna()], errors="coerce")
+    return int((series.abs() == float("inf")).sum())
+
+
 def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) -> tuple[list[str], list[str]]:
     """(problems, warnings) of `frame` against the spec's data contract."""
     problems: list[str] = []
@@ -82,11 +93,12 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
                     f"the target {spec.target!r} should be numeric but {len(bad)} value(s) are not numbers "
                     f"(e.g. {_example(bad.iloc[0])})"
                 )
-            elif pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target):
-                infinite = int((target.abs() == float("inf")).sum())
-                if infinite:
-                    problems.append(f"the target {spec.target!r} has {infinite} infinite value(s)")
+            elif infinite := _infinite(target, parse_text=True):
+                problems.append(f"the target {spec.target!r} has {infinite} infinite value(s)")
         else:
+            # A float label of inf is no class scikit-learn accepts (text labels "inf" are fine).
+            if infinite := _infinite(target, parse_text=False):
+                problems.append(f"the target {spec.target!r} has {infinite} infinite value(s)")
             classes = target.dropna().nunique()
             if classes < 2 and len(frame):
                 problems.append(f"the target {spec.target!r} has {classes} class(es); classification needs at least 2")

@@ -87,6 +87,9 @@ def champion_score(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str,
     record = registry.get_version(spec.name, champion)
     if record.get("task", spec.task) != spec.task:
         return None, f"the champion v{champion} solves another task ({record.get('task')})"
+    if record.get("target", spec.target) != spec.target:
+        # Scored against this holdout's target, it would be graded on a question it never learned.
+        return None, f"the champion v{champion} predicts another target ({record.get('target')})"
     champion_spec = _champion_spec(spec, record)
     lacking = [name for name in champion_spec.feature_names if name not in holdout.columns]
     if lacking:

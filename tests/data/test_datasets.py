@@ -40,3 +40,16 @@ def test_a_wide_table_gets_a_coarser_profile_or_a_clear_error(monkeypatch):
     monkeypatch.setattr(datasets, "MAX_PROFILE_BYTES", 100)
     with pytest.raises(DatasetInvalid, match="too many columns"):
         datasets.profile_for_storage(frame)
+
+
+def test_the_column_map_counts_against_the_item_budget(pipeline_aws):
+    # 265 columns with 1,000-character names: the profile alone fits, profile and column map do not.
+    from functions.data.store import DatasetStore
+
+    frame = pd.DataFrame({f"n{i:04d}" + "x" * 995: ["a"] for i in range(265)})
+    with pytest.raises(DatasetInvalid, match="too many columns"):
+        profile = datasets.profile_for_storage(frame)
+        # Without the check, DynamoDB refuses the 400 KB item with an opaque storage error.
+        DatasetStore(pipeline_aws.tables["datasets"]).put_dataset(
+            "m", "a" * 64, bucket="b", key="k", version_id=None, rows=1,
+            columns={c: str(t) for c, t in frame.dtypes.items()}, profile=profile, run_id="r")

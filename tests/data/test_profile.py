@@ -81,3 +81,47 @@ def test_profile_is_strict_json_even_for_hostile_columns():
 def test_coarser_quantiles_on_request():
     column = profile_frame(pd.DataFrame({"x": range(10)}), quantile_points=21)["columns"]["x"]
     assert len(column["quantiles"]) == 21
+
+
+def test_rows_with_a_trailing_comma_keep_their_values_in_their_columns():
+    # pandas would take the first field as the index and shift every value one column left.
+    frame = read_dataset(b"a,b\n1,2,\n3,4,\n", "d/m/f.csv")
+    assert frame["a"].tolist() == [1, 3] and frame["b"].tolist() == [2, 4]
+
+
+def test_rows_with_more_fields_than_the_header_are_refused():
+    with pytest.raises(DatasetInvalid, match="more fields than its header"):
+        read_dataset(b"a,b\n1,2,3\n4,5,6\n", "d/m/f.csv")
+
+
+def test_duplicate_column_names_are_refused_not_renamed():
+    with pytest.raises(DatasetInvalid, match="duplicate column names: 'x'"):
+        read_dataset(b"x,y,x\n1,2,3\n", "d/m/f.csv")
+    assert read_dataset(b"x,,\n1,2,3\n", "d/m/f.csv").shape == (1, 3)  # unnamed columns are not duplicates
+
+
+def test_a_very_wide_file_is_refused_before_it_is_parsed(monkeypatch):
+    import pandas as real_pandas
+
+    from functions.data import profile
+
+    monkeypatch.setattr(profile, "MAX_COLUMNS", 10)
+    parsed = []
+    monkeypatch.setattr(profile.pd, "read_csv", lambda *a, **k: parsed.append(1) or real_pandas.DataFrame())
+    data = (",".join(f"c{i}" for i in range(11)) + "\n" + ",".join("1" * 11) + "\n").encode()
+    with pytest.raises(DatasetInvalid, match="has 11 columns; at most 10"):
+        read_dataset(data, "d/m/f.csv")
+    assert parsed == []
+    buffer = io.BytesIO()
+    pd.DataFrame({f"c{i}": [1] for i in range(11)}).to_parquet(buffer, index=False)
+    with pytest.raises(DatasetInvalid, match="has 11 columns; at most 10"):
+        read_dataset(buffer.getvalue(), "d/m/f.parquet")
+
+
+def test_profile_of_values_whose_range_overflows():
+    frame = pd.DataFrame({"x": [-1.7e308, 1.7e308] * 10})  # neighbours 3.4e308 apart: lerp overflows
+    column = profile_frame(frame)["columns"]["x"]
+    json.dumps(column, allow_nan=False)
+    assert column["min"] == -1.7e308 and column["max"] == 1.7e308
+    assert column["quantiles"] == sorted(column["quantiles"]) and None not in column["quantiles"]
+    assert column["bin_edges"] == sorted(column["bin_edges"]) and sum(column["bin_fractions"]) == pytest.approx(1.0)

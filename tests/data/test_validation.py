@@ -85,3 +85,16 @@ def test_a_passing_dataset_returns_its_report(pipeline_aws, churn_spec, churn_ro
     result = validate(pipeline_aws.s3, spec=churn_spec, bucket=pipeline_aws.bucket, key="datasets/churn/ok.csv",
                       version_id=None, dataset_id="d", run_id="r3", data=churn_rows.to_csv(index=False).encode())
     assert result == {"report_key": "runs/churn/r3/validation.json", "passed": True, "warnings": []}
+
+
+def test_infinite_targets_are_problems_for_every_task(churn_spec, churn_rows):
+    # scikit-learn refuses an infinite label: it must fail validation, not training.
+    labels = churn_rows.astype({"churned": float})
+    labels.loc[0, "churned"] = np.inf
+    assert any("1 infinite value(s)" in p for p in check_frame(labels, churn_spec)[0])
+    words = churn_rows.assign(churned=churn_rows["churned"].map({0: "no", 1: "inf"}))
+    assert not any("infinite" in p for p in check_frame(words, churn_spec)[0])  # a text label is a label
+    regression = churn_spec.model_copy(update={"task": "regression", "metric": "rmse"})
+    text = churn_rows.astype({"churned": object})
+    text.loc[0, "churned"] = "-inf"
+    assert any("1 infinite value(s)" in p for p in check_frame(text, regression)[0])

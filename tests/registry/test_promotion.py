@@ -150,3 +150,15 @@ def test_rollback_is_an_audited_alias_move(pipeline_aws, registry, churn_spec, c
     registry.set_alias("churn", "champion", 2, expected=None, reason="first")
     assert rollback(registry, "churn", 1, "v2 misbehaves") == {"champion": 1, "previous": 2}
     assert registry.get_alias("churn") == 1 and registry.audit_trail("churn")[-1]["reason"] == "rollback: v2 misbehaves"
+
+
+def test_a_champion_of_another_target_is_not_graded_on_this_one(pipeline_aws, registry, churn_spec, churn_rows):
+    v1, training1, metrics1 = register(pipeline_aws, registry, churn_spec, churn_rows, "run-1")
+    decide(pipeline_aws, registry, churn_spec, v1, training1, metrics1)
+    # The spec now predicts another column: v1's answers are about `churned`, not about `stayed`.
+    stayed = ModelSpec.model_validate({**churn_spec.model_dump(), "target": "stayed"})
+    rows = churn_rows.assign(stayed=1 - churn_rows["churned"])
+    v2, training2, metrics2 = register(pipeline_aws, registry, stayed, rows, "run-2", "b" * 64)
+    decision = decide(pipeline_aws, registry, stayed, v2, training2, metrics2)
+    assert decision["promoted"] is True and "predicts another target (churned)" in decision["reason"]
+    assert registry.get_alias("churn") == 2

@@ -98,3 +98,12 @@ def test_string_labels_train_too(churn_spec, churn_rows):
     result = fit(rows, churn_spec, "a" * 64)
     assert list(result.pipeline.classes_) == ["leaves", "stays"]
     assert pd.Series(result.pipeline.predict(result.holdout[churn_spec.feature_names])).isin(["leaves", "stays"]).all()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_parameters_are_refused_not_stored_as_null(churn_spec, value):
+    from pydantic import ValidationError
+
+    raw = {**churn_spec.model_dump(), "estimator": {"name": "logistic_regression", "params": {"C": value}}}
+    with pytest.raises(ValidationError, match="'C' must be a finite number"):
+        ModelSpec.model_validate(raw)
