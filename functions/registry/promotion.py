@@ -75,27 +75,27 @@ def register_version(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: st
     return {"version": version, "onnx": onnx, "format": "onnx" if onnx else "skops"}
 
 
-def _champion_spec(spec: ModelSpec, record: dict) -> ModelSpec:
-    """The spec the champion was trained with (its signature), for scoring it on a new holdout."""
+def _version_spec(spec: ModelSpec, record: dict) -> ModelSpec:
+    """The spec a version was trained with (its signature), for scoring it on a new holdout."""
     features = [Feature(name=f["name"], type=f["type"]) for f in record.get("signature") or []]
     return spec.model_copy(update={"features": features or spec.features})
 
 
-def champion_score(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, champion: int,
-                   holdout: pd.DataFrame) -> tuple[float | None, str | None]:
-    """The champion's score on `holdout` with the spec's metric, or (None, why it cannot be compared)."""
-    record = registry.get_version(spec.name, champion)
+def served_score(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, version: int,
+                 holdout: pd.DataFrame) -> tuple[float | None, str | None]:
+    """The score of `version` on `holdout` as it is served, or (None, why it cannot be compared)."""
+    record = registry.get_version(spec.name, version)
     if record.get("task", spec.task) != spec.task:
-        return None, f"the champion v{champion} solves another task ({record.get('task')})"
+        return None, f"v{version} solves another task ({record.get('task')})"
     if record.get("target", spec.target) != spec.target:
         # Scored against this holdout's target, it would be graded on a question it never learned.
-        return None, f"the champion v{champion} predicts another target ({record.get('target')})"
-    champion_spec = _champion_spec(spec, record)
-    lacking = [name for name in champion_spec.feature_names if name not in holdout.columns]
+        return None, f"v{version} predicts another target ({record.get('target')})"
+    version_spec = _version_spec(spec, record)
+    lacking = [name for name in version_spec.feature_names if name not in holdout.columns]
     if lacking:
-        return None, f"the champion v{champion} needs features this holdout lacks ({', '.join(lacking)})"
-    predictor = load_predictor(s3, bucket, record["artifacts"], champion_spec)
-    return score(predictor, holdout, champion_spec).get(spec.metric), None
+        return None, f"v{version} needs features this holdout lacks ({', '.join(lacking)})"
+    predictor = load_predictor(s3, bucket, record["artifacts"], version_spec)
+    return score(predictor, holdout, version_spec).get(spec.metric), None
 
 
 def promote(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, version: int, holdout_key: str,
@@ -116,8 +116,13 @@ def promote(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, versio
                 return {**decision, "promoted": True, "champion": version, "reason": reason}
             if holdout is None:
                 holdout = read_frame(s3, bucket, holdout_key)
-            current, incomparable = champion_score(s3, registry, spec=spec, bucket=bucket, champion=champion,
-                                                   holdout=holdout)
+                # Both sides are scored as they are served (ONNX when they have it) on the same rows,
+                # so float32 noise cannot decide between two equal models.
+                served, _ = served_score(s3, registry, spec=spec, bucket=bucket, version=version, holdout=holdout)
+                new_score = served if served is not None else new_score
+                decision["score"] = new_score
+            current, incomparable = served_score(s3, registry, spec=spec, bucket=bucket, version=champion,
+                                                 holdout=holdout)
             decision["champion_score"] = current
             if incomparable and new_score is not None:
                 reason = f"v{version} replaces the champion: {incomparable}"

@@ -162,3 +162,15 @@ def test_a_champion_of_another_target_is_not_graded_on_this_one(pipeline_aws, re
     decision = decide(pipeline_aws, registry, stayed, v2, training2, metrics2)
     assert decision["promoted"] is True and "predicts another target (churned)" in decision["reason"]
     assert registry.get_alias("churn") == 2
+
+
+def test_the_same_model_retrained_ties_and_stays_challenger(pipeline_aws, registry, churn_spec, churn_rows):
+    v1, training1, metrics1 = register(pipeline_aws, registry, churn_spec, churn_rows, "run-1")
+    decide(pipeline_aws, registry, churn_spec, v1, training1, metrics1)
+    v2, training2, metrics2 = register(pipeline_aws, registry, churn_spec, churn_rows, "run-2")
+
+    decision = decide(pipeline_aws, registry, churn_spec, v2, training2, metrics2)
+
+    # Both versions are scored as served (ONNX), on the same rows: equal models tie exactly.
+    assert decision["score"] == decision["champion_score"]
+    assert decision["promoted"] is False and registry.get_alias("churn") == 1
