@@ -114,6 +114,9 @@ def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:
     y = train[spec.target]
     if spec.task == "classification" and y.nunique() < 2:
         raise DatasetInvalid(f"the target {spec.target!r} has a single class in the training rows: nothing to learn")
+    empty = [name for name in spec.numeric_features if train[name].isna().all()]
+    if empty:  # the imputer would drop such a column and the scaler then fails on nothing
+        raise DatasetInvalid(f"numeric feature(s) {', '.join(map(repr, empty))} have no values in the training rows")
     pipeline = build_pipeline(spec, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)

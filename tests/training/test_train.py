@@ -10,7 +10,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from functions.errors import DatasetInvalid, SpecInvalid
 from functions.spec import ModelSpec
-from functions.training.train import build_pipeline, fit, seed_for, split
+from functions.training.train import build_pipeline, fit, model_input, seed_for, split
 
 
 def with_estimator(spec, name, params=None, **changes):
@@ -91,6 +91,14 @@ def test_data_that_cannot_train_is_a_dataset_error(churn_spec, churn_rows):
         fit(churn_rows.assign(churned=0), churn_spec, "a" * 64)
     with pytest.raises(DatasetInvalid, match="target column 'churned' is missing"):
         fit(churn_rows.drop(columns=["churned"]), churn_spec, "a" * 64)
+
+
+def test_a_numeric_feature_empty_in_the_training_rows_is_a_dataset_error(churn_spec, churn_rows):
+    rows = churn_rows.reset_index(drop=True)
+    train, _, _ = split(model_input(rows, churn_spec).reset_index(drop=True), churn_spec, seed_for("a" * 64))
+    rows.loc[train.index, "tenure_months"] = np.nan  # values only in the holdout rows
+    with pytest.raises(DatasetInvalid, match="'tenure_months' have no values in the training rows"):
+        fit(rows, churn_spec, "a" * 64)
 
 
 def test_string_labels_train_too(churn_spec, churn_rows):
