@@ -44,14 +44,18 @@ def signature(spec: ModelSpec) -> list[dict]:
 def register_version(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, run_id: str, dataset_id: str,
                      training: dict, metrics: dict, code_version: str) -> dict:
     """Store the run's model under models/<model>/v<n>/ and record version n (once per run)."""
-    existing = registry.find_version_of_run(spec.name, run_id)
+    version = registry.version_for_run(spec.name, run_id)
+    try:
+        existing = registry.get_version(spec.name, version)
+    except NotFound:
+        existing = None
     if existing is not None:  # a retried step: the version is already there
         artifacts = existing.get("artifacts") or {}
         return {"version": existing["version"], "onnx": bool(artifacts.get("onnx_key")),
                 "format": "onnx" if artifacts.get("onnx_key") else "skops"}
+    # A retry after a failure below writes the same keys again: the number was reserved for this run.
     pipeline = load_run_pipeline(s3, bucket, training)
     holdout = read_frame(s3, bucket, training["holdout_key"])
-    version = registry.next_version(spec.name)
     artifacts = save_model(s3, bucket, f"models/{spec.name}/v{version}", pipeline, spec, holdout.head(SAMPLE_ROWS))
     registry.put_version(spec.name, version, {
         "run_id": run_id,

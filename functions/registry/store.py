@@ -220,12 +220,21 @@ class RegistryStore:
     def list_versions(self, model: str) -> list[dict]:
         return [_decode(i) for i in self._query(model, "VERSION#")]
 
-    def find_version_of_run(self, model: str, run_id: str) -> dict | None:
-        """The version a run registered, if any (so a retried registration reuses it)."""
-        for version in self.list_versions(model):
-            if version.get("run_id") == run_id:
-                return version
-        return None
+    def version_for_run(self, model: str, run_id: str) -> int:
+        """The version number of a run's model, allocated once: a retried registration reuses it."""
+        key = {"pk": _pk(model), "sk": f"RUNVERSION#{run_id}"}
+        with storage_errors(f"reading the version of run {run_id}"):
+            item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        if item:
+            return int(item["version"])
+        version = self.next_version(model)
+        try:
+            with storage_errors(f"reserving version {version} for run {run_id}"):
+                self.table.put_item(Item={**key, "version": version}, ConditionExpression="attribute_not_exists(pk)")
+        except Conflict:  # a concurrent copy of the same step reserved first: use its number
+            with storage_errors(f"reading the version of run {run_id}"):
+                return int(self.table.get_item(Key=key, ConsistentRead=True)["Item"]["version"])
+        return version
 
     # --- aliases
     def get_alias(self, model: str, alias: str = "champion") -> int | None:

@@ -174,3 +174,25 @@ def test_the_same_model_retrained_ties_and_stays_challenger(pipeline_aws, regist
     # Both versions are scored as served (ONNX), on the same rows: equal models tie exactly.
     assert decision["score"] == decision["champion_score"]
     assert decision["promoted"] is False and registry.get_alias("churn") == 1
+
+
+def test_a_registration_retried_after_a_failure_keeps_its_version_number(pipeline_aws, registry, churn_spec, churn_rows,
+                                                                         monkeypatch):
+    from functions.errors import RetryableError
+    from functions.registry import promotion
+
+    training, metrics = trained_run(pipeline_aws, churn_spec, churn_rows, "run-1", "a" * 64)
+    save_model = promotion.save_model
+
+    def fails_once(*args, **kwargs):
+        monkeypatch.setattr(promotion, "save_model", save_model)
+        raise RetryableError("S3 throttled")
+
+    monkeypatch.setattr(promotion, "save_model", fails_once)
+    arguments = dict(spec=churn_spec, bucket=pipeline_aws.bucket, run_id="run-1", dataset_id="a" * 64,
+                     training=training, metrics=metrics, code_version="c1")
+    with pytest.raises(RetryableError):
+        register_version(pipeline_aws.s3, registry, **arguments)
+    retried = register_version(pipeline_aws.s3, registry, **arguments)
+
+    assert retried["version"] == 1 and [v["version"] for v in registry.list_versions("churn")] == [1]

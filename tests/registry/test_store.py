@@ -70,9 +70,15 @@ def test_versions_are_numbered_and_written_once(store):
     assert isinstance(version["score"], float) and math.isclose(version["score"], 0.1)
     store.put_version("m", 10, {"run_id": "r10"})
     assert [v["version"] for v in store.list_versions("m")] == [1, 10]  # zero-padded sort keys sort numerically
-    assert store.find_version_of_run("m", "r10")["version"] == 10 and store.find_version_of_run("m", "zz") is None
     with pytest.raises(NotFound):
         store.get_version("m", 7)
+
+
+def test_a_run_gets_one_version_number_however_often_it_asks(store):
+    first = store.version_for_run("m", "run-a")
+    assert store.version_for_run("m", "run-a") == first
+    assert store.version_for_run("m", "run-b") == first + 1
+    assert store.list_versions("m") == [], "reserving a number registers nothing"
 
 
 def test_aliases_move_conditionally_and_leave_an_audit_trail(store):
