@@ -112,3 +112,25 @@ def test_scheduled_event_has_the_documented_shape():
     event = scheduled_event("arn:aws:events:us-east-1:123456789012:rule/r", "123456789012", "us-east-1")
     assert event["source"] == "aws.events" and event["detail-type"] == "Scheduled Event"
     assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/r"]
+
+
+def test_the_bucket_policy_keeps_every_statement_but_the_tls_only_one():
+    import boto3
+    from moto import mock_aws
+
+    from local.deploy import Deployer
+
+    tls_only = {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*", "Resource": "*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+    no_deletes = {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:DeleteBucket",
+                  "Resource": "arn:aws:s3:::demo-b"}
+    t = make_template({
+        "B": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "demo-b"}},
+        "P": {"Type": "AWS::S3::BucketPolicy", "Properties": {
+            "Bucket": {"Ref": "B"}, "PolicyDocument": {"Version": "2012-10-17", "Statement": [tls_only, no_deletes]}}},
+    })
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        Deployer(t, session, None, LambdaRuntime({})).deploy()
+        policy = json.loads(session.client("s3").get_bucket_policy(Bucket="demo-b")["Policy"])
+    assert policy["Statement"] == [no_deletes]
