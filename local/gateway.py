@@ -34,7 +34,7 @@ class Route:
     pattern: re.Pattern
     function_arn: str
     api_key_required: bool
-    body_schema: dict | None
+    body_validator: jsonschema.Validator | None  # the method's request model (API Gateway models are draft 4)
 
 
 @dataclass
@@ -65,7 +65,8 @@ def routes_from_template(template: StackTemplate) -> tuple[str, list[Route]]:
         validator = validators.get(props.get("RequestValidatorId", {}).get("Ref", ""), {}).get("Properties", {})
         model_ref = props.get("RequestModels", {}).get("application/json", {})
         schema = models.get(model_ref.get("Ref", "")) if validator.get("ValidateRequestBody") else None
-        routes.append(Route(props["HttpMethod"], resource, pattern, function_arn, bool(props.get("ApiKeyRequired")), schema))
+        validator = jsonschema.Draft4Validator(schema) if schema is not None else None
+        routes.append(Route(props["HttpMethod"], resource, pattern, function_arn, bool(props.get("ApiKeyRequired")), validator))
     return stage, routes
 
 
@@ -149,7 +150,7 @@ class Gateway:
                 return _message(429, "Too Many Requests")
         if len(body) > MAX_PAYLOAD_BYTES:
             return _message(413, "Request Too Long")
-        if route.body_schema is not None and not _valid_body(body, route.body_schema):
+        if route.body_validator is not None and not _valid_body(body, route.body_validator):
             return _message(400, "Invalid request body")
         event = self._proxy_event(route, found.groupdict(), path, method, headers, parts.query, body, plan)
         result = self.runtime.invoke(route.function_arn, event)
@@ -197,12 +198,12 @@ class Gateway:
         }
 
 
-def _valid_body(body: bytes, schema: dict) -> bool:
+def _valid_body(body: bytes, validator: jsonschema.Validator) -> bool:
     try:
-        jsonschema.validate(json.loads(body or b"null"), schema)
-        return True
-    except (ValueError, jsonschema.ValidationError):
+        document = json.loads(body or b"null")
+    except (ValueError, RecursionError):
         return False
+    return validator.is_valid(document)
 
 
 def _message(status: int, message: str) -> tuple[int, dict, bytes]:

@@ -12,11 +12,14 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 
 log = logging.getLogger("mlops.local")
 
 MAX_VALUES_PER_CALL = 150  # PutMetricData takes at most 150 values per datum
+MAX_DATA_PER_CALL = 1000  # and at most 1000 data per call
+MAX_EVENTS_PER_CALL = 1000  # PutLogEvents: at most 10,000 events and 1 MB per call
 
 
 def metric_data(document: dict) -> list[tuple[str, list[dict]]]:
@@ -43,12 +46,21 @@ def metric_data(document: dict) -> list[tuple[str, list[dict]]]:
 
 
 class LogShipper:
-    """Ships each invocation's output to its log group, and its metric documents to CloudWatch."""
+    """Ships invocations' output to their log groups, and their metric documents to CloudWatch.
+
+    Output is shipped in batches, at most every BATCH_SECONDS (CloudWatch Logs is not
+    immediate either): a busy local API does not pay for two AWS calls per request. Each
+    function writes to one log stream per local cloud, as a warm Lambda container does.
+    """
+
+    BATCH_SECONDS = 0.5
 
     def __init__(self, logs_client, cloudwatch_client):
         self.logs, self.cloudwatch = logs_client, cloudwatch_client
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, daemon=True, name="log-shipper")
+        self._streams: dict[str, str] = {}  # log group -> its stream
+        self._instance = uuid.uuid4().hex
 
     def start(self) -> None:
         self._thread.start()
@@ -59,28 +71,56 @@ class LogShipper:
 
     def __call__(self, config, context, text: str) -> None:
         """The runtime's log sink: called at the end of an invocation with what it printed."""
-        self._queue.put((context.log_group_name or f"/aws/lambda/{config.name}", context.aws_request_id,
-                         int(time.time() * 1000), text))
+        group = context.log_group_name or f"/aws/lambda/{config.name}"
+        self._queue.put((group, int(time.time() * 1000), text))
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            batch, deadline = [], time.monotonic() + self.BATCH_SECONDS
+            while item is not None:
+                batch.append(item)
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+            stopping = item is None
             try:
-                self._ship(*item)
+                self._ship(batch)
             except Exception:  # noqa: BLE001 - losing a log line must never stop the local cloud
-                log.exception("could not ship the logs of an invocation")
+                log.exception("could not ship the functions' logs")
 
-    def _ship(self, group: str, request_id: str, at_ms: int, text: str) -> None:
-        lines = [line for line in text.splitlines() if line.strip()]
-        stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{request_id.replace('-', '')}"
-        self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        self.logs.put_log_events(logGroupName=group, logStreamName=stream,
-                                 logEvents=[{"timestamp": at_ms, "message": line} for line in lines])
-        for line in lines:
-            if '"_aws"' not in line:
-                continue
-            try:
-                document = json.loads(line)
-            except ValueError:
-                continue
-            for namespace, data in metric_data(document):
-                self.cloudwatch.put_metric_data(Namespace=namespace, MetricData=data)
+    def _ship(self, batch: list[tuple[str, int, str]]) -> None:
+        events: dict[str, list[dict]] = {}
+        metrics: dict[str, list[dict]] = {}
+        for group, at_ms, text in batch:
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                events.setdefault(group, []).append({"timestamp": at_ms, "message": line})
+                for namespace, data in _metric_data_of(line):
+                    metrics.setdefault(namespace, []).extend(data)
+        for group, group_events in events.items():
+            for start in range(0, len(group_events), MAX_EVENTS_PER_CALL):
+                self.logs.put_log_events(logGroupName=group, logStreamName=self._stream(group),
+                                         logEvents=group_events[start:start + MAX_EVENTS_PER_CALL])
+        for namespace, data in metrics.items():
+            for start in range(0, len(data), MAX_DATA_PER_CALL):
+                self.cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start:start + MAX_DATA_PER_CALL])
+
+    def _stream(self, group: str) -> str:
+        if group not in self._streams:
+            stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{self._instance}"
+            self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            self._streams[group] = stream
+        return self._streams[group]
+
+
+def _metric_data_of(line: str) -> list[tuple[str, list[dict]]]:
+    if '"_aws"' not in line:
+        return []
+    try:
+        return metric_data(json.loads(line))
+    except ValueError:
+        return []

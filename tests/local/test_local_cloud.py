@@ -92,7 +92,7 @@ def test_routes_come_from_the_template(template_dict):
     assert stage == "prod"
     table = {(r.method, r.resource): r for r in routes}
     predict = table[("POST", "/v1/models/{name}/predict")]
-    assert predict.api_key_required and predict.body_schema["required"] == ["instances"]
+    assert predict.api_key_required and predict.body_validator.schema["required"] == ["instances"]
     assert predict.pattern.match("/v1/models/churn/predict").group("name") == "churn"
     assert not predict.pattern.match("/v1/models/a/b/predict")
     assert not table[("GET", "/health")].api_key_required

@@ -74,3 +74,20 @@ def test_an_invocations_metrics_reach_cloudwatch():
         shipper.stop()
         metrics = cloudwatch.list_metrics(Namespace="Mlops", MetricName="Predictions")["Metrics"]
         assert sorted(m["Dimensions"][0]["Name"] for m in metrics) == ["model", "service"]
+
+
+def test_a_busy_minute_is_shipped_in_batches_to_one_stream_per_function():
+    with mock_aws():
+        logs, cloudwatch = boto3.client("logs", "us-east-1"), boto3.client("cloudwatch", "us-east-1")
+        logs.create_log_group(logGroupName="/aws/lambda/serving")
+        shipper = LogShipper(logs, cloudwatch)
+        config = FunctionConfig("serving", "arn", "x.y", {}, log_group="/aws/lambda/serving")
+        context = type("Context", (), {"log_group_name": "/aws/lambda/serving", "aws_request_id": "r"})()
+        for i in range(2500):  # queued before the shipper starts: one batch, over several calls
+            shipper(config, context, f'{{"message": "request {i}"}}\n')
+        shipper.start()
+        shipper.stop()
+        (stream,) = logs.describe_log_streams(logGroupName="/aws/lambda/serving")["logStreams"]
+        events = logs.get_log_events(logGroupName="/aws/lambda/serving", logStreamName=stream["logStreamName"],
+                                     startFromHead=True, limit=10000)["events"]
+        assert [e["message"] for e in events] == [f'{{"message": "request {i}"}}' for i in range(2500)]
