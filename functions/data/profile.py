@@ -24,6 +24,7 @@ MAX_CATEGORY_CHARS = 200  # hostile values (megabyte strings) must not bloat the
 # Checked before the table is parsed: a file of a million columns would take the function's whole
 # time to parse and profile. A profile of even 3,000 of the narrowest columns does not fit its item.
 MAX_COLUMNS = 5_000
+MAX_CELLS = 50_000_000  # rows x columns of a Parquet file: about what a 256 MB CSV holds
 
 
 def read_dataset(data: bytes, key: str) -> pd.DataFrame:
@@ -40,10 +41,14 @@ def read_dataset(data: bytes, key: str) -> pd.DataFrame:
         try:
             import pyarrow.parquet as pq
 
-            columns = pq.read_metadata(io.BytesIO(data)).num_columns
+            metadata = pq.read_metadata(io.BytesIO(data))
         except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
             raise DatasetInvalid(f"the dataset {name!r} is not a readable Parquet file") from error
-        _check_width(columns, name)
+        _check_width(metadata.num_columns, name)
+        # The size limit is on the compressed file: a few MB of Parquet can hold billions of values.
+        if metadata.num_rows * metadata.num_columns > MAX_CELLS:
+            raise DatasetInvalid(f"the dataset {name!r} holds {metadata.num_rows} rows of {metadata.num_columns} "
+                                 f"columns; at most {MAX_CELLS} values are supported")
         try:
             frame = pd.read_parquet(io.BytesIO(data))
         except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file

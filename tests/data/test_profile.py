@@ -118,6 +118,16 @@ def test_a_very_wide_file_is_refused_before_it_is_parsed(monkeypatch):
         read_dataset(buffer.getvalue(), "d/m/f.parquet")
 
 
+def test_a_parquet_file_that_unpacks_too_large_is_refused_from_its_metadata(monkeypatch):
+    from functions.data import profile
+
+    monkeypatch.setattr(profile, "MAX_CELLS", 1_000)
+    buffer = io.BytesIO()
+    pd.DataFrame({"a": [0] * 600, "b": [0] * 600}).to_parquet(buffer, index=False)  # compresses to almost nothing
+    with pytest.raises(DatasetInvalid, match="holds 600 rows of 2 columns; at most 1000 values"):
+        read_dataset(buffer.getvalue(), "d/m/f.parquet")
+
+
 def test_profile_of_values_whose_range_overflows():
     frame = pd.DataFrame({"x": [-1.7e308, 1.7e308] * 10})  # neighbours 3.4e308 apart: lerp overflows
     column = profile_frame(frame)["columns"]["x"]
