@@ -4,7 +4,6 @@ Both are described by the same outputs (bucket, tables, state machine, API URL a
 every command below works the same way against either.
 """
 
-import hashlib
 import json
 import re
 import time
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 from functions.errors import NotFound
 from functions.registry.store import RegistryStore
 from functions.spec import NAME_PATTERN
+from functions.storage import sha256
 from functions.training.runs import run_id_for
 
 OUTPUTS_FILE = Path(".mlops/outputs.json")
@@ -90,7 +90,7 @@ class Platform:
             "bucket": self.bucket,
             "key": key,
             "version_id": response.get("VersionId"),
-            "sha256": hashlib.sha256(body).hexdigest(),
+            "sha256": sha256(body),
             "run_id": run_id_for(model, self.bucket, key, response.get("VersionId")),
         }
 

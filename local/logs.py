@@ -69,10 +69,9 @@ class LogShipper:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def __call__(self, config, context, text: str) -> None:
+    def __call__(self, log_group: str, text: str) -> None:
         """The runtime's log sink: called at the end of an invocation with what it printed."""
-        group = context.log_group_name or f"/aws/lambda/{config.name}"
-        self._queue.put((group, int(time.time() * 1000), text))
+        self._queue.put((log_group, int(time.time() * 1000), text))
 
     def _run(self) -> None:
         stopping = False

@@ -33,7 +33,7 @@ class FunctionConfig:
     environment: dict[str, str]
     memory_mb: int = 128
     timeout_s: int = 3
-    log_group: str = ""
+    log_group: str = ""  # where its output goes (the deployer sets /aws/lambda/<name> by default)
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Invocation:
     request_id: str = ""
 
 
-LogSink = Callable[[FunctionConfig, "LambdaContext", str], None]
+LogSink = Callable[[str, str], None]  # (log group, what one invocation printed)
 
 
 class LambdaRuntime:
@@ -109,7 +109,7 @@ class LambdaRuntime:
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "_HANDLER": config.handler,
         }
-        with self._lock, _environment(environment), self._logs(config, context):
+        with self._lock, _environment(environment), self._logs(config):
             try:
                 handler = _load(config.handler)
                 result = handler(event, context)
@@ -123,9 +123,8 @@ class LambdaRuntime:
                 }
                 return Invocation(json.dumps(body).encode(), "Unhandled", context.aws_request_id)
 
-
     @contextmanager
-    def _logs(self, config: FunctionConfig, context: LambdaContext):
+    def _logs(self, config: FunctionConfig):
         if not self._outputs:
             yield
             return
@@ -135,7 +134,7 @@ class LambdaRuntime:
         finally:
             text, self._buffers.text = self._buffers.text.getvalue(), None
             if text:
-                self._log_sink(config, context, text)
+                self._log_sink(config.log_group, text)
 
 
 class _InvocationOutput(io.TextIOBase):

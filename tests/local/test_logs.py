@@ -5,6 +5,7 @@ import sys
 import time
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from local.logs import LogShipper, metric_data
@@ -37,57 +38,52 @@ def test_a_plain_log_line_is_no_metric():
     assert metric_data({"_aws": {"CloudWatchMetrics": "nonsense"}}) == []
 
 
-def test_an_invocations_output_reaches_its_log_group_and_metrics_not_the_terminal(capsys):
+@pytest.fixture
+def aws_logs():
     with mock_aws():
         logs, cloudwatch = boto3.client("logs", "us-east-1"), boto3.client("cloudwatch", "us-east-1")
-        logs.create_log_group(logGroupName="/aws/lambda/chatty")
-        shipper = LogShipper(logs, cloudwatch)
-        shipper.start()
-        runtime = LambdaRuntime({}, log_sink=shipper)
-        runtime.register(FunctionConfig("chatty", "arn:aws:lambda:us-east-1:123456789012:function:chatty",
-                                        "tests.local.handlers.chatty", {}, log_group="/aws/lambda/chatty"))
-        runtime.capture_output()
-        try:
-            assert json.loads(runtime.invoke("chatty", {}).payload) == {"ok": True}
-            print(json.dumps(EMF))  # not an invocation's: passes through
-            sys.stdout.flush()
-        finally:
-            runtime.release_output()
-            shipper.stop()
-        messages = [e["message"] for e in logs.filter_log_events(logGroupName="/aws/lambda/chatty")["events"]]
-        assert messages == ['{"level": "INFO", "message": "hello"}', "a warning"]
-        assert cloudwatch.list_metrics(Namespace="Mlops")["Metrics"] == []
+        logs.create_log_group(logGroupName="/aws/lambda/serving")
+        yield logs, cloudwatch, LogShipper(logs, cloudwatch)
+
+
+def test_an_invocations_output_reaches_its_log_group_and_metrics_not_the_terminal(aws_logs, capsys):
+    logs, cloudwatch, shipper = aws_logs
+    shipper.start()
+    runtime = LambdaRuntime({}, log_sink=shipper)
+    runtime.register(FunctionConfig("chatty", "arn:aws:lambda:us-east-1:123456789012:function:chatty",
+                                    "tests.local.handlers.chatty", {}, log_group="/aws/lambda/serving"))
+    runtime.capture_output()
+    try:
+        assert json.loads(runtime.invoke("chatty", {}).payload) == {"ok": True}
+        print(json.dumps(EMF))  # not an invocation's: passes through
+        sys.stdout.flush()
+    finally:
+        runtime.release_output()
+        shipper.stop()
+    messages = [e["message"] for e in logs.filter_log_events(logGroupName="/aws/lambda/serving")["events"]]
+    assert messages == ['{"level": "INFO", "message": "hello"}', "a warning"]
+    assert cloudwatch.list_metrics(Namespace="Mlops")["Metrics"] == []
     out = capsys.readouterr()
     assert "hello" not in out.out and "a warning" not in out.err
     assert '"Predictions"' in out.out
 
 
-def test_an_invocations_metrics_reach_cloudwatch():
-    with mock_aws():
-        logs, cloudwatch = boto3.client("logs", "us-east-1"), boto3.client("cloudwatch", "us-east-1")
-        logs.create_log_group(logGroupName="/aws/lambda/serving")
-        shipper = LogShipper(logs, cloudwatch)
-        shipper.start()
-        config = FunctionConfig("serving", "arn", "x.y", {}, log_group="/aws/lambda/serving")
-        context = type("Context", (), {"log_group_name": "/aws/lambda/serving", "aws_request_id": "r-1"})()
-        shipper(config, context, json.dumps(EMF) + "\n")
-        shipper.stop()
-        metrics = cloudwatch.list_metrics(Namespace="Mlops", MetricName="Predictions")["Metrics"]
-        assert sorted(m["Dimensions"][0]["Name"] for m in metrics) == ["model", "service"]
+def test_an_invocations_metrics_reach_cloudwatch(aws_logs):
+    _, cloudwatch, shipper = aws_logs
+    shipper.start()
+    shipper("/aws/lambda/serving", json.dumps(EMF) + "\n")
+    shipper.stop()
+    metrics = cloudwatch.list_metrics(Namespace="Mlops", MetricName="Predictions")["Metrics"]
+    assert sorted(m["Dimensions"][0]["Name"] for m in metrics) == ["model", "service"]
 
 
-def test_a_busy_minute_is_shipped_in_batches_to_one_stream_per_function():
-    with mock_aws():
-        logs, cloudwatch = boto3.client("logs", "us-east-1"), boto3.client("cloudwatch", "us-east-1")
-        logs.create_log_group(logGroupName="/aws/lambda/serving")
-        shipper = LogShipper(logs, cloudwatch)
-        config = FunctionConfig("serving", "arn", "x.y", {}, log_group="/aws/lambda/serving")
-        context = type("Context", (), {"log_group_name": "/aws/lambda/serving", "aws_request_id": "r"})()
-        for i in range(2500):  # queued before the shipper starts: one batch, over several calls
-            shipper(config, context, f'{{"message": "request {i}"}}\n')
-        shipper.start()
-        shipper.stop()
-        (stream,) = logs.describe_log_streams(logGroupName="/aws/lambda/serving")["logStreams"]
-        events = logs.get_log_events(logGroupName="/aws/lambda/serving", logStreamName=stream["logStreamName"],
-                                     startFromHead=True, limit=10000)["events"]
-        assert [e["message"] for e in events] == [f'{{"message": "request {i}"}}' for i in range(2500)]
+def test_a_busy_minute_is_shipped_in_batches_to_one_stream_per_function(aws_logs):
+    logs, _, shipper = aws_logs
+    for i in range(2500):  # queued before the shipper starts: one batch, over several calls
+        shipper("/aws/lambda/serving", f'{{"message": "request {i}"}}\n')
+    shipper.start()
+    shipper.stop()
+    (stream,) = logs.describe_log_streams(logGroupName="/aws/lambda/serving")["logStreams"]
+    events = logs.get_log_events(logGroupName="/aws/lambda/serving", logStreamName=stream["logStreamName"],
+                                 startFromHead=True, limit=10000)["events"]
+    assert [e["message"] for e in events] == [f'{{"message": "request {i}"}}' for i in range(2500)]
