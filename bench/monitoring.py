@@ -26,11 +26,13 @@ from scipy import stats
 
 from bench.churn import MODEL, churn_spec, instances, training_frame
 from bench.measure import compare, emit, note
+from functions.settings import Settings
 
 LIVE_ROWS = 10_000
 REFERENCE_ROWS = 100_000
 SHIFT = 0.5  # live traffic from a moved market, so both checks find drift
-PSI_THRESHOLD, KS_PVALUE = 0.2, 0.01  # the platform's defaults (functions.settings)
+DEFAULTS = Settings()  # the platform's thresholds, as a deployed drift check reads them
+PSI_THRESHOLD, KS_PVALUE = DEFAULTS.drift_psi_threshold, DEFAULTS.drift_ks_pvalue
 GOAL = "<= 1.0"
 EPSILON = 1e-4
 

@@ -45,7 +45,11 @@ def bin_fractions(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
 
 def psi(reference_edges: Sequence[float], reference_fractions: Sequence[float], values: Iterable) -> float | None:
     """PSI of numeric `values` against the profile's bins; None when either side has nothing."""
-    live = _finite(values)
+    return _numeric_psi(reference_edges, reference_fractions, _finite(values))
+
+
+def _numeric_psi(reference_edges: Sequence[float], reference_fractions: Sequence[float],
+                 live: np.ndarray) -> float | None:
     if len(reference_edges) < 2 or len(reference_fractions) != len(reference_edges) - 1 or live.size == 0:
         return None
     return _psi(np.asarray(reference_fractions, dtype=np.float64), bin_fractions(reference_edges, live))
@@ -73,7 +77,10 @@ def categorical_psi(reference_frequencies: Mapping[str, float], values: Iterable
 
 def ks(reference_quantiles: Sequence[float], values: Iterable) -> tuple[float | None, float | None]:
     """Two-sample KS statistic and p-value of `values` against the profile's quantiles."""
-    live = _finite(values)
+    return _ks(reference_quantiles, _finite(values))
+
+
+def _ks(reference_quantiles: Sequence[float], live: np.ndarray) -> tuple[float | None, float | None]:
     reference = np.asarray([q for q in reference_quantiles if q is not None], dtype=np.float64)
     if live.size == 0 or reference.size == 0:
         return None, None
@@ -99,8 +106,8 @@ def feature_drift(profile_column: Mapping, values: Sequence, *, psi_threshold: f
     if kind == "numeric":
         live = _finite(values)
         result["samples"] = int(live.size)
-        result["psi"] = psi(profile_column.get("bin_edges") or [], profile_column.get("bin_fractions") or [], live)
-        result["ks_stat"], result["ks_pvalue"] = ks(profile_column.get("quantiles") or [], live)
+        result["psi"] = _numeric_psi(profile_column.get("bin_edges") or [], profile_column.get("bin_fractions") or [], live)
+        result["ks_stat"], result["ks_pvalue"] = _ks(profile_column.get("quantiles") or [], live)
     elif kind == "categorical":
         result["psi"] = categorical_psi(profile_column.get("frequencies") or {}, values)
     else:
