@@ -27,8 +27,8 @@ GOAL = "<= 1.0"
 
 def _trained(spec):
     from functions.registry.artifacts import load_pipeline, load_predictor, save_model
-    from functions.registry.promotion import SAMPLE_ROWS, signature
-    from functions.serving.model_cache import LoadedModel, version_spec
+    from functions.registry.promotion import SAMPLE_ROWS
+    from functions.serving.model_cache import LoadedModel
     from functions.storage import sha256
     from functions.training.train import fit
 
@@ -39,11 +39,11 @@ def _trained(spec):
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
     artifacts = save_model(s3, BUCKET, f"models/{MODEL}/v1", result.pipeline, spec, result.holdout.head(SAMPLE_ROWS))
-    record = {"version": 1, "signature": signature(spec), "task": spec.task, "classes": artifacts.get("classes"),
+    record = {"version": 1, "signature": spec.signature, "task": spec.task, "classes": artifacts.get("classes"),
               "artifacts": artifacts}
-    served = version_spec(spec, record)
+    served = spec.for_version(record)
     predictor = load_predictor(s3, BUCKET, artifacts, served)
-    loaded = LoadedModel(model=MODEL, version=1, spec=served, record=record, predictor=predictor)
+    loaded = LoadedModel(model=MODEL, version=1, spec=served, predictor=predictor)
     pipeline = load_pipeline(s3, BUCKET, artifacts)  # the registered scikit-learn model, as MLflow would load it
     if artifacts.get("onnx_skipped"):
         note(f"serving: no ONNX artifact ({artifacts['onnx_skipped']}); ours serves skops")

@@ -5,7 +5,6 @@ every command below works the same way against either.
 """
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from functions.errors import NotFound
 from functions.registry.store import RegistryStore
-from functions.spec import NAME_PATTERN
+from functions.spec import is_model_name
 from functions.storage import sha256
 from functions.training.runs import run_id_for
 
@@ -77,7 +76,7 @@ class Platform:
 
     # --- data
     def push_dataset(self, model: str, path: Path) -> dict:
-        if not re.fullmatch(NAME_PATTERN, model):
+        if not is_model_name(model):
             raise PlatformError("model names are lowercase letters, digits and dashes (at most 63), starting with a letter")
         if not path.is_file():
             raise PlatformError(f"{path} is not a file")

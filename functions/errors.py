@@ -11,6 +11,8 @@ class MlopsError(Exception):
 
     status = 500
     code = "InternalError"
+    # What a client is told of a server-side failure; the message itself (keys, versions) is for the logs.
+    public_message = "internal error"
 
     def __init__(self, message: str, details: dict | None = None):
         super().__init__(message)
@@ -68,6 +70,7 @@ class IntegrityError(MlopsError):
     """A stored artifact does not match the hash recorded for it."""
 
     code = "IntegrityError"
+    public_message = "the model failed its integrity check and is not served; see the logs"
 
 
 class RetryableError(MlopsError):

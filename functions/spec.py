@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from functions.errors import UnknownModel
+
 # Estimators a spec may name: a fixed allow-list, never an import path taken from user input.
 ESTIMATORS: dict[str, dict[str, str]] = {
     "classification": {
@@ -107,3 +109,27 @@ class ModelSpec(BaseModel):
     @property
     def higher_is_better(self) -> bool:
         return METRICS[self.task][self.metric]
+
+    @property
+    def signature(self) -> list[dict[str, str]]:
+        """The input a version of this model takes: [{"name", "type"}] per feature, in order."""
+        return [{"name": f.name, "type": f.type} for f in self.features]
+
+    def for_version(self, record: dict) -> "ModelSpec":
+        """The spec a registered version was trained with: its recorded signature and task over this spec."""
+        features = [Feature(name=f["name"], type=f["type"]) for f in record.get("signature") or []]
+        update: dict = {"features": features or self.features}
+        if record.get("task") in METRICS:
+            update["task"] = record["task"]
+        return self.model_copy(update=update)
+
+
+def is_model_name(name: object) -> bool:
+    return isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) is not None
+
+
+def check_model_name(name: str) -> None:
+    """UnknownModel for a name no spec can have: no storage read, and never echoed whole."""
+    if not is_model_name(name):
+        shown = name if len(name) <= 64 else name[:64] + "..."
+        raise UnknownModel(f"no model named {shown!r}: model names are lowercase letters, digits and dashes")

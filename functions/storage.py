@@ -23,7 +23,8 @@ _RETRYABLE = {
     "RequestTimeout",
     "TransactionConflictException",
 }
-_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "ResourceNotFoundException", "404", "NotFound"}
+# NoSuchVersion: a version id of another key is as absent as a missing key.
+_NOT_FOUND = {"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "ResourceNotFoundException", "404", "NotFound"}
 
 
 @contextmanager

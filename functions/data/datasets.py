@@ -4,7 +4,6 @@ import json
 import logging
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import ClientError
 
 from functions.data.profile import profile_frame, read_dataset
 from functions.data.store import DatasetStore
@@ -23,35 +22,20 @@ MAX_PROFILE_BYTES = 300_000
 
 def read_upload(s3, bucket: str, key: str, version_id: str | None) -> bytes:
     """The bytes of exactly the uploaded object version."""
-    candidates = [key] + ([unquote_plus(key)] if unquote_plus(key) != key else [])
-    for index, candidate in enumerate(candidates):
-        kwargs = {"Bucket": bucket, "Key": candidate}
-        if version_id and version_id != "null":
-            kwargs["VersionId"] = version_id
+    version = {"VersionId": version_id} if version_id and version_id != "null" else {}
+    # S3 event notifications may URL-encode keys: try the decoded form before giving up.
+    for candidate in dict.fromkeys([key, unquote_plus(key)]):
         try:
             with storage_errors(f"reading the dataset {candidate}"):
-                response = _get_object(s3, kwargs)
-                if int(response.get("ContentLength") or 0) > MAX_DATASET_BYTES:
-                    raise DatasetInvalid(
-                        f"the dataset {candidate.rsplit('/', 1)[-1]!r} is larger than "
-                        f"{MAX_DATASET_BYTES // 2**20} MB, the limit of in-Lambda training"
-                    )
-                return response["Body"].read()
+                response = s3.get_object(Bucket=bucket, Key=candidate, **version)
         except NotFound:
-            # S3 event notifications may URL-encode keys: try the decoded form before giving up.
-            if index == len(candidates) - 1:
-                raise NotFound(f"the uploaded dataset {key} (version {version_id}) no longer exists") from None
-    raise AssertionError("unreachable")
-
-
-def _get_object(s3, kwargs: dict) -> dict:
-    try:
-        return s3.get_object(**kwargs)
-    except ClientError as error:
-        # A version id of another key: as absent as a missing key.
-        if error.response.get("Error", {}).get("Code") == "NoSuchVersion":
-            raise NotFound(f"{kwargs['Key']} has no version {kwargs.get('VersionId')}") from error
-        raise
+            continue
+        if int(response.get("ContentLength") or 0) > MAX_DATASET_BYTES:
+            raise DatasetInvalid(f"the dataset {candidate.rsplit('/', 1)[-1]!r} is larger than "
+                                 f"{MAX_DATASET_BYTES // 2**20} MB, the limit of in-Lambda training")
+        with storage_errors(f"reading the dataset {candidate}"):
+            return response["Body"].read()
+    raise NotFound(f"the uploaded dataset {key} (version {version_id}) no longer exists")
 
 
 def profile_for_storage(frame) -> dict:

@@ -86,4 +86,4 @@ def _decode(item: dict) -> dict:
 
 
 def dataset_store() -> DatasetStore:
-    return DatasetStore(aws.dynamodb().Table(settings().datasets_table))
+    return DatasetStore(aws.table(settings().datasets_table))

@@ -115,7 +115,7 @@ def _features(item: dict | None) -> dict | None:
 
 
 def online_store() -> OnlineStore:
-    return OnlineStore(aws.dynamodb().Table(settings().features_table))
+    return OnlineStore(aws.table(settings().features_table))
 
 
 # --- offline store: Parquet frames on S3

@@ -4,19 +4,17 @@ The report is written to reports/drift/<model>/<iso-ts>.json and returned with i
 """
 
 import json
-import re
 from datetime import datetime, timezone
 
 from functions.data.store import DatasetStore
-from functions.errors import NoChampion, UnknownModel
+from functions.errors import NoChampion
 from functions.monitoring.captures import read_captures
 from functions.monitoring.drift import drift_report, max_psi
 from functions.registry.store import RegistryStore
-from functions.spec import NAME_PATTERN
+from functions.spec import check_model_name
 from functions.storage import storage_errors
 
 REPORTS_PREFIX = "reports/drift"
-MAX_SHOWN_CHARS = 64
 
 
 def report_key(model: str, at: datetime) -> str:
@@ -34,10 +32,8 @@ def check_model(s3, registry: RegistryStore, datasets: DatasetStore, *, bucket: 
     Returns the stored report plus its "report_key". Raises UnknownModel or NoChampion.
     """
     now = now or datetime.now(timezone.utc)
-    if not re.fullmatch(NAME_PATTERN, model):  # no spec can have it: no storage read, and never echoed whole
-        shown = model if len(model) <= MAX_SHOWN_CHARS else model[:MAX_SHOWN_CHARS] + "..."
-        raise UnknownModel(f"no model named {shown!r}: model names are lowercase letters, digits and dashes")
-    registry.get_spec(model)  # UnknownModel first: a clearer answer than "no champion"
+    check_model_name(model)
+    spec = registry.get_spec(model)  # UnknownModel first: a clearer answer than "no champion"
     version = registry.get_alias(model, "champion")
     if version is None:
         raise NoChampion(f"model {model!r} has no champion yet: there is nothing to compare captures with")
@@ -45,7 +41,7 @@ def check_model(s3, registry: RegistryStore, datasets: DatasetStore, *, bucket: 
     dataset = datasets.get_dataset(model, record["dataset_id"])
     window = read_captures(s3, bucket, model, hours=window_hours, now=now)
     report = drift_report(
-        model=model, version=version, signature=record.get("signature") or [], profile=dataset.get("profile") or {},
+        model=model, version=version, signature=spec.for_version(record).signature, profile=dataset.get("profile") or {},
         instances=window.instances, window_hours=window_hours, psi_threshold=psi_threshold, ks_pvalue=ks_pvalue,
     )
     report.update({

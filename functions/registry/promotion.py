@@ -16,7 +16,7 @@ from functions.errors import Conflict, NotFound
 from functions.features.store import read_frame
 from functions.registry.artifacts import load_predictor, save_model
 from functions.registry.store import RegistryStore
-from functions.spec import Feature, ModelSpec
+from functions.spec import ModelSpec
 from functions.training.evaluate import beats, score
 from functions.training.runs import load_run_pipeline
 
@@ -35,10 +35,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "absent"
     return versions
-
-
-def signature(spec: ModelSpec) -> list[dict]:
-    return [{"name": f.name, "type": f.type} for f in spec.features]
 
 
 def register_version(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, run_id: str, dataset_id: str,
@@ -62,7 +58,7 @@ def register_version(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: st
         "dataset_id": dataset_id,
         "metrics": metrics,
         "metric": spec.metric,
-        "signature": signature(spec),
+        "signature": spec.signature,
         "task": spec.task,
         "target": spec.target,
         "classes": artifacts.get("classes"),
@@ -79,12 +75,6 @@ def register_version(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: st
     return {"version": version, "onnx": onnx, "format": "onnx" if onnx else "skops"}
 
 
-def _version_spec(spec: ModelSpec, record: dict) -> ModelSpec:
-    """The spec a version was trained with (its signature), for scoring it on a new holdout."""
-    features = [Feature(name=f["name"], type=f["type"]) for f in record.get("signature") or []]
-    return spec.model_copy(update={"features": features or spec.features})
-
-
 def served_score(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, version: int,
                  holdout: pd.DataFrame) -> tuple[float | None, str | None]:
     """The score of `version` on `holdout` as it is served, or (None, why it cannot be compared)."""
@@ -94,7 +84,7 @@ def served_score(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, v
     if record.get("target", spec.target) != spec.target:
         # Scored against this holdout's target, it would be graded on a question it never learned.
         return None, f"v{version} predicts another target ({record.get('target')})"
-    version_spec = _version_spec(spec, record)
+    version_spec = spec.for_version(record)
     lacking = [name for name in version_spec.feature_names if name not in holdout.columns]
     if lacking:
         return None, f"v{version} needs features this holdout lacks ({', '.join(lacking)})"

@@ -340,4 +340,4 @@ def _parse_spec(model: str, item: dict) -> ModelSpec:
 
 def registry_store() -> RegistryStore:
     """The store of the running function (table name from its settings)."""
-    return RegistryStore(aws.dynamodb().Table(settings().registry_table))
+    return RegistryStore(aws.table(settings().registry_table))

@@ -14,10 +14,6 @@ from functions.storage import storage_errors
 PREFIX = "captures"
 
 
-def model_prefix(model: str) -> str:
-    return f"{PREFIX}/{model}/"
-
-
 def hour_prefix(model: str, hour: datetime) -> str:
     hour = hour.astimezone(timezone.utc)
     return f"{PREFIX}/{model}/dt={hour:%Y-%m-%d}/hour={hour:%H}/"

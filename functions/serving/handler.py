@@ -34,10 +34,6 @@ app = APIGatewayRestResolver()
 # Lives as long as the container: a warm invocation predicts without reading the model again.
 models = ModelCache()
 
-# Server-side domain errors carry details (keys, versions) meant for the logs, not for clients.
-PUBLIC_SERVER_MESSAGES = {
-    "IntegrityError": "the model failed its integrity check and is not served; see the logs",
-}
 MAX_SHOWN_CHARS = 64
 
 
@@ -62,7 +58,7 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
 def _domain_error(error: MlopsError) -> Response:
     if error.status >= 500 and not isinstance(error, RetryableError):
         logger.error("request failed", extra={"code": error.code, "reason": error.message})
-        return _error(error.status, error.code, PUBLIC_SERVER_MESSAGES.get(error.code, "internal error"))
+        return _error(error.status, error.code, error.public_message)
     logger.info("request refused", extra={"status": error.status, "code": error.code, "reason": error.message})
     headers = {"Retry-After": "1"} if isinstance(error, RetryableError) else None
     return _error(error.status, error.code, error.message, headers)

@@ -8,15 +8,14 @@ it has rather than failing.
 """
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from functions.errors import NoChampion, RetryableError, UnknownModel
+from functions.errors import NoChampion, RetryableError
 from functions.registry.artifacts import Predictor, load_predictor
 from functions.registry.store import RegistryStore
-from functions.spec import NAME_PATTERN, Feature, ModelSpec
+from functions.spec import ModelSpec, check_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -26,29 +25,12 @@ class LoadedModel:
     model: str
     version: int
     spec: ModelSpec  # the spec the version was trained with (its signature, its task)
-    record: dict
     predictor: Predictor
     checked_at: float = field(default=0.0, compare=False)
+    signature: list[dict] = field(init=False, compare=False)  # read on every request: built once
 
-    @property
-    def signature(self) -> list[dict]:
-        return [{"name": f.name, "type": f.type} for f in self.spec.features]
-
-
-def check_model_name(model: str) -> None:
-    """A name that no spec can have is unknown, without a storage read (and never echoed whole)."""
-    if not re.fullmatch(NAME_PATTERN, model or ""):
-        shown = model if len(model) <= 64 else model[:64] + "..."
-        raise UnknownModel(f"no model named {shown!r}: model names are lowercase letters, digits and dashes")
-
-
-def version_spec(spec: ModelSpec, record: dict) -> ModelSpec:
-    """The spec a version was trained with: its recorded signature and task over the current spec."""
-    features = [Feature(name=f["name"], type=f["type"]) for f in record.get("signature") or []]
-    update: dict = {"features": features or spec.features}
-    if record.get("task") in ("classification", "regression"):
-        update["task"] = record["task"]
-    return spec.model_copy(update=update)
+    def __post_init__(self) -> None:
+        self.signature = self.spec.signature
 
 
 def champion_summary(record: dict) -> dict:
@@ -61,12 +43,10 @@ def describe_model(registry: RegistryStore, model: str) -> dict:
     spec = registry.get_spec(model)
     version = registry.get_alias(model, "champion")
     if version is None:
-        return {"model": model, "task": spec.task, "champion": None,
-                "signature": [{"name": f.name, "type": f.type} for f in spec.features]}
+        return {"model": model, "task": spec.task, "champion": None, "signature": spec.signature}
     record = registry.get_version(model, version)
-    served = version_spec(spec, record)
-    return {"model": model, "task": served.task, "champion": champion_summary(record),
-            "signature": [{"name": f.name, "type": f.type} for f in served.features]}
+    served = spec.for_version(record)
+    return {"model": model, "task": served.task, "champion": champion_summary(record), "signature": served.signature}
 
 
 class ModelCache:
@@ -118,7 +98,7 @@ class ModelCache:
     def _load(registry: RegistryStore, s3, bucket: str, model: str, version: int, now: float) -> LoadedModel:
         spec = registry.get_spec(model)
         record = registry.get_version(model, version)
-        served = version_spec(spec, record)
+        served = spec.for_version(record)
         predictor = load_predictor(s3, bucket, record.get("artifacts") or {}, served)
-        return LoadedModel(model=model, version=version, spec=served, record=record, predictor=predictor,
+        return LoadedModel(model=model, version=version, spec=served, predictor=predictor,
                            checked_at=now)

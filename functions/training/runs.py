@@ -6,7 +6,6 @@ at least once) finds its run record and its execution already there and starts n
 
 import json
 import logging
-import re
 from datetime import datetime, timezone
 
 from botocore.exceptions import ClientError
@@ -15,7 +14,7 @@ from functions.errors import MlopsError
 from functions.features.store import read_frame, write_frame
 from functions.registry.artifacts import SkopsPredictor, loads_skops, read_verified
 from functions.registry.store import RegistryStore
-from functions.spec import NAME_PATTERN, ModelSpec
+from functions.spec import ModelSpec, is_model_name
 from functions.storage import sha256, storage_errors
 from functions.training.evaluate import score
 from functions.training.state import PipelineState
@@ -34,7 +33,7 @@ def run_id_for(model: str, bucket: str, key: str, version_id: str | None) -> str
 def model_of_key(key: str) -> str | None:
     """The model an upload is for: datasets/<model>/<file>; None for any other key."""
     parts = key.split("/")
-    if len(parts) != 3 or parts[0] != "datasets" or not parts[2] or not re.fullmatch(NAME_PATTERN, parts[1]):
+    if len(parts) != 3 or parts[0] != "datasets" or not parts[2] or not is_model_name(parts[1]):
         return None
     return parts[1]
 
