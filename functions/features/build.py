@@ -10,14 +10,13 @@ import pandas as pd
 from functions.data.datasets import read_upload
 from functions.data.profile import read_dataset
 from functions.features.store import OnlineStore, entity_key, write_frame
-from functions.features.transform import build_features
+from functions.features.transform import model_input
 from functions.spec import ModelSpec
 
 
 def model_frame(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     """Features, then the target, then the entity id (as canonical strings) when the spec has one."""
-    result = build_features(frame, spec)
-    result[spec.target] = frame[spec.target].to_numpy()
+    result = model_input(frame, spec)
     if spec.entity_id and spec.entity_id in frame.columns:
         result[spec.entity_id] = pd.Series([entity_key(v) for v in frame[spec.entity_id].tolist()],
                                            index=frame.index, dtype=object)

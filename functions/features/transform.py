@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from functions.errors import InvalidInput
+from functions.errors import DatasetInvalid, InvalidInput
 from functions.spec import ModelSpec
 
 MISSING = "__missing__"
@@ -59,3 +59,12 @@ def build_features(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
         column = frame[feature.name]
         columns[feature.name] = numbers(column) if feature.type == "numeric" else categories(column)
     return pd.DataFrame(columns, index=frame.index)[spec.feature_names]
+
+
+def model_input(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Features (through the one transformation) and the target: what training and evaluation read."""
+    if spec.target not in frame.columns:
+        raise DatasetInvalid(f"the target column {spec.target!r} is missing")
+    features = build_features(frame, spec)
+    features[spec.target] = frame[spec.target].to_numpy()
+    return features

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from functions.errors import DatasetInvalid, SpecInvalid
-from functions.features.transform import MISSING, build_features
+from functions.features.transform import MISSING, model_input
 from functions.spec import ESTIMATORS, ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -95,15 +95,6 @@ def split(frame: pd.DataFrame, spec: ModelSpec, seed: int) -> tuple[pd.DataFrame
             stratify = frame[spec.target]
     train, holdout = train_test_split(frame, test_size=n_holdout, random_state=seed, shuffle=True, stratify=stratify)
     return train, holdout, stratify is not None
-
-
-def model_input(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """Features (through the one transformation) and the target: what training and evaluation read."""
-    if spec.target not in frame.columns:
-        raise DatasetInvalid(f"the target column {spec.target!r} is missing")
-    features = build_features(frame, spec)
-    features[spec.target] = frame[spec.target].to_numpy()
-    return features
 
 
 def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:

@@ -10,7 +10,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from functions.errors import DatasetInvalid, SpecInvalid
 from functions.spec import ModelSpec
-from functions.training.train import build_pipeline, fit, model_input, seed_for, split
+from functions.features.transform import model_input
+from functions.training.train import build_pipeline, fit, seed_for, split
 
 
 def with_estimator(spec, name, params=None, **changes):
