@@ -147,8 +147,8 @@ def churn_rows():
 class Champion:
     """A model registered the way the pipeline registers it: spec, dataset (with profile), version, alias."""
 
-    def __init__(self, spec, version, dataset_id, rows, pipeline, artifacts):
-        self.spec, self.version, self.dataset_id = spec, version, dataset_id
+    def __init__(self, spec, version, run_id, dataset_id, rows, pipeline, artifacts):
+        self.spec, self.version, self.run_id, self.dataset_id = spec, version, run_id, dataset_id
         self.rows, self.pipeline, self.artifacts = rows, pipeline, artifacts
 
     @property
@@ -158,60 +158,41 @@ class Champion:
 
 @pytest.fixture
 def champion_factory(pipeline_aws):
-    """make(spec, rows) trains a small logistic regression on `rows` and makes it the champion of spec.name."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    from functions.data.profile import profile_frame
+    """make(spec, rows) runs the pipeline's own steps on `rows` and makes the model the champion of spec.name."""
+    from functions.data.datasets import register_dataset
     from functions.data.store import DatasetStore
-    from functions.features.transform import MISSING, build_features
-    from functions.registry.artifacts import save_model
+    from functions.features.build import model_frame
+    from functions.features.store import write_frame
+    from functions.registry.promotion import register_version
     from functions.registry.store import RegistryStore
     from functions.storage import sha256
+    from functions.training.runs import evaluate_run, load_run_pipeline, train_run
 
     registry = RegistryStore(pipeline_aws.tables["registry"])
     datasets = DatasetStore(pipeline_aws.tables["datasets"])
+    s3, bucket = pipeline_aws.s3, pipeline_aws.bucket
 
     def make(spec, rows, *, promote: bool = True) -> Champion:
         registry.put_spec(spec)
         data = rows.to_csv(index=False).encode()
-        dataset_id = sha256(data)
-        key = f"datasets/{spec.name}/train-{dataset_id[:8]}.csv"
+        key = f"datasets/{spec.name}/train-{sha256(data)[:8]}.csv"
         version_id = pipeline_aws.upload(key, data)
-        datasets.put_dataset(spec.name, dataset_id, bucket=pipeline_aws.bucket, key=key, version_id=version_id,
-                             rows=len(rows), columns={c: str(t) for c, t in rows.dtypes.items()},
-                             profile=profile_frame(rows), run_id=f"{spec.name}-test")
-        features = build_features(rows, spec)
-        pipeline = Pipeline([
-            ("preprocess", ColumnTransformer([
-                ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
-                 spec.numeric_features),
-                ("categorical", Pipeline([("impute", SimpleImputer(strategy="most_frequent", missing_values=MISSING)),
-                                          ("encode", OneHotEncoder(handle_unknown="ignore"))]),
-                 spec.categorical_features),
-            ], sparse_threshold=0)),
-            ("estimator", LogisticRegression(max_iter=300)),
-        ]).fit(features, rows[spec.target])
-        version = registry.next_version(spec.name)
-        artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, f"models/{spec.name}/v{version}", pipeline, spec,
-                               features.head(50))
-        registry.put_version(spec.name, version, {
-            "run_id": f"{spec.name}-test-{version}",
-            "dataset_id": dataset_id,
-            "metrics": {"accuracy": float(pipeline.score(features, rows[spec.target]))},
-            "signature": [{"name": f.name, "type": f.type} for f in spec.features],
-            "task": spec.task,
-            "classes": artifacts.get("classes"),
-            "artifacts": artifacts,
-            "status": "registered",
-        })
+        run_id = f"{spec.name}-{sha256(version_id.encode())[:16]}"
+        registry.start_run(spec.name, run_id, bucket=bucket, key=key, version_id=version_id, code_version="test-1")
+        dataset_id = register_dataset(s3, datasets, registry, model=spec.name, bucket=bucket, key=key,
+                                      version_id=version_id, run_id=run_id)["dataset_id"]
+        features_key = f"runs/{spec.name}/{run_id}/features.parquet"
+        write_frame(s3, bucket, features_key, model_frame(rows, spec))
+        training = train_run(s3, spec=spec, bucket=bucket, run_id=run_id, features_key=features_key,
+                             dataset_id=dataset_id)
+        metrics = evaluate_run(s3, spec=spec, bucket=bucket, training=training)["metrics"]
+        version = register_version(s3, registry, spec=spec, bucket=bucket, run_id=run_id, dataset_id=dataset_id,
+                                   training=training, metrics=metrics, code_version="test-1")["version"]
         if promote:
             registry.set_alias(spec.name, "champion", version, expected=registry.get_alias(spec.name, "champion"),
                                reason="test champion")
-        return Champion(spec, version, dataset_id, rows, pipeline, artifacts)
+        artifacts = registry.get_version(spec.name, version)["artifacts"]
+        return Champion(spec, version, run_id, dataset_id, rows, load_run_pipeline(s3, bucket, training), artifacts)
 
     return make
 

@@ -64,7 +64,7 @@ def test_describe_a_model_with_its_champion(churn_champion, lambda_context):
     assert body["model"] == "churn" and body["task"] == "classification"
     assert body["champion"]["version"] == 1
     assert body["champion"]["dataset_id"] == churn_champion.dataset_id
-    assert body["champion"]["run_id"] == "churn-test-1" and "accuracy" in body["champion"]["metrics"]
+    assert body["champion"]["run_id"] == churn_champion.run_id and "accuracy" in body["champion"]["metrics"]
     assert body["signature"] == [{"name": "tenure_months", "type": "numeric"},
                                  {"name": "monthly_charges", "type": "numeric"},
                                  {"name": "support_calls", "type": "numeric"},
