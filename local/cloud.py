@@ -96,7 +96,10 @@ class LocalCloud:
             "StackName": self.stack_name,
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "outputs.json").write_text(json.dumps(self.outputs, indent=2) + "\n")
+        # Written last and atomically: a client that sees the file sees all of it, and a cloud that is up.
+        partial = self.state_dir / "outputs.json.partial"
+        partial.write_text(json.dumps(self.outputs, indent=2) + "\n")
+        partial.replace(self.state_dir / "outputs.json")
         return self.outputs
 
     def stop(self) -> None:

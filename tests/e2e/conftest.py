@@ -25,7 +25,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # `mlops up` stops when the e2e tests end
 def local_cloud(cloud_assembly, tmp_path_factory):
     assembly, stack = cloud_assembly
     workdir = tmp_path_factory.mktemp("mlops-up")
@@ -45,7 +45,6 @@ def local_cloud(cloud_assembly, tmp_path_factory):
             process.kill()
             pytest.fail(f"`mlops up` did not start: {log.read_text()[-3000:]}")
         time.sleep(0.2)
-    time.sleep(0.2)  # the file is written last, after the gateway is listening
     outputs = json.loads(outputs_file.read_text())
     outputs["workdir"] = str(workdir)
     outputs["log"] = str(log)
@@ -57,14 +56,14 @@ def local_cloud(cloud_assembly, tmp_path_factory):
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def aws(local_cloud):
     """Plain boto3 clients pointed at the local cloud: an AWS client that is not ours."""
     session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name=local_cloud["Region"])
     return lambda service: session.client(service, endpoint_url=local_cloud["Endpoint"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(local_cloud):
     def call(method, path, *, key=True, **kwargs):
         headers = kwargs.pop("headers", {})
@@ -78,7 +77,7 @@ def api(local_cloud):
 MODEL = "churn-e2e"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def trained_model(local_cloud, aws) -> str:
     """A model trained and promoted through the whole pipeline, once per session."""
     register_spec(aws, local_cloud, MODEL)

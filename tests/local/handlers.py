@@ -1,6 +1,7 @@
 """Tiny handlers for testing the local Lambda runtime itself."""
 
 import os
+import threading
 
 
 def echo_env(event, context):
@@ -12,10 +13,12 @@ def boom(event, context):
 
 
 received: list = []
+delivered = threading.Event()
 
 
 def record(event, context):
     received.append(event)
+    delivered.set()
     return {"ok": True}
 
 

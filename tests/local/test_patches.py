@@ -1,7 +1,6 @@
 """The moto patches: EventBridge rules deliver to Lambda as AWS does, and only when AWS would."""
 
 import json
-import time
 
 import boto3
 import pytest
@@ -12,6 +11,7 @@ from local.runtime import FunctionConfig, LambdaRuntime
 from tests.local import handlers
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:recorder"
+UPLOADS = json.dumps({"source": ["test.uploads"]})
 
 
 @pytest.fixture
@@ -19,6 +19,7 @@ def events_client():
     runtime = LambdaRuntime({})
     runtime.register(FunctionConfig("recorder", ARN, "tests.local.handlers.record", {}))
     handlers.received.clear()
+    handlers.delivered.clear()
     patches.apply(runtime)
     try:
         with mock_aws():
@@ -27,43 +28,52 @@ def events_client():
         patches.remove()
 
 
+@pytest.fixture
+def deliveries(monkeypatch):
+    """What the rules hand to delivery, recorded instead of run: a rule's decision is synchronous."""
+    handed: list = []
+    monkeypatch.setattr(patches, "deliver", lambda target, payload: handed.append(payload))
+    return handed
+
+
+def _rule(client, name: str, target: dict | None = None, **rule) -> None:
+    client.put_rule(Name=name, **rule)
+    client.put_targets(Rule=name, Targets=[{"Id": "fn", "Arn": ARN, **(target or {})}])
+
+
 def _put(client, source: str) -> None:
     client.put_events(Entries=[{"Source": source, "DetailType": "Test", "Detail": json.dumps({"n": 1})}])
 
 
-def _wait_for(count: int, timeout: float = 10.0) -> list:
-    deadline = time.monotonic() + timeout
-    while len(handlers.received) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)  # room for a delivery that should not happen
-    return list(handlers.received)
-
-
-def test_a_matching_rule_delivers_the_event_to_its_lambda_target(events_client):
-    events_client.put_rule(Name="uploads", EventPattern=json.dumps({"source": ["test.uploads"]}))
-    events_client.put_targets(Rule="uploads", Targets=[{"Id": "fn", "Arn": ARN}])
-    _put(events_client, "test.other")
+def test_a_matching_rule_runs_its_lambda_target_with_the_event(events_client):
+    _rule(events_client, "uploads", EventPattern=UPLOADS)
     _put(events_client, "test.uploads")
-    (event,) = _wait_for(1)
+    assert handlers.delivered.wait(10), "the Lambda target was not invoked"
+    (event,) = handlers.received
     assert event["source"] == "test.uploads" and event["detail"] == {"n": 1}
 
 
-def test_a_schedule_only_rule_never_receives_events(events_client):
-    events_client.put_rule(Name="hourly", ScheduleExpression="rate(60 minutes)")
-    events_client.put_targets(Rule="hourly", Targets=[{"Id": "fn", "Arn": ARN}])
+def test_only_matching_events_are_delivered(events_client, deliveries):
+    _rule(events_client, "uploads", EventPattern=UPLOADS)
+    _put(events_client, "test.other")
+    assert deliveries == []
     _put(events_client, "test.uploads")
-    assert _wait_for(1, timeout=0.5) == []
+    assert [event["source"] for event in deliveries] == ["test.uploads"]
 
 
-def test_a_disabled_rule_delivers_nothing(events_client):
-    events_client.put_rule(Name="uploads", EventPattern=json.dumps({"source": ["test.uploads"]}), State="DISABLED")
-    events_client.put_targets(Rule="uploads", Targets=[{"Id": "fn", "Arn": ARN}])
+def test_a_schedule_only_rule_never_receives_events(events_client, deliveries):
+    _rule(events_client, "hourly", ScheduleExpression="rate(60 minutes)")
     _put(events_client, "test.uploads")
-    assert _wait_for(1, timeout=0.5) == []
+    assert deliveries == []
 
 
-def test_a_constant_input_replaces_the_event(events_client):
-    events_client.put_rule(Name="uploads", EventPattern=json.dumps({"source": ["test.uploads"]}))
-    events_client.put_targets(Rule="uploads", Targets=[{"Id": "fn", "Arn": ARN, "Input": '{"model": "churn"}'}])
+def test_a_disabled_rule_delivers_nothing(events_client, deliveries):
+    _rule(events_client, "uploads", EventPattern=UPLOADS, State="DISABLED")
     _put(events_client, "test.uploads")
-    assert _wait_for(1) == [{"model": "churn"}]
+    assert deliveries == []
+
+
+def test_a_constant_input_replaces_the_event(events_client, deliveries):
+    _rule(events_client, "uploads", {"Input": '{"model": "churn"}'}, EventPattern=UPLOADS)
+    _put(events_client, "test.uploads")
+    assert deliveries == [{"model": "churn"}]

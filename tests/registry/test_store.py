@@ -119,6 +119,7 @@ def test_storage_errors_become_domain_errors(store, monkeypatch, code, error, ch
     monkeypatch.setattr(store.table, "update_item", failing)
     with pytest.raises(error) as caught:
         store.put_spec(churn_spec)
+    assert type(caught.value) is error  # AccessDenied is not retryable, nor a conflict
     assert "injected" not in caught.value.message  # never AWS's own text
 
 

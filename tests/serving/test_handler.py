@@ -138,14 +138,17 @@ def test_a_base64_body_is_decoded(churn_champion, lambda_context):
     assert status == 200 and len(body["predictions"]) == 1 and len(body["probabilities"]) == 1
 
 
-def test_metrics_count_predictions_and_latency_per_model(churn_champion, lambda_context, capsys):
+def test_metrics_count_predictions_and_latency_per_model(churn_champion, lambda_context, capsys, monkeypatch):
+    call(handler.handler, lambda_context, "POST", PREDICT, {"instances": [INSTANCE]})  # the champion is loaded
+    ticks = iter([10.0, 10.25])
+    monkeypatch.setattr(handler.time, "perf_counter", lambda: next(ticks))
     capsys.readouterr()
     status, _, _ = call(handler.handler, lambda_context, "POST", PREDICT, {"instances": [INSTANCE] * 3})
     assert status == 200
 
     (document,) = [d for d in emf_documents(capsys.readouterr().out) if "Predictions" in d]
     assert document["Predictions"] == [3.0]
-    assert len(document["PredictLatency"]) == 1 and document["PredictLatency"][0] >= 0
+    assert document["PredictLatency"] == [250.0]
     assert document["model"] == "churn"
     (directive,) = document["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "Mlops" and ["model"] in directive["Dimensions"]
