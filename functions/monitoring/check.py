@@ -21,10 +21,6 @@ def report_key(model: str, at: datetime) -> str:
     return f"{REPORTS_PREFIX}/{model}/{at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}.json"
 
 
-def models_with_champion(registry: RegistryStore) -> list[str]:
-    return [spec.name for spec in registry.list_specs() if registry.get_alias(spec.name, "champion") is not None]
-
-
 def check_model(s3, registry: RegistryStore, datasets: DatasetStore, *, bucket: str, model: str, window_hours: int,
                 psi_threshold: float, ks_pvalue: float, now: datetime | None = None) -> dict:
     """Compare the last `window_hours` of captures of `model` with its champion's training profile.

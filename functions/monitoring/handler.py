@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from functions import aws
 from functions.data.store import dataset_store
-from functions.errors import InvalidInput, MlopsError
-from functions.monitoring.check import check_model, models_with_champion
+from functions.errors import InvalidInput, MlopsError, NoChampion
+from functions.monitoring.check import check_model
 from functions.registry.store import registry_store
 from functions.settings import settings
 
@@ -28,13 +28,13 @@ class DriftRequest(BaseModel):
     model: str | None = None
 
 
-def _emit(report: dict) -> None:
+def _emit(report: dict, namespace: str) -> None:
     # The service-level figures feed the platform alarm (one metric, whatever the models);
     # DriftScore is per model, so the dashboard tells which model drifted.
     metrics.add_metric(name="DriftDetected", unit=MetricUnit.Count, value=1 if report["drifted"] else 0)
     metrics.add_metric(name="DriftSamples", unit=MetricUnit.Count, value=report["samples"])
     with single_metric(name="DriftScore", unit=MetricUnit.NoUnit, value=float(report.get("drift_score") or 0.0),
-                       namespace=settings().metrics_namespace) as metric:
+                       namespace=namespace) as metric:
         metric.add_dimension(name="model", value=report["model"])
 
 
@@ -60,7 +60,7 @@ def check_drift(event: dict, context) -> dict:
         report = check_model(s3, registry, datasets, bucket=config.data_bucket, model=model,
                              window_hours=config.drift_window_hours, psi_threshold=config.drift_psi_threshold,
                              ks_pvalue=config.drift_ks_pvalue)
-        _emit(report)
+        _emit(report, config.metrics_namespace)
         drifted = [name for name, feature in report["features"].items() if feature["drifted"]]
         logger.info("drift checked", extra={"model": model, "drifted": report["drifted"], "features": drifted,
                                             "samples": report["samples"], "report_key": report["report_key"]})
@@ -71,10 +71,12 @@ def check_drift(event: dict, context) -> dict:
 
     # Scheduled: one model's failure must not hide the others' drift.
     reports, failed = [], []
-    for model in models_with_champion(registry):
+    for spec in registry.list_specs():
         try:
-            reports.append(check(model))
+            reports.append(check(spec.name))
+        except NoChampion:
+            continue  # nothing is served yet: nothing to check
         except MlopsError as error:
-            logger.error("drift check failed", extra={"model": model, "code": error.code, "reason": error.message})
-            failed.append({"model": model, "error": error.message})
+            logger.error("drift check failed", extra={"model": spec.name, "code": error.code, "reason": error.message})
+            failed.append({"model": spec.name, "error": error.message})
     return {"reports": reports, "failed": failed} if failed else {"reports": reports}

@@ -134,10 +134,10 @@ class Predictor:
         if len(features) == 0:
             return [], ([] if self.spec.task == "classification" else None)
         labels, proba = self._predict(features)
-        predictions = [_plain(v) for v in np.asarray(labels).ravel().tolist()]
         if self.spec.task == "regression":
-            predictions = [float(v) for v in predictions]
-            return predictions, None
+            return np.asarray(labels, dtype=np.float64).ravel().tolist(), None
+        # An object array (string classes) may hold numpy scalars that tolist() leaves as they are.
+        predictions = [_plain(v) for v in np.asarray(labels).ravel().tolist()]
         probabilities = None if proba is None else np.asarray(proba, dtype=np.float64).tolist()
         return predictions, probabilities
 

@@ -6,14 +6,13 @@ at least once) finds its run record and its execution already there and starts n
 
 import json
 import logging
-from datetime import datetime, timezone
 
 from botocore.exceptions import ClientError
 
 from functions.errors import MlopsError
 from functions.features.store import read_frame, write_frame
 from functions.registry.artifacts import SkopsPredictor, loads_skops, read_verified
-from functions.registry.store import RegistryStore
+from functions.registry.store import RegistryStore, now_iso
 from functions.spec import ModelSpec, is_model_name
 from functions.storage import sha256, storage_errors
 from functions.training.evaluate import score
@@ -111,17 +110,13 @@ def evaluate_run(s3, *, spec: ModelSpec, bucket: str, training: dict) -> dict:
     return {"metrics": metrics, "holdout_rows": len(holdout)}
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
 def record_success(registry: RegistryStore, state: PipelineState) -> dict:
     registration = state.require("registration")
     promotion = state.require("promotion")
     metrics = state.require("evaluation").get("metrics", {})
     fields = {
         "status": "SUCCEEDED",
-        "ended_at": _now(),
+        "ended_at": now_iso(),
         "metrics": metrics,
         "model_version": registration["version"],
         "promoted": bool(promotion.get("promoted")),
@@ -170,7 +165,7 @@ def record_failure(registry: RegistryStore, state: PipelineState) -> dict:
     logger.warning("run failed", extra={"run_id": state.run_id, "failed_step": step, "error": error_type})
     registry.update_run(
         state.model, state.run_id,
-        status="FAILED", ended_at=_now(), failure_reason=reason, failed_step=step, error_type=error_type,
+        status="FAILED", ended_at=now_iso(), failure_reason=reason, failed_step=step, error_type=error_type,
         dataset_id=(state.dataset or {}).get("dataset_id"),
     )
     return {"status": "FAILED", "failure_reason": reason, "failed_step": step}

@@ -6,7 +6,6 @@ import path taken from input. Everything random is seeded from the dataset id: t
 gives the same split and the same model.
 """
 
-import hashlib
 import importlib
 import logging
 import re
@@ -25,6 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from functions.errors import DatasetInvalid, SpecInvalid
 from functions.features.transform import MISSING, model_input
 from functions.spec import ESTIMATORS, ModelSpec
+from functions.storage import sha256
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class TrainResult:
 
 def seed_for(dataset_id: str) -> int:
     """A 31-bit seed from the dataset id (the sha256 of its content)."""
-    return int(hashlib.sha256(dataset_id.encode()).hexdigest()[:8], 16) % (2**31 - 1)
+    return int(sha256(dataset_id.encode())[:8], 16) % (2**31 - 1)
 
 
 def estimator_for(spec: ModelSpec, seed: int):
