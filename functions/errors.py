@@ -6,6 +6,12 @@ written for the user: they never carry an exception's text or a stack trace.
 """
 
 
+def shown(value: object, limit: int = 64) -> str:
+    """A value quoted in a message, cut to `limit` characters: what a client sent may be megabytes."""
+    text = value if isinstance(value, str) else repr(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 class MlopsError(Exception):
     """Base of all expected failures."""
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from functions.errors import UnknownModel
+from functions.errors import UnknownModel, shown
 
 # Estimators a spec may name: a fixed allow-list, never an import path taken from user input.
 ESTIMATORS: dict[str, dict[str, str]] = {
@@ -131,5 +131,4 @@ def is_model_name(name: object) -> bool:
 def check_model_name(name: str) -> None:
     """UnknownModel for a name no spec can have: no storage read, and never echoed whole."""
     if not is_model_name(name):
-        shown = name if len(name) <= 64 else name[:64] + "..."
-        raise UnknownModel(f"no model named {shown!r}: model names are lowercase letters, digits and dashes")
+        raise UnknownModel(f"no model named {shown(name)}: model names are lowercase letters, digits and dashes")

@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from functions.errors import DatasetInvalid
+from functions.errors import DatasetInvalid, shown
 from functions.features.transform import MISSING, categories
 
 TOP_CATEGORIES = 50
@@ -78,8 +78,8 @@ def _check_header(data: bytes, name: str) -> None:
     _check_width(len(header), name)
     repeated = [n for n, count in Counter(n for n in header if n.strip()).items() if count > 1]
     if repeated:
-        shown = ", ".join(repr(n if len(n) <= 40 else n[:37] + "...") for n in repeated[:5])
-        raise DatasetInvalid(f"the dataset {name!r} has duplicate column names: {shown}")
+        names = ", ".join(shown(n, 40) for n in repeated[:5])
+        raise DatasetInvalid(f"the dataset {name!r} has duplicate column names: {names}")
 
 
 def _read_csv(data: bytes, name: str) -> pd.DataFrame:

@@ -11,19 +11,13 @@ import pandas as pd
 
 from functions.data.datasets import read_upload
 from functions.data.profile import read_dataset
-from functions.errors import DatasetInvalid
+from functions.errors import DatasetInvalid, shown
 from functions.spec import ModelSpec
 from functions.storage import storage_errors
 
 MIN_ROWS = 20
 MAX_CLASSES = 100  # more distinct labels than this is a regression target, or an id
 WARN_MISSING_FRACTION = 0.5
-EXAMPLE_CHARS = 40
-
-
-def _example(value) -> str:
-    text = repr(value)
-    return text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 3] + "..."
 
 
 def _not_numbers(series: pd.Series) -> pd.Series:
@@ -76,7 +70,7 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
             if len(bad):
                 problems.append(
                     f"feature {feature.name!r} should be numeric but {len(bad)} value(s) are not numbers "
-                    f"(e.g. {_example(bad.iloc[0])})"
+                    f"(e.g. {shown(bad.iloc[0], 40)})"
                 )
         if len(frame) and (len(frame) - present) / len(frame) > WARN_MISSING_FRACTION:
             warnings.append(f"feature {feature.name!r} is missing in {len(frame) - present} of {len(frame)} rows")
@@ -91,7 +85,7 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
             if len(bad):
                 problems.append(
                     f"the target {spec.target!r} should be numeric but {len(bad)} value(s) are not numbers "
-                    f"(e.g. {_example(bad.iloc[0])})"
+                    f"(e.g. {shown(bad.iloc[0], 40)})"
                 )
             elif infinite := _infinite(target, parse_text=True):
                 problems.append(f"the target {spec.target!r} has {infinite} infinite value(s)")

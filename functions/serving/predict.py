@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from functions.errors import RequestInvalid
+from functions.errors import RequestInvalid, shown
 from functions.serving.model_cache import LoadedModel
 
 MAX_CATEGORY_LENGTH = 256
 MAX_REPORTED_PROBLEMS = 10  # a message stays readable when a whole batch is wrong
-MAX_NAME_CHARS = 64  # field names are echoed back: never echo megabytes
 
 
 @dataclass(frozen=True)
@@ -27,11 +26,7 @@ class Problem:
     problem: str
 
     def __str__(self) -> str:
-        return f"instance {self.instance}: field {_shown(self.field)} {self.problem}"
-
-
-def _shown(name: str) -> str:
-    return repr(name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS] + "...")
+        return f"instance {self.instance}: field {shown(self.field)} {self.problem}"
 
 
 def _value_problem(value, kind: str) -> str | None:
