@@ -58,6 +58,22 @@ CHURN_SPEC = {
     "estimator": {"name": "logistic_regression", "params": {"max_iter": 300}},
     "metric": "roc_auc",
 }
+CHURN_FEATURES = [feature["name"] for feature in CHURN_SPEC["features"]]
+
+
+def client_error(code: str, operation: str = "PutItem", **extra):
+    """The ClientError boto3 raises when AWS answers `operation` with error `code`."""
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "injected"}, **extra}, operation)
+
+
+def failing_with(code: str, operation: str = "PutItem"):
+    """A stand-in for a boto3 call that AWS refuses with `code`."""
+    def call(**kwargs):
+        raise client_error(code, operation)
+
+    return call
 
 
 class PipelineAws:

@@ -1,10 +1,10 @@
 """The datasets table under moto: one item per content, lineage of runs, faults translated."""
 
 import pytest
-from botocore.exceptions import ClientError
 
 from functions.data.store import DatasetStore
 from functions.errors import NotFound, RetryableError
+from tests.conftest import failing_with
 
 
 @pytest.fixture
@@ -34,9 +34,6 @@ def test_get_dataset(store):
 
 
 def test_throttling_is_retryable(store, monkeypatch):
-    def throttled(**kwargs):
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "PutItem")
-
-    monkeypatch.setattr(store.table, "put_item", throttled)
+    monkeypatch.setattr(store.table, "put_item", failing_with("ThrottlingException"))
     with pytest.raises(RetryableError):
         put(store, "run-1")

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
+from tests.conftest import CHURN_FEATURES
 from tests.e2e.conftest import MODEL, csv_bytes, upload_and_wait
 
 pytestmark = pytest.mark.e2e
-FEATURES = ["tenure_months", "monthly_charges", "support_calls", "plan"]
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_the_same_upload_twice_is_one_dataset_version(trained, aws, local_cloud)
 def test_drift_check_reads_captured_requests_and_stores_a_report(trained, api, aws, local_cloud):
     from cli.demo_data import churn_frame
 
-    shifted = churn_frame(rows=120, seed=5, shift=1.0)[FEATURES].to_dict("records")
+    shifted = churn_frame(rows=120, seed=5, shift=1.0)[CHURN_FEATURES].to_dict("records")
     response = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": shifted})
     assert response.status_code == 200, response.text
     invoked = aws("lambda").invoke(

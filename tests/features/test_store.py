@@ -5,10 +5,10 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from botocore.exceptions import ClientError
 
 from functions.errors import InvalidInput, RetryableError
 from functions.features.store import OnlineStore, read_frame, write_frame
+from tests.conftest import failing_with
 
 
 @pytest.fixture
@@ -93,10 +93,7 @@ def test_keys_left_unprocessed_for_good_are_retryable(online, monkeypatch):
 
 
 def test_throttling_on_read_is_retryable(online, monkeypatch):
-    def throttled(**kwargs):
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "GetItem")
-
-    monkeypatch.setattr(online.table, "get_item", throttled)
+    monkeypatch.setattr(online.table, "get_item", failing_with("ProvisionedThroughputExceededException", "GetItem"))
     with pytest.raises(RetryableError):
         online.get_latest("churn", "a")
 

@@ -6,14 +6,14 @@ import pandas as pd
 
 from cli.demo_data import churn_frame
 from functions.serving.capture import write_capture
+from tests.conftest import CHURN_FEATURES
 
-FEATURES = ["tenure_months", "monthly_charges", "support_calls", "plan"]
 
 
 def instances(frame: pd.DataFrame) -> list[dict]:
     """Rows as predict instances (plain Python values, the churn signature only)."""
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in frame[FEATURES].to_dict("records")]
+            for row in frame[CHURN_FEATURES].to_dict("records")]
 
 
 def shifted_instances(rows: int = 90, seed: int = 21) -> list[dict]:

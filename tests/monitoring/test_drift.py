@@ -10,9 +10,9 @@ from functions.data.profile import OTHER, profile_frame
 from functions.monitoring.drift import (
     MIN_SAMPLES, bin_fractions, categorical_psi, drift_report, feature_drift, ks, max_psi, psi,
 )
+from tests.conftest import CHURN_SPEC
 
-SIGNATURE = [{"name": "tenure_months", "type": "numeric"}, {"name": "monthly_charges", "type": "numeric"},
-             {"name": "support_calls", "type": "numeric"}, {"name": "plan", "type": "categorical"}]
+SIGNATURE = CHURN_SPEC["features"]
 THRESHOLDS = {"psi_threshold": 0.2, "ks_pvalue": 0.01}
 
 

@@ -4,19 +4,15 @@ import math
 from decimal import Decimal
 
 import pytest
-from botocore.exceptions import ClientError
 
 from functions.errors import Conflict, MlopsError, NotFound, RetryableError, UnknownModel
 from functions.registry.store import RegistryStore, registry_store
+from tests.conftest import client_error
 
 
 @pytest.fixture
 def store(pipeline_aws):
     return RegistryStore(pipeline_aws.tables["registry"])
-
-
-def client_error(code: str, operation: str = "PutItem", **extra) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "injected"}, **extra}, operation)
 
 
 def test_specs_round_trip_and_update_in_place(store, churn_spec):

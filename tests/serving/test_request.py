@@ -9,11 +9,11 @@ from functions.errors import InvalidInput, PayloadTooLarge, RequestInvalid
 from functions.serving.handler import parse_predict_request, read_json_body
 from functions.serving.predict import MAX_REPORTED_PROBLEMS, check_instances, validate_instances
 from functions.settings import Settings
+from tests.conftest import CHURN_SPEC
 from tests.serving.helpers import INSTANCE
 from tests.serving.events import api_event
 
-SIGNATURE = [{"name": "tenure_months", "type": "numeric"}, {"name": "monthly_charges", "type": "numeric"},
-             {"name": "support_calls", "type": "numeric"}, {"name": "plan", "type": "categorical"}]
+SIGNATURE = CHURN_SPEC["features"]
 
 
 def event(body, *, encoded: bool = False) -> APIGatewayProxyEvent:

@@ -3,14 +3,14 @@
 import json
 
 import pytest
-from botocore.exceptions import ClientError
 
-from functions.training.runs import run_id_for
 from functions.data.handler import register_dataset, validate_dataset
 from functions.errors import DatasetInvalid, IntegrityError, InvalidInput, RetryableError
 from functions.features.handler import build_features
 from functions.registry.store import registry_store
 from functions.training import handler
+from functions.training.runs import run_id_for
+from tests.conftest import failing_with
 from tests.training.helpers import run_pipeline, upload_state
 
 
@@ -68,10 +68,7 @@ def test_a_non_s3_event_is_invalid_input(pipeline_aws, lambda_context):
 def test_step_functions_throttling_is_retryable(pipeline_aws, lambda_context, monkeypatch):
     from functions import aws
 
-    def throttled(**kwargs):
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "rate"}}, "StartExecution")
-
-    monkeypatch.setattr(aws.stepfunctions(), "start_execution", throttled)
+    monkeypatch.setattr(aws.stepfunctions(), "start_execution", failing_with("ThrottlingException", "StartExecution"))
     with pytest.raises(RetryableError):
         handler.start_pipeline(s3_event(pipeline_aws.bucket, "datasets/churn/a.csv"), lambda_context)
 
