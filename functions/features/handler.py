@@ -7,17 +7,16 @@ from functions.features.build import build_run_features
 from functions.features.store import online_store
 from functions.registry.store import registry_store
 from functions.settings import settings
-from functions.training.state import parse_state
+from functions.training.state import RUN_ID, parse_state
 
 logger = Logger()
 tracer = Tracer()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_ID)
 @tracer.capture_lambda_handler
 def build_features(event: dict, context) -> dict:
     state = parse_state(event)
-    logger.set_correlation_id(state.run_id)
     config = settings()
     spec = state.spec(registry_store())
     result = build_run_features(

@@ -8,18 +8,17 @@ from functions.registry.promotion import promote as promote_version
 from functions.registry.promotion import register_version
 from functions.registry.store import registry_store
 from functions.settings import settings
-from functions.training.state import parse_state
+from functions.training.state import RUN_ID, parse_state
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_ID)
 @tracer.capture_lambda_handler
 def register_model(event: dict, context) -> dict:
     state = parse_state(event)
-    logger.set_correlation_id(state.run_id)
     registry = registry_store()
     spec = state.spec(registry)
     result = register_version(
@@ -31,12 +30,11 @@ def register_model(event: dict, context) -> dict:
     return result
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_ID)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def promote(event: dict, context) -> dict:
     state = parse_state(event)
-    logger.set_correlation_id(state.run_id)
     registry = registry_store()
     spec = state.spec(registry)
     result = promote_version(

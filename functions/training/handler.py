@@ -10,7 +10,7 @@ from functions.errors import InvalidInput
 from functions.registry.store import registry_store
 from functions.settings import settings
 from functions.training import runs
-from functions.training.state import parse_state
+from functions.training.state import RUN_ID, parse_state
 
 logger = Logger()
 tracer = Tracer()
@@ -36,11 +36,10 @@ def start_pipeline(event: dict, context) -> dict:
     return result
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_ID)
 @tracer.capture_lambda_handler
 def train(event: dict, context) -> dict:
     state = parse_state(event)
-    logger.set_correlation_id(state.run_id)
     spec = state.spec(registry_store())
     result = runs.train_run(
         aws.s3(), spec=spec, bucket=state.output_bucket, run_id=state.run_id,
@@ -50,35 +49,32 @@ def train(event: dict, context) -> dict:
     return result
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_ID)
 @tracer.capture_lambda_handler
 def evaluate(event: dict, context) -> dict:
     state = parse_state(event)
-    logger.set_correlation_id(state.run_id)
     spec = state.spec(registry_store())
     result = runs.evaluate_run(aws.s3(), spec=spec, bucket=state.output_bucket, training=state.require("training"))
     logger.info("model evaluated", extra=result)
     return result
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_ID)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def record_success(event: dict, context) -> dict:
     state = parse_state(event)
-    logger.set_correlation_id(state.run_id)
     result = runs.record_success(registry_store(), state)
     metrics.add_dimension("model", state.model)
     metrics.add_metric(name="PipelineRunsSucceeded", unit=MetricUnit.Count, value=1)
     return result
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=RUN_ID)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def record_failure(event: dict, context) -> dict:
     state = parse_state(event)
-    logger.set_correlation_id(state.run_id)
     result = runs.record_failure(registry_store(), state)
     metrics.add_dimension("model", state.model)
     metrics.add_metric(name="PipelineRunsFailed", unit=MetricUnit.Count, value=1)

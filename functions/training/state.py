@@ -16,6 +16,9 @@ from functions.spec import NAME_PATTERN, ModelSpec
 if TYPE_CHECKING:
     from functions.registry.store import RegistryStore
 
+# Where a step's event holds its run: the correlation id of the step's logs.
+RUN_ID = "run_id"
+
 # The steps in order, with the path of their results: the first missing one is where a run stopped.
 STEPS = [
     ("dataset", "RegisterDataset"),
