@@ -22,13 +22,19 @@ WARN_MISSING_FRACTION = 0.5
 
 def _not_numbers(series: pd.Series) -> pd.Series:
     """The present values of `series` that are not numbers."""
-    if pd.api.types.is_bool_dtype(series):
-        return series.iloc[0:0]
-    if pd.api.types.is_numeric_dtype(series):
+    if pd.api.types.is_numeric_dtype(series):  # booleans included
         return series.iloc[0:0]
     present = series[series.notna()]
     parsed = pd.to_numeric(present, errors="coerce")
     return present[parsed.isna()]
+
+
+def _not_numeric(what: str, series: pd.Series) -> str | None:
+    """The problem of a column that should be numeric, or None when it is."""
+    bad = _not_numbers(series)
+    if not len(bad):
+        return None
+    return f"{what} should be numeric but {len(bad)} value(s) are not numbers (e.g. {shown(bad.iloc[0], 40)})"
 
 
 def _infinite(series: pd.Series, parse_text: bool) -> int:
@@ -65,13 +71,8 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
         if present == 0:
             problems.append(f"feature {feature.name!r} has no values")
             continue
-        if feature.type == "numeric":
-            bad = _not_numbers(series)
-            if len(bad):
-                problems.append(
-                    f"feature {feature.name!r} should be numeric but {len(bad)} value(s) are not numbers "
-                    f"(e.g. {shown(bad.iloc[0], 40)})"
-                )
+        if feature.type == "numeric" and (problem := _not_numeric(f"feature {feature.name!r}", series)):
+            problems.append(problem)
         if len(frame) and (len(frame) - present) / len(frame) > WARN_MISSING_FRACTION:
             warnings.append(f"feature {feature.name!r} is missing in {len(frame) - present} of {len(frame)} rows")
 
@@ -81,12 +82,8 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
         if absent:
             problems.append(f"the target {spec.target!r} is missing in {absent} row(s)")
         if spec.task == "regression":
-            bad = _not_numbers(target)
-            if len(bad):
-                problems.append(
-                    f"the target {spec.target!r} should be numeric but {len(bad)} value(s) are not numbers "
-                    f"(e.g. {shown(bad.iloc[0], 40)})"
-                )
+            if problem := _not_numeric(f"the target {spec.target!r}", target):
+                problems.append(problem)
             elif infinite := _infinite(target, parse_text=True):
                 problems.append(f"the target {spec.target!r} has {infinite} infinite value(s)")
         else:
