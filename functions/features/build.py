@@ -2,7 +2,7 @@
 
 The upload goes through the one transformation (features.transform) and is stored as the
 run's model input (Parquet: features, target and entity id). When the spec names an entity
-id, each entity's latest row is written to the online store, read at predict time.
+id, each entity's latest row is written to the online store (serving does not read it yet).
 """
 
 import pandas as pd
