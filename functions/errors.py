@@ -5,6 +5,8 @@ place; the training pipeline records their message as the reason a run failed. M
 written for the user: they never carry an exception's text or a stack trace.
 """
 
+from typing import Any
+
 
 def shown(value: object, limit: int = 64) -> str:
     """A value quoted in a message, cut to `limit` characters: what a client sent may be megabytes."""
@@ -20,7 +22,7 @@ class MlopsError(Exception):
     # What a client is told of a server-side failure; the message itself (keys, versions) is for the logs.
     public_message = "internal error"
 
-    def __init__(self, message: str, details: dict | None = None):
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
         super().__init__(message)
         self.message = message
         self.details = details or {}
@@ -77,6 +79,14 @@ class IntegrityError(MlopsError):
 
     code = "IntegrityError"
     public_message = "the model failed its integrity check and is not served; see the logs"
+
+
+class ObjectTooLarge(MlopsError):
+    """A stored object is larger than its reader accepts."""
+
+    def __init__(self, message: str, *, size: int):
+        super().__init__(message, details={"size": size})
+        self.size = size
 
 
 class RetryableError(MlopsError):

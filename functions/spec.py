@@ -33,6 +33,8 @@ METRICS: dict[str, dict[str, bool]] = {
     "regression": {"mae": False, "rmse": False, "r2": True},
 }
 
+Task = Literal["classification", "regression"]
+
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
@@ -68,7 +70,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
-    task: Literal["classification", "regression"]
+    task: Task
     target: str = Field(pattern=COLUMN_PATTERN)
     features: list[Feature] = Field(min_length=1, max_length=500)
     estimator: Estimator
@@ -111,17 +113,13 @@ class ModelSpec(BaseModel):
         return METRICS[self.task][self.metric]
 
     @property
-    def signature(self) -> list[dict[str, str]]:
-        """The input a version of this model takes: [{"name", "type"}] per feature, in order."""
-        return [{"name": f.name, "type": f.type} for f in self.features]
+    def signature(self) -> list[Feature]:
+        """The input a version of this model takes: its features, in order."""
+        return list(self.features)
 
-    def for_version(self, record: dict) -> "ModelSpec":
-        """The spec a registered version was trained with: its recorded signature and task over this spec."""
-        features = [Feature(name=f["name"], type=f["type"]) for f in record.get("signature") or []]
-        update: dict = {"features": features or self.features}
-        if record.get("task") in METRICS:
-            update["task"] = record["task"]
-        return self.model_copy(update=update)
+    def trained_as(self, signature: list[Feature], task: Task) -> "ModelSpec":
+        """This spec with the signature and task a registered version was trained with."""
+        return self.model_copy(update={"features": list(signature) or self.features, "task": task})
 
 
 def is_model_name(name: object) -> bool:

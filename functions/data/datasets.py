@@ -2,43 +2,25 @@
 
 import json
 import logging
-from urllib.parse import unquote_plus
 
+import pandas as pd
 
-from functions.data.profile import profile_frame, read_dataset
+from functions.data.profile import profile_frame
 from functions.data.store import DatasetStore
-from functions.errors import DatasetInvalid, NotFound
+from functions.errors import DatasetInvalid
+from functions.pipeline.state import DatasetResult
+from functions.records import DatasetVersion
 from functions.registry.store import RegistryStore
-from functions.storage import sha256, storage_errors
+from functions.shared.tabular import read_dataset, read_upload
+from functions.storage.objects import ObjectStore, sha256
 
 logger = logging.getLogger(__name__)
 
-# A Lambda function holds the file, its frame and a model in memory: larger data belongs to
-# SageMaker training jobs or AWS Batch (see DESIGN.md), not here.
-MAX_DATASET_BYTES = 256 * 1024 * 1024
 # A DynamoDB item holds 400 KB: the profile must fit with room to spare.
 MAX_PROFILE_BYTES = 300_000
 
 
-def read_upload(s3, bucket: str, key: str, version_id: str | None) -> bytes:
-    """The bytes of exactly the uploaded object version."""
-    version = {"VersionId": version_id} if version_id and version_id != "null" else {}
-    # S3 event notifications may URL-encode keys: try the decoded form before giving up.
-    for candidate in dict.fromkeys([key, unquote_plus(key)]):
-        try:
-            with storage_errors(f"reading the dataset {candidate}"):
-                response = s3.get_object(Bucket=bucket, Key=candidate, **version)
-        except NotFound:
-            continue
-        if int(response.get("ContentLength") or 0) > MAX_DATASET_BYTES:
-            raise DatasetInvalid(f"the dataset {candidate.rsplit('/', 1)[-1]!r} is larger than "
-                                 f"{MAX_DATASET_BYTES // 2**20} MB, the limit of in-Lambda training")
-        with storage_errors(f"reading the dataset {candidate}"):
-            return response["Body"].read()
-    raise NotFound(f"the uploaded dataset {key} (version {version_id}) no longer exists")
-
-
-def profile_for_storage(frame) -> dict:
+def profile_for_storage(frame: pd.DataFrame) -> dict:
     """The profile, made coarser when a very wide table would not fit in its item.
 
     The item also holds the column map (name -> dtype), so it counts against the same budget.
@@ -53,8 +35,8 @@ def profile_for_storage(frame) -> dict:
     )
 
 
-def register_dataset(s3, store: DatasetStore, registry: RegistryStore, *, model: str, bucket: str, key: str,
-                     version_id: str | None, run_id: str) -> dict:
+def register_dataset(objects: ObjectStore, datasets: DatasetStore, registry: RegistryStore, *, model: str, key: str,
+                     version_id: str | None, run_id: str) -> DatasetResult:
     """Record the uploaded version (once per content) and link it to the run.
 
     Fails with UnknownModel when the model has no spec. The result carries the spec, so the
@@ -62,21 +44,21 @@ def register_dataset(s3, store: DatasetStore, registry: RegistryStore, *, model:
     a dataset version; validation reports why.
     """
     spec = registry.get_spec(model)
-    data = read_upload(s3, bucket, key, version_id)
+    data = read_upload(objects, key, version_id)
     dataset_id = sha256(data)
     registry.update_run(model, run_id, dataset_id=dataset_id)
-    result = {"dataset_id": dataset_id, "key": key, "version_id": version_id, "bytes": len(data),
-              "spec": spec.model_dump(mode="json")}
     try:
         frame = read_dataset(data, key)
     except DatasetInvalid as error:
         logger.info("the upload is unreadable; validation will report it", extra={"reason": error.message})
-        return {**result, "rows": 0, "columns": {}, "readable": False}
+        return DatasetResult(dataset_id=dataset_id, key=key, version_id=version_id, bytes=len(data), spec=spec,
+                             readable=False)
     columns = {str(name): str(dtype) for name, dtype in frame.dtypes.items()}
-    created = store.put_dataset(
-        model, dataset_id, bucket=bucket, key=key, version_id=version_id, rows=len(frame), columns=columns,
-        profile=profile_for_storage(frame), run_id=run_id,
-    )
+    created = datasets.put_dataset(DatasetVersion(
+        model=model, dataset_id=dataset_id, bucket=objects.bucket, key=key, version_id=version_id, rows=len(frame),
+        columns=columns, profile=profile_for_storage(frame), runs={run_id},
+    ))
     logger.info("dataset version recorded" if created else "dataset version already known",
                 extra={"dataset_id": dataset_id, "rows": len(frame)})
-    return {**result, "rows": len(frame), "columns": columns, "readable": True, "new": created}
+    return DatasetResult(dataset_id=dataset_id, key=key, version_id=version_id, bytes=len(data), spec=spec,
+                         rows=len(frame), columns=columns, readable=True, new=created)

@@ -4,16 +4,15 @@
 upload); `validate` builds the report, stores it, and fails with all problems in its message.
 """
 
-import json
 from datetime import datetime, timezone
 
 import pandas as pd
 
-from functions.data.datasets import read_upload
-from functions.data.profile import read_dataset
 from functions.errors import DatasetInvalid, shown
+from functions.pipeline.state import ValidationResult
+from functions.shared.tabular import read_dataset, read_upload
 from functions.spec import ModelSpec
-from functions.storage import storage_errors
+from functions.storage.objects import ObjectStore
 
 MIN_ROWS = 20
 MAX_CLASSES = 100  # more distinct labels than this is a regression target, or an id
@@ -101,8 +100,8 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
     return problems, warnings
 
 
-def validate(s3, *, spec: ModelSpec, bucket: str, key: str, version_id: str | None, dataset_id: str | None,
-             run_id: str, data: bytes, report_bucket: str | None = None) -> dict:
+def validate(objects: ObjectStore, *, spec: ModelSpec, key: str, version_id: str | None, dataset_id: str | None,
+             run_id: str, data: bytes) -> ValidationResult:
     """Check `data` (the uploaded file) against the contract; store the report; raise DatasetInvalid if it fails."""
     readable = True
     try:
@@ -114,7 +113,8 @@ def validate(s3, *, spec: ModelSpec, bucket: str, key: str, version_id: str | No
     report = {
         "model": spec.name,
         "run_id": run_id,
-        "dataset": {"bucket": bucket, "key": key, "version_id": version_id, "dataset_id": dataset_id, "rows": rows},
+        "dataset": {"bucket": objects.bucket, "key": key, "version_id": version_id, "dataset_id": dataset_id,
+                    "rows": rows},
         "contract": {
             "target": spec.target,
             "task": spec.task,
@@ -129,9 +129,7 @@ def validate(s3, *, spec: ModelSpec, bucket: str, key: str, version_id: str | No
     }
     report_key = f"runs/{spec.name}/{run_id}/validation.json"
     # The report is stored first, so a failed run always has its explanation next to it.
-    with storage_errors("saving the validation report"):
-        s3.put_object(Bucket=report_bucket or bucket, Key=report_key, Body=json.dumps(report, indent=2).encode(),
-                      ContentType="application/json")
+    objects.put_json(report_key, report)
     if not readable:
         raise DatasetInvalid(problems[0], details={"report_key": report_key, "problems": problems})
     if problems:
@@ -140,12 +138,12 @@ def validate(s3, *, spec: ModelSpec, bucket: str, key: str, version_id: str | No
             + "; ".join(problems),
             details={"report_key": report_key, "problems": problems},
         )
-    return {"report_key": report_key, "passed": True, "warnings": warnings}
+    return ValidationResult(report_key=report_key, passed=True, warnings=warnings)
 
 
-def validate_upload(s3, *, spec: ModelSpec, bucket: str, key: str, version_id: str | None,
-                    dataset_id: str | None, run_id: str, report_bucket: str | None = None) -> dict:
+def validate_upload(objects: ObjectStore, *, spec: ModelSpec, key: str, version_id: str | None,
+                    dataset_id: str | None, run_id: str) -> ValidationResult:
     """Read the uploaded object version and validate it (see `validate`)."""
-    data = read_upload(s3, bucket, key, version_id)
-    return validate(s3, spec=spec, bucket=bucket, key=key, version_id=version_id, dataset_id=dataset_id,
-                    run_id=run_id, data=data, report_bucket=report_bucket)
+    data = read_upload(objects, key, version_id)
+    return validate(objects, spec=spec, key=key, version_id=version_id, dataset_id=dataset_id, run_id=run_id,
+                    data=data)

@@ -11,9 +11,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from functions.serving.capture import epoch_ms_of, hour_prefix
-from functions.storage import storage_errors
+from functions.storage.objects import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -43,27 +44,19 @@ def window_prefixes(model: str, now: datetime, hours: int) -> list[str]:
     return prefixes
 
 
-def list_capture_keys(s3, bucket: str, model: str, *, now: datetime, hours: int) -> list[str]:
+def list_capture_keys(objects: ObjectStore, model: str, *, now: datetime, hours: int) -> list[str]:
     """Keys of the captures made in the window, newest first."""
     start_ms = int((now - timedelta(hours=hours)).timestamp() * 1000)
     end_ms = int(now.timestamp() * 1000)
     keys: list[str] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    with storage_errors(f"listing the captured requests of model {model!r}"):
-        for prefix in window_prefixes(model, now, hours):
-            found = []
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                for entry in page.get("Contents", []):
-                    at = epoch_ms_of(entry["Key"])
-                    if at is not None and start_ms <= at <= end_ms:
-                        found.append(entry["Key"])
-            keys.extend(sorted(found, reverse=True))  # names start with a zero-padded time
+    for prefix in window_prefixes(model, now, hours):
+        found = [key for key in objects.list_keys(prefix) if start_ms <= (epoch_ms_of(key) or -1) <= end_ms]
+        keys.extend(sorted(found, reverse=True))  # names start with a zero-padded time
     return keys
 
 
-def _read(s3, bucket: str, key: str) -> dict | None:
-    with storage_errors(f"reading the captured request {key}"):
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+def _read(objects: ObjectStore, key: str) -> dict[str, Any] | None:
+    body = objects.get_bytes(key)
     try:
         record = json.loads(body)
     except ValueError:
@@ -73,15 +66,15 @@ def _read(s3, bucket: str, key: str) -> dict | None:
     return record
 
 
-def read_captures(s3, bucket: str, model: str, *, hours: int, now: datetime | None = None,
+def read_captures(objects: ObjectStore, model: str, *, hours: int, now: datetime | None = None,
                   max_rows: int = MAX_ROWS) -> CaptureWindow:
     """The captured instances of the last `hours` hours (newest first, at most `max_rows`)."""
     now = now or datetime.now(timezone.utc)
-    keys = list_capture_keys(s3, bucket, model, now=now, hours=hours)
+    keys = list_capture_keys(objects, model, now=now, hours=hours)
     window = CaptureWindow()
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         for start in range(0, len(keys), BATCH):
-            for record in pool.map(lambda key: _read(s3, bucket, key), keys[start:start + BATCH]):
+            for record in pool.map(lambda key: _read(objects, key), keys[start:start + BATCH]):
                 if record is None:
                     window.skipped += 1
                     continue

@@ -3,8 +3,8 @@
 The report is written to reports/drift/<model>/<iso-ts>.json and returned with its key.
 """
 
-import json
 from datetime import datetime, timezone
+from typing import Any
 
 from functions.data.store import DatasetStore
 from functions.errors import NoChampion
@@ -12,7 +12,7 @@ from functions.monitoring.captures import read_captures
 from functions.monitoring.drift import drift_report, max_psi
 from functions.registry.store import RegistryStore
 from functions.spec import check_model_name
-from functions.storage import storage_errors
+from functions.storage.objects import ObjectStore
 
 REPORTS_PREFIX = "reports/drift"
 
@@ -21,8 +21,9 @@ def report_key(model: str, at: datetime) -> str:
     return f"{REPORTS_PREFIX}/{model}/{at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}.json"
 
 
-def check_model(s3, registry: RegistryStore, datasets: DatasetStore, *, bucket: str, model: str, window_hours: int,
-                psi_threshold: float, ks_pvalue: float, now: datetime | None = None) -> dict:
+def check_model(objects: ObjectStore, registry: RegistryStore, datasets: DatasetStore, *, model: str,
+                window_hours: int, psi_threshold: float, ks_pvalue: float,
+                now: datetime | None = None) -> dict[str, Any]:
     """Compare the last `window_hours` of captures of `model` with its champion's training profile.
 
     Returns the stored report plus its "report_key". Raises UnknownModel or NoChampion.
@@ -34,14 +35,14 @@ def check_model(s3, registry: RegistryStore, datasets: DatasetStore, *, bucket: 
     if version is None:
         raise NoChampion(f"model {model!r} has no champion yet: there is nothing to compare captures with")
     record = registry.get_version(model, version)
-    dataset = datasets.get_dataset(model, record["dataset_id"])
-    window = read_captures(s3, bucket, model, hours=window_hours, now=now)
+    dataset = datasets.get_dataset(model, record.dataset_id)
+    window = read_captures(objects, model, hours=window_hours, now=now)
     report = drift_report(
-        model=model, version=version, signature=spec.for_version(record).signature, profile=dataset.get("profile") or {},
+        model=model, version=version, signature=record.trained_spec(spec).signature, profile=dataset.profile,
         instances=window.instances, window_hours=window_hours, psi_threshold=psi_threshold, ks_pvalue=ks_pvalue,
     )
     report.update({
-        "dataset_id": record["dataset_id"],
+        "dataset_id": record.dataset_id,
         "generated_at": now.astimezone(timezone.utc).isoformat(timespec="seconds"),
         "requests": window.requests,
         "versions": window.versions,
@@ -50,7 +51,5 @@ def check_model(s3, registry: RegistryStore, datasets: DatasetStore, *, bucket: 
         "drift_score": max_psi(report),
     })
     key = report_key(model, now)
-    with storage_errors(f"writing the drift report of model {model!r}"):
-        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(report, indent=2, allow_nan=False).encode(),
-                      ContentType="application/json")
+    objects.put_json(key, report)
     return {**report, "report_key": key}

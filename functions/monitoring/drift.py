@@ -3,7 +3,7 @@
 Numeric features: the Population Stability Index over the profile's decile bins, and a
 two-sample Kolmogorov-Smirnov test against the profile's quantiles (the reference sample).
 Categorical features: PSI over the profile's category frequencies. Live values go through the
-same canonical forms as training (functions.features.transform), so "2" and 2.0 mean the same.
+same canonical forms as training (functions.shared.transform), so "2" and 2.0 mean the same.
 """
 
 import math
@@ -14,7 +14,8 @@ import pandas as pd
 from scipy import stats
 
 from functions.data.profile import MAX_CATEGORY_CHARS, OTHER
-from functions.features.transform import categories, numbers
+from functions.shared.transform import categories, numbers
+from functions.spec import Feature
 
 # A bin that is empty on one side would make PSI infinite; a small floor keeps it finite and
 # still large (the usual convention).
@@ -132,7 +133,7 @@ def _rounded(result: dict) -> dict:
     return result
 
 
-def drift_report(*, model: str, version: int | None, signature: Sequence[Mapping], profile: Mapping,
+def drift_report(*, model: str, version: int | None, signature: Sequence[Feature], profile: Mapping,
                  instances: Sequence[Mapping], window_hours: int, psi_threshold: float, ks_pvalue: float,
                  min_samples: int = MIN_SAMPLES) -> dict:
     """The drift report of a model: every signature feature of `instances` against `profile`.
@@ -153,11 +154,11 @@ def drift_report(*, model: str, version: int | None, signature: Sequence[Mapping
         return report
     columns = profile.get("columns") or {}
     for feature in signature:
-        name = feature["name"]
+        name = feature.name
         values = [instance.get(name) for instance in instances]
         column = columns.get(name)
         if column is None:
-            report["features"][name] = {"kind": feature.get("type"), "samples": len(values), "psi": None,
+            report["features"][name] = {"kind": feature.type, "samples": len(values), "psi": None,
                                         "ks_stat": None, "ks_pvalue": None, "drifted": False,
                                         "note": "the training profile has no such column"}
             continue

@@ -8,12 +8,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from functions import aws
-from functions.data.store import dataset_store
+from functions.data.dynamo import dataset_store
 from functions.errors import InvalidInput, MlopsError, NoChampion
 from functions.monitoring.check import check_model
-from functions.registry.store import registry_store
+from functions.registry.dynamo import registry_store
 from functions.settings import settings
+from functions.storage.s3 import data_objects
 
 logger = Logger()
 tracer = Tracer()
@@ -54,10 +54,10 @@ def check_drift(event: dict, context) -> dict:
     except ValidationError as error:
         raise InvalidInput('the drift check takes {"model": "<name>"} or a scheduled event') from error
     config = settings()
-    registry, datasets, s3 = registry_store(), dataset_store(), aws.s3()
+    registry, datasets, objects = registry_store(), dataset_store(), data_objects()
 
     def check(model: str) -> dict:
-        report = check_model(s3, registry, datasets, bucket=config.data_bucket, model=model,
+        report = check_model(objects, registry, datasets, model=model,
                              window_hours=config.drift_window_hours, psi_threshold=config.drift_psi_threshold,
                              ks_pvalue=config.drift_ks_pvalue)
         _emit(report, config.metrics_namespace)

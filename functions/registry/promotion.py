@@ -3,7 +3,7 @@
 A new version becomes champion only when there is none yet, or when it beats the champion
 on the same holdout: the champion is loaded and scored on this run's holdout with the spec's
 metric, so both numbers come from the same rows. Otherwise it becomes the challenger. Every
-alias move is a conditional write with its audit item (see RegistryStore.set_alias).
+alias move is a conditional write with its audit entry (see RegistryStore.set_alias).
 """
 
 import logging
@@ -13,12 +13,14 @@ from importlib import metadata
 import pandas as pd
 
 from functions.errors import Conflict, NotFound
-from functions.features.store import read_frame
+from functions.pipeline.state import PromotionResult, RegistrationResult, TrainingResult
+from functions.records import ModelVersion
 from functions.registry.artifacts import load_predictor, save_model
 from functions.registry.store import RegistryStore
+from functions.shared.models import classes_of, load_verified_pipeline
+from functions.shared.scoring import beats, score
 from functions.spec import ModelSpec
-from functions.training.evaluate import beats, score
-from functions.training.runs import load_run_pipeline
+from functions.storage.objects import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +39,9 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def register_version(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, run_id: str, dataset_id: str,
-                     training: dict, metrics: dict, code_version: str) -> dict:
+def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, run_id: str,
+                     dataset_id: str, training: TrainingResult, metrics: dict[str, float],
+                     code_version: str) -> RegistrationResult:
     """Store the run's model under models/<model>/v<n>/ and record version n (once per run)."""
     version = registry.version_for_run(spec.name, run_id)
     try:
@@ -46,92 +49,77 @@ def register_version(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: st
     except NotFound:
         existing = None
     if existing is not None:  # a retried step: the version is already there
-        artifacts = existing.get("artifacts") or {}
-        return {"version": existing["version"], "onnx": bool(artifacts.get("onnx_key")),
-                "format": "onnx" if artifacts.get("onnx_key") else "skops"}
+        return RegistrationResult(version=existing.version, format=existing.artifacts.format)
     # A retry after a failure below writes the same keys again: the number was reserved for this run.
-    pipeline = load_run_pipeline(s3, bucket, training)
-    holdout = read_frame(s3, bucket, training["holdout_key"])
-    artifacts = save_model(s3, bucket, f"models/{spec.name}/v{version}", pipeline, spec, holdout.head(SAMPLE_ROWS))
-    registry.put_version(spec.name, version, {
-        "run_id": run_id,
-        "dataset_id": dataset_id,
-        "metrics": metrics,
-        "metric": spec.metric,
-        "signature": spec.signature,
-        "task": spec.task,
-        "target": spec.target,
-        "classes": artifacts.get("classes"),
-        "artifacts": artifacts,
-        "estimator": spec.estimator.name,
-        "params": training.get("params", {}),
-        "code_version": code_version,
-        "packages": package_versions(),
-        "status": "registered",
-        "holdout_key": training["holdout_key"],
-    })
-    onnx = bool(artifacts.get("onnx_key"))
-    logger.info("version registered", extra={"model": spec.name, "version": version, "onnx": onnx})
-    return {"version": version, "onnx": onnx, "format": "onnx" if onnx else "skops"}
+    pipeline = load_verified_pipeline(objects, training.model_key, training.model_sha256, training.trusted_types)
+    holdout = objects.get_frame(training.holdout_key)
+    artifacts = save_model(objects, f"models/{spec.name}/v{version}", pipeline, spec, holdout.head(SAMPLE_ROWS))
+    registry.put_version(ModelVersion(
+        model=spec.name, version=version, run_id=run_id, dataset_id=dataset_id, task=spec.task, target=spec.target,
+        signature=spec.signature, classes=classes_of(pipeline, spec), metric=spec.metric, metrics=metrics,
+        artifacts=artifacts, estimator=spec.estimator.name, params=training.params, code_version=code_version,
+        packages=package_versions(), holdout_key=training.holdout_key,
+    ))
+    logger.info("version registered", extra={"model": spec.name, "version": version, "format": artifacts.format})
+    return RegistrationResult(version=version, format=artifacts.format)
 
 
-def served_score(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, version: int,
+def served_score(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, version: int,
                  holdout: pd.DataFrame) -> tuple[float | None, str | None]:
     """The score of `version` on `holdout` as it is served, or (None, why it cannot be compared)."""
     record = registry.get_version(spec.name, version)
-    if record.get("task", spec.task) != spec.task:
-        return None, f"v{version} solves another task ({record.get('task')})"
-    if record.get("target", spec.target) != spec.target:
+    if record.task != spec.task:
+        return None, f"v{version} solves another task ({record.task})"
+    if record.target != spec.target:
         # Scored against this holdout's target, it would be graded on a question it never learned.
-        return None, f"v{version} predicts another target ({record.get('target')})"
-    version_spec = spec.for_version(record)
+        return None, f"v{version} predicts another target ({record.target})"
+    version_spec = record.trained_spec(spec)
     lacking = [name for name in version_spec.feature_names if name not in holdout.columns]
     if lacking:
         return None, f"v{version} needs features this holdout lacks ({', '.join(lacking)})"
-    predictor = load_predictor(s3, bucket, record["artifacts"], version_spec)
+    predictor = load_predictor(objects, record, version_spec)
     return score(predictor, holdout, version_spec).get(spec.metric), None
 
 
-def promote(s3, registry: RegistryStore, *, spec: ModelSpec, bucket: str, version: int, holdout_key: str,
-            metrics: dict) -> dict:
+def promote(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, version: int, holdout_key: str,
+            metrics: dict[str, float]) -> PromotionResult:
     """Make `version` champion if it earns it, else challenger; returns the decision and why."""
     holdout = None
     new_score = metrics.get(spec.metric)
     for _ in range(PROMOTION_ATTEMPTS):
         champion = registry.get_alias(spec.name, "champion")
-        decision = {"metric": spec.metric, "score": new_score, "previous": champion}
+        decided = {"metric": spec.metric, "score": new_score, "previous": champion}
         if champion == version:  # a retried step that already promoted
-            return {**decision, "promoted": True, "champion": version, "previous": _previous(registry, spec.name, version),
-                    "reason": f"v{version} is already the champion"}
+            return PromotionResult(**{**decided, "previous": _previous(registry, spec.name, version)}, promoted=True,
+                                   champion=version, reason=f"v{version} is already the champion")
         try:
             if champion is None:
                 reason = f"v{version} is the first champion of model {spec.name!r}"
                 registry.set_alias(spec.name, "champion", version, expected=None, reason=reason)
-                return {**decision, "promoted": True, "champion": version, "reason": reason}
+                return PromotionResult(**decided, promoted=True, champion=version, reason=reason)
             if holdout is None:
-                holdout = read_frame(s3, bucket, holdout_key)
+                holdout = objects.get_frame(holdout_key)
                 # Both sides are scored as they are served (ONNX when they have it) on the same rows,
                 # so float32 noise cannot decide between two equal models.
-                served, _ = served_score(s3, registry, spec=spec, bucket=bucket, version=version, holdout=holdout)
+                served, _ = served_score(objects, registry, spec=spec, version=version, holdout=holdout)
                 new_score = served if served is not None else new_score
-                decision["score"] = new_score
-            current, incomparable = served_score(s3, registry, spec=spec, bucket=bucket, version=champion,
-                                                 holdout=holdout)
-            decision["champion_score"] = current
+                decided["score"] = new_score
+            current, incomparable = served_score(objects, registry, spec=spec, version=champion, holdout=holdout)
+            decided["champion_score"] = current
             if incomparable and new_score is not None:
                 reason = f"v{version} replaces the champion: {incomparable}"
                 registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
-                return {**decision, "promoted": True, "champion": version, "reason": reason}
+                return PromotionResult(**decided, promoted=True, champion=version, reason=reason)
             comparison = f"{spec.metric} {_fmt(new_score)} vs {_fmt(current)} for v{champion} on the same holdout"
             if beats(new_score, current, spec.higher_is_better):
                 reason = f"v{version} beats the champion v{champion}: {comparison}"
                 registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
-                return {**decision, "promoted": True, "champion": version, "reason": reason}
+                return PromotionResult(**decided, promoted=True, champion=version, reason=reason)
             reason = f"v{version} does not beat the champion v{champion}: {incomparable or comparison}"
             challenger = registry.get_alias(spec.name, "challenger")
             if challenger != version:
                 registry.set_alias(spec.name, "challenger", version, expected=challenger, reason=reason)
-            return {**decision, "promoted": False, "champion": champion, "challenger": version, "reason": reason}
+            return PromotionResult(**decided, promoted=False, champion=champion, challenger=version, reason=reason)
         except Conflict:
             logger.info("an alias moved during promotion; deciding again", extra={"model": spec.name})
     raise Conflict(f"the aliases of model {spec.name!r} kept moving during promotion; run it again")
@@ -142,13 +130,13 @@ def _fmt(value: float | None) -> str:
 
 
 def _previous(registry: RegistryStore, model: str, version: int) -> int | None:
-    for item in reversed(registry.audit_trail(model)):
-        if item.get("alias") == "champion" and item.get("version") == version:
-            return item.get("from_version")
+    for entry in reversed(registry.audit_trail(model)):
+        if entry.alias == "champion" and entry.version == version:
+            return entry.from_version
     return None
 
 
-def rollback(registry: RegistryStore, model: str, to_version: int, reason: str) -> dict:
+def rollback(registry: RegistryStore, model: str, to_version: int, reason: str) -> dict[str, int]:
     """Point the champion back at an earlier registered version (audited like any alias move)."""
     registry.get_version(model, to_version)  # NotFound for a version that does not exist
     current = registry.get_alias(model, "champion")

@@ -8,8 +8,9 @@ its name without reading it.
 import json
 import uuid
 from datetime import datetime, timezone
+from typing import Any
 
-from functions.storage import storage_errors
+from functions.storage.objects import ObjectStore
 
 PREFIX = "captures"
 
@@ -31,8 +32,8 @@ def epoch_ms_of(key: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def capture_record(*, model: str, version: int, request_id: str, at: datetime, inputs: list,
-                   predictions: list, probabilities: list | None = None) -> dict:
+def capture_record(*, model: str, version: int, request_id: str, at: datetime, inputs: list[Any],
+                   predictions: list[Any], probabilities: list[list[float]] | None = None) -> dict[str, Any]:
     record = {
         "model": model,
         "version": version,
@@ -46,14 +47,14 @@ def capture_record(*, model: str, version: int, request_id: str, at: datetime, i
     return record
 
 
-def write_capture(s3, bucket: str, *, model: str, version: int, request_id: str, inputs: list, predictions: list,
-                  probabilities: list | None = None, at: datetime | None = None) -> str:
+def write_capture(objects: ObjectStore, *, model: str, version: int, request_id: str, inputs: list[Any],
+                  predictions: list[Any], probabilities: list[list[float]] | None = None,
+                  at: datetime | None = None) -> str:
     """Store one request and its answers; returns the key."""
     at = at or datetime.now(timezone.utc)
     key = capture_key(model, at)
     record = capture_record(model=model, version=version, request_id=request_id, at=at, inputs=inputs,
                             predictions=predictions, probabilities=probabilities)
     body = json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
-    with storage_errors(f"capturing a request to model {model!r}"):
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    objects.put_bytes(key, body, content_type="application/json")
     return key

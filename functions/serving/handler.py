@@ -19,13 +19,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from functions import aws
 from functions.errors import InvalidInput, MlopsError, PayloadTooLarge, RetryableError
-from functions.registry.store import registry_store
+from functions.registry.dynamo import registry_store
 from functions.serving.capture import write_capture
 from functions.serving.model_cache import ModelCache, describe_model
 from functions.serving.predict import predict
 from functions.settings import Settings, settings
+from functions.storage.s3 import data_objects
 
 logger = Logger()
 tracer = Tracer()
@@ -140,14 +140,14 @@ def predict_route(name: str) -> dict:
     config = settings()
     request = parse_predict_request(app.current_event, config)
     started = time.perf_counter()
-    loaded = models.champion(registry_store(), aws.s3(), config.data_bucket, name, config.model_cache_ttl_seconds)
+    loaded = models.champion(registry_store(), data_objects(), name, config.model_cache_ttl_seconds)
     result = predict(loaded, request.instances)
     latency_ms = (time.perf_counter() - started) * 1000
     request_id = _request_id()
 
     # The answer counts more than its record: a failed capture is logged and counted, not returned.
     try:
-        write_capture(aws.s3(), config.data_bucket, model=loaded.model, version=loaded.version, request_id=request_id,
+        write_capture(data_objects(), model=loaded.model, version=loaded.version, request_id=request_id,
                       inputs=request.instances, predictions=result.predictions, probabilities=result.probabilities)
     except (MlopsError, ValueError) as error:
         logger.warning("request not captured", extra={"model": loaded.model, "reason": str(error)})

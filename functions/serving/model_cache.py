@@ -12,10 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from typing import Any
+
 from functions.errors import NoChampion, RetryableError
-from functions.registry.artifacts import Predictor, load_predictor
+from functions.records import ModelVersion
+from functions.registry.artifacts import load_predictor
 from functions.registry.store import RegistryStore
-from functions.spec import ModelSpec, check_model_name
+from functions.shared.models import Predictor
+from functions.spec import Feature, ModelSpec, check_model_name
+from functions.storage.objects import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -27,26 +32,30 @@ class LoadedModel:
     spec: ModelSpec  # the spec the version was trained with (its signature, its task)
     predictor: Predictor
     checked_at: float = field(default=0.0, compare=False)
-    signature: list[dict] = field(init=False, compare=False)  # read on every request: built once
+    signature: list[Feature] = field(init=False, compare=False)  # read on every request: built once
 
     def __post_init__(self) -> None:
         self.signature = self.spec.signature
 
 
-def champion_summary(record: dict) -> dict:
-    return {key: record.get(key) for key in ("version", "metrics", "created_at", "dataset_id", "run_id")}
+def champion_summary(record: ModelVersion) -> dict[str, Any]:
+    return record.model_dump(mode="json", include={"version", "metrics", "created_at", "dataset_id", "run_id"})
 
 
-def describe_model(registry: RegistryStore, model: str) -> dict:
+def describe_model(registry: RegistryStore, model: str) -> dict[str, Any]:
     """What GET /v1/models/{name} answers: the model, its champion (or null) and its signature."""
     check_model_name(model)
     spec = registry.get_spec(model)
     version = registry.get_alias(model, "champion")
     if version is None:
-        return {"model": model, "task": spec.task, "champion": None, "signature": spec.signature}
+        return {"model": model, "task": spec.task, "champion": None, "signature": _signature(spec)}
     record = registry.get_version(model, version)
-    served = spec.for_version(record)
-    return {"model": model, "task": served.task, "champion": champion_summary(record), "signature": served.signature}
+    served = record.trained_spec(spec)
+    return {"model": model, "task": served.task, "champion": champion_summary(record), "signature": _signature(served)}
+
+
+def _signature(spec: ModelSpec) -> list[dict[str, str]]:
+    return [feature.model_dump() for feature in spec.signature]
 
 
 class ModelCache:
@@ -59,7 +68,7 @@ class ModelCache:
     def clear(self) -> None:
         self._entries.clear()
 
-    def champion(self, registry: RegistryStore, s3, bucket: str, model: str, ttl_seconds: float) -> LoadedModel:
+    def champion(self, registry: RegistryStore, objects: ObjectStore, model: str, ttl_seconds: float) -> LoadedModel:
         """The loaded champion of `model` (UnknownModel, NoChampion, IntegrityError, RetryableError)."""
         check_model_name(model)
         now = self._clock()
@@ -82,7 +91,7 @@ class ModelCache:
             self._entries.pop(model, None)
             raise NoChampion(f"model {model!r} has no champion yet: train it by uploading a dataset")
         try:
-            loaded = self._load(registry, s3, bucket, model, version, now)
+            loaded = self._load(registry, objects, model, version, now)
         except RetryableError:
             if entry is None:
                 raise
@@ -95,10 +104,9 @@ class ModelCache:
         return loaded
 
     @staticmethod
-    def _load(registry: RegistryStore, s3, bucket: str, model: str, version: int, now: float) -> LoadedModel:
-        spec = registry.get_spec(model)
+    def _load(registry: RegistryStore, objects: ObjectStore, model: str, version: int, now: float) -> LoadedModel:
         record = registry.get_version(model, version)
-        served = spec.for_version(record)
-        predictor = load_predictor(s3, bucket, record.get("artifacts") or {}, served)
+        served = record.trained_spec(registry.get_spec(model))
+        predictor = load_predictor(objects, record, served)
         return LoadedModel(model=model, version=version, spec=served, predictor=predictor,
                            checked_at=now)

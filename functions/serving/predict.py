@@ -9,11 +9,13 @@ Accepted instances go through the one feature transformation shared with trainin
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from functions.errors import RequestInvalid, shown
 from functions.serving.model_cache import LoadedModel
+from functions.spec import Feature
 
 MAX_CATEGORY_LENGTH = 256
 MAX_REPORTED_PROBLEMS = 10  # a message stays readable when a whole batch is wrong
@@ -62,9 +64,9 @@ def _json_type(value) -> str:
     return "an unsupported value"
 
 
-def check_instances(instances: Sequence, signature: Sequence[Mapping]) -> list[Problem]:
+def check_instances(instances: Sequence[Any], signature: Sequence[Feature]) -> list[Problem]:
     """Every way the instances miss the signature (empty when they match it)."""
-    kinds = {feature["name"]: feature["type"] for feature in signature}
+    kinds = {feature.name: feature.type for feature in signature}
     problems: list[Problem] = []
     for index, instance in enumerate(instances):
         if not isinstance(instance, Mapping):
@@ -83,7 +85,7 @@ def check_instances(instances: Sequence, signature: Sequence[Mapping]) -> list[P
     return problems
 
 
-def validate_instances(instances: Sequence, signature: Sequence[Mapping]) -> None:
+def validate_instances(instances: Sequence[Any], signature: Sequence[Feature]) -> None:
     """Raise RequestInvalid naming the first problems when the instances miss the signature."""
     problems = check_instances(instances, signature)
     if not problems:
@@ -91,7 +93,7 @@ def validate_instances(instances: Sequence, signature: Sequence[Mapping]) -> Non
     shown = "; ".join(str(p) for p in problems[:MAX_REPORTED_PROBLEMS])
     more = len(problems) - MAX_REPORTED_PROBLEMS
     suffix = f"; and {more} more problem(s)" if more > 0 else ""
-    expected = ", ".join(f"{f['name']} ({f['type']})" for f in signature)
+    expected = ", ".join(f"{f.name} ({f.type})" for f in signature)
     raise RequestInvalid(
         f"the instances do not match the signature of the model [{expected}]: {shown}{suffix}",
         details={"problems": [p.__dict__ for p in problems[:MAX_REPORTED_PROBLEMS]]},
@@ -107,7 +109,7 @@ class Prediction:
 def predict(loaded: LoadedModel, instances: Sequence[Mapping]) -> Prediction:
     """The champion's answers for `instances` (validated here first)."""
     validate_instances(instances, loaded.signature)
-    names = [feature["name"] for feature in loaded.signature]
+    names = [feature.name for feature in loaded.signature]
     frame = pd.DataFrame.from_records(list(instances), columns=names)
     predictions, probabilities = loaded.predictor.predict(frame)  # applies the training transformation
     return Prediction(predictions=predictions, probabilities=probabilities)

@@ -22,9 +22,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from functions.errors import DatasetInvalid, SpecInvalid
-from functions.features.transform import MISSING, model_input
+from functions.jsonable import jsonable
+from functions.shared.transform import MISSING, model_input
 from functions.spec import ESTIMATORS, ModelSpec
-from functions.storage import sha256
+from functions.storage.objects import sha256
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def build_pipeline(spec: ModelSpec, seed: int = 0) -> Pipeline:
         numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
         transformers.append(("numeric", numeric, spec.numeric_features))
     if spec.categorical_features:
-        # Missing categories arrive as the MISSING string (see features.transform); the imputer
+        # Missing categories arrive as the MISSING string (see shared.transform); the imputer
         # replaces them with the most frequent one (a string marker also converts to ONNX).
         categorical = Pipeline([
             ("impute", SimpleImputer(strategy="most_frequent", missing_values=MISSING)),
@@ -119,7 +120,7 @@ def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:
         if issubclass(warning.category, ConvergenceWarning):
             logger.warning("the estimator did not converge; consider raising max_iter")
             break
-    params = {k: _plain(v) for k, v in pipeline.named_steps["estimator"].get_params().items() if _is_plain(v)}
+    params = {k: jsonable(v) for k, v in pipeline.named_steps["estimator"].get_params().items() if _is_plain(v)}
     return TrainResult(pipeline, train, holdout, params, seed, stratified)
 
 
@@ -137,6 +138,3 @@ def _parameter_error(spec: ModelSpec, error: ValueError) -> Exception:
 def _is_plain(value) -> bool:
     return isinstance(value, (int, float, str, bool, type(None), np.integer, np.floating))
 
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value

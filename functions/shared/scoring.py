@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from functions.jsonable import jsonable
 from functions.spec import ModelSpec
 
 
@@ -68,7 +69,7 @@ def _finite(result: dict) -> dict:
 def score(predictor, holdout: pd.DataFrame, spec: ModelSpec) -> dict:
     """The metrics of `predictor` (any format) on `holdout` (features + target)."""
     predictions, probabilities = predictor.predict(holdout)
-    y_true = [v.item() if hasattr(v, "item") else v for v in holdout[spec.target].tolist()]
+    y_true = jsonable(holdout[spec.target].tolist())
     if spec.task == "classification":
         return classification_metrics(y_true, predictions, probabilities, predictor.classes)
     return regression_metrics(y_true, predictions)

@@ -1,10 +1,9 @@
-"""Where storage is touched, AWS errors become domain errors.
+"""Where the adapters touch AWS, its errors become domain errors.
 
 Throttling and timeouts become RetryableError; a failed condition check becomes Conflict;
 callers never parse AWS error strings.
 """
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -45,7 +44,3 @@ def storage_errors(what: str) -> Iterator[None]:
         raise RetryableError(f"{what}: storage timed out, try again") from error
     except BotoCoreError as error:
         raise MlopsError(f"{what}: storage client error") from error
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,151 @@
+"""The state of a pipeline execution, as each step receives it (the whole state, every time).
+
+start_pipeline builds the input (run id, model, uploaded object); each step's result is a
+model below, stored by the state machine at its own path ($.dataset, $.validation, ...), and a
+caught failure is at $.error. A step reads what earlier steps wrote with `state.result(Type)`.
+"""
+
+from typing import Any, Literal, TypeVar
+
+from aws_lambda_powertools.utilities.parser import parse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from functions.errors import InvalidInput
+from functions.spec import NAME_PATTERN, ModelSpec
+
+# Where a step's event holds its run: the correlation id of the step's logs.
+RUN_ID = "run_id"
+
+
+class StepResult(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class DatasetResult(StepResult):
+    """RegisterDataset: the uploaded version, and the spec as it was when the run started."""
+
+    dataset_id: str
+    key: str
+    version_id: str | None = None
+    bytes: int
+    spec: ModelSpec
+    rows: int = 0
+    columns: dict[str, str] = Field(default_factory=dict)
+    readable: bool
+    new: bool | None = None  # None: unreadable, so not recorded
+
+
+class ValidationResult(StepResult):
+    report_key: str
+    passed: bool
+    warnings: list[str] = Field(default_factory=list)
+
+
+class FeaturesResult(StepResult):
+    features_key: str
+    features_sha256: str
+    rows: int
+    entities: int
+
+
+class TrainingResult(StepResult):
+    model_key: str
+    model_sha256: str
+    trusted_types: list[str]
+    train_key: str
+    holdout_key: str
+    params: dict[str, Any]
+    estimator: str
+    seed: int
+    stratified: bool
+    rows: dict[str, int]
+
+
+class EvaluationResult(StepResult):
+    metrics: dict[str, float]
+    holdout_rows: int
+
+
+class RegistrationResult(StepResult):
+    version: int
+    format: Literal["onnx", "skops"]
+
+
+class PromotionResult(StepResult):
+    promoted: bool
+    champion: int | None
+    challenger: int | None = None
+    previous: int | None = None
+    metric: str
+    score: float | None = None
+    champion_score: float | None = None
+    reason: str
+
+
+class RunResult(StepResult):
+    """RecordSuccess or RecordFailure: how the run ended."""
+
+    status: Literal["SUCCEEDED", "FAILED"]
+    model_version: int | None = None
+    promoted: bool | None = None
+    failure_reason: str | None = None
+    failed_step: str | None = None
+
+
+# The steps in order, with the path of their results: the first missing one is where a run stopped.
+STEPS: list[tuple[str, str, type[StepResult]]] = [
+    ("dataset", "RegisterDataset", DatasetResult),
+    ("validation", "ValidateDataset", ValidationResult),
+    ("features", "BuildFeatures", FeaturesResult),
+    ("training", "Train", TrainingResult),
+    ("evaluation", "Evaluate", EvaluationResult),
+    ("registration", "RegisterModel", RegistrationResult),
+    ("promotion", "Promote", PromotionResult),
+    ("run", "RecordSuccess", RunResult),
+]
+R = TypeVar("R", bound=StepResult)
+
+
+class PipelineState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str = Field(min_length=1, max_length=80)
+    model: str = Field(pattern=NAME_PATTERN)
+    bucket: str = Field(min_length=3, max_length=63)
+    key: str = Field(min_length=1, max_length=1024)
+    version_id: str | None = None
+    dataset: DatasetResult | None = None
+    validation: ValidationResult | None = None
+    features: FeaturesResult | None = None
+    training: TrainingResult | None = None
+    evaluation: EvaluationResult | None = None
+    registration: RegistrationResult | None = None
+    promotion: PromotionResult | None = None
+    run: RunResult | None = None
+    error: dict[str, Any] | None = None  # Step Functions' {"Error", "Cause"} of a caught failure
+
+    def result(self, kind: type[R]) -> R:
+        """The result an earlier step stored (InvalidInput when that step did not run)."""
+        path, step = next((path, step) for path, step, result in STEPS if result is kind)
+        value = getattr(self, path)
+        if not isinstance(value, kind):
+            raise InvalidInput(f"the pipeline state has no result of {step}: that step did not run")
+        return value
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The spec as the run registered its dataset (a spec edited mid-run does not change the run)."""
+        return self.result(DatasetResult).spec
+
+    def failed_step(self) -> str:
+        return next((step for path, step, _ in STEPS if getattr(self, path) is None), "unknown")
+
+
+def parse_state(event: Any) -> PipelineState:
+    try:
+        return parse(event=event, model=PipelineState)
+    except ValidationError as error:
+        fields = sorted({".".join(map(str, e["loc"])) or "state" for e in error.errors()})
+        raise InvalidInput(f"the pipeline state is malformed (fields: {', '.join(fields)})") from error
+    except Exception as error:  # noqa: BLE001 - powertools wraps non-dict input in its own error
+        raise InvalidInput("the pipeline state is malformed") from error

@@ -1,0 +1,120 @@
+"""The records the platform keeps: dataset versions, runs, model versions, aliases, audit entries.
+
+Stores read and write these (storage.dynamo converts them to and from items); every other
+module reads their fields, never string keys of a dict.
+"""
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.spec import Feature, ModelSpec, Task
+from functions.storage.dynamo import StoredAsJson
+
+# A class label as scikit-learn and JSON give it back (smart unions keep the exact type).
+Label = bool | int | float | str
+JsonObject = Annotated[dict[str, Any], StoredAsJson()]
+RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED"]
+AliasName = Literal["champion", "challenger"]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class DatasetVersion(Record):
+    """An uploaded file, identified by its content (sha256), with its profile and the runs that used it."""
+
+    model: str
+    dataset_id: str
+    bucket: str
+    key: str
+    version_id: str | None = None
+    rows: int
+    columns: dict[str, str]  # name -> dtype
+    profile: JsonObject
+    created_at: str = Field(default_factory=now_iso)
+    runs: set[str] = Field(default_factory=set)
+
+
+class Run(Record):
+    """One pipeline execution: what it was given, and how it ended."""
+
+    model: str
+    run_id: str
+    status: RunStatus = "RUNNING"
+    bucket: str
+    key: str
+    version_id: str | None = None
+    code_version: str
+    started_at: str = Field(default_factory=now_iso)
+    ended_at: str | None = None
+    dataset_id: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
+    model_version: int | None = None
+    promoted: bool | None = None
+    champion: int | None = None
+    promotion_reason: str | None = None
+    failure_reason: str | None = None
+    failed_step: str | None = None
+    error_type: str | None = None
+
+
+class Artifacts(Record):
+    """Where a version's model is stored, in which formats, with the hashes it is verified by."""
+
+    skops_key: str
+    skops_sha256: str
+    skops_trusted_types: list[str]
+    onnx_key: str | None = None
+    onnx_sha256: str | None = None
+    onnx_skipped: str | None = None  # why there is no ONNX model (serving then uses skops)
+
+    @property
+    def format(self) -> Literal["onnx", "skops"]:
+        return "onnx" if self.onnx_key else "skops"
+
+
+class ModelVersion(Record):
+    """A registered model: its artifacts, metrics, signature and lineage."""
+
+    model: str
+    version: int
+    run_id: str
+    dataset_id: str
+    task: Task
+    target: str
+    signature: list[Feature]
+    classes: Annotated[list[Label] | None, StoredAsJson()] = None
+    metric: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    artifacts: Artifacts
+    estimator: str
+    params: JsonObject = Field(default_factory=dict)
+    code_version: str
+    packages: dict[str, str] = Field(default_factory=dict)
+    holdout_key: str
+    status: str = "registered"
+    created_at: str = Field(default_factory=now_iso)
+
+    def trained_spec(self, spec: ModelSpec) -> ModelSpec:
+        """The model's current spec with this version's own signature and task (what it was trained for)."""
+        return spec.trained_as(self.signature, self.task)
+
+
+class AuditEntry(Record):
+    """One move of an alias: append-only."""
+
+    model: str
+    action: str
+    alias: AliasName
+    version: int
+    from_version: int | None = None
+    reason: str
+    at: str

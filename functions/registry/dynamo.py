@@ -1,0 +1,210 @@
+"""The registry on one DynamoDB table (the adapter of registry.store.RegistryStore).
+
+Partition `MODEL#<model>`; the sort key says what an item is: SPEC, RUN#<id>, VERSION#<n>,
+COUNTER, RUNVERSION#<run id>, ALIAS#<alias>, AUDIT#<time>#<uuid>.
+"""
+
+import uuid
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from functions import aws
+from functions.errors import Conflict, MlopsError, NotFound, RetryableError, UnknownModel
+from functions.records import AliasName, AuditEntry, ModelVersion, Run, now_iso
+from functions.settings import settings
+from functions.spec import ModelSpec
+from functions.storage.dynamo import attributes, from_item, query_all, to_item
+from functions.storage.errors import storage_errors
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+
+def _pk(model: str) -> str:
+    return f"MODEL#{model}"
+
+
+def _version_sk(version: int) -> str:
+    return f"VERSION#{int(version):06d}"
+
+
+class DynamoRegistryStore:
+    def __init__(self, table: "Table"):
+        self.table = table
+
+    # --- specs
+    def put_spec(self, spec: ModelSpec) -> None:
+        now = now_iso()
+        with storage_errors(f"saving the spec of model {spec.name!r}"):
+            self.table.update_item(
+                Key={"pk": _pk(spec.name), "sk": "SPEC"},
+                UpdateExpression="SET #spec = :spec, #model = :model, updated_at = :now, "
+                "created_at = if_not_exists(created_at, :now)",
+                ExpressionAttributeNames={"#spec": "spec", "#model": "model"},
+                ExpressionAttributeValues={":spec": spec.model_dump_json(), ":model": spec.name, ":now": now},
+            )
+
+    def get_spec(self, model: str) -> ModelSpec:
+        item = self._get({"pk": _pk(model), "sk": "SPEC"}, f"reading the spec of model {model!r}")
+        if not item:
+            raise UnknownModel(
+                f"no model spec named {model!r} is registered; create it with `mlops models create {model} --spec FILE`"
+            )
+        return _parse_spec(model, item)
+
+    def list_specs(self) -> list[ModelSpec]:
+        items = query_all(self.table, "listing the registered models", FilterExpression=Attr("sk").eq("SPEC"))
+        return sorted((_parse_spec(i["pk"].removeprefix("MODEL#"), i) for i in items), key=lambda s: s.name)
+
+    # --- runs
+    def start_run(self, run: Run) -> bool:
+        try:
+            with storage_errors(f"recording run {run.run_id}"):
+                self.table.put_item(Item=to_item(run, pk=_pk(run.model), sk=f"RUN#{run.run_id}"),
+                                    ConditionExpression="attribute_not_exists(pk)")
+        except Conflict:
+            return False
+        return True
+
+    def update_run(self, model: str, run_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        values = attributes(Run, fields)
+        names = {f"#f{i}": name for i, name in enumerate(values)}
+        expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
+        with storage_errors(f"updating run {run_id}"):
+            self.table.update_item(
+                Key={"pk": _pk(model), "sk": f"RUN#{run_id}"},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":v{i}": value for i, value in enumerate(values.values())},
+            )
+
+    def get_run(self, model: str, run_id: str) -> Run:
+        item = self._get({"pk": _pk(model), "sk": f"RUN#{run_id}"}, f"reading run {run_id}")
+        if not item:
+            raise NotFound(f"run {run_id!r} of model {model!r} does not exist")
+        return from_item(Run, item)
+
+    def list_runs(self, model: str, limit: int = 20) -> list[Run]:
+        # Run ids are hashes, not times: sort by start time here (a model has few runs).
+        runs = [from_item(Run, i) for i in self._query(model, "RUN#")]
+        runs.sort(key=lambda r: r.started_at, reverse=True)
+        return runs[:limit]
+
+    # --- versions
+    def version_for_run(self, model: str, run_id: str) -> int:
+        key = {"pk": _pk(model), "sk": f"RUNVERSION#{run_id}"}
+        item = self._get(key, f"reading the version of run {run_id}")
+        if item:
+            return int(item["version"])
+        version = self._next_version(model)
+        try:
+            with storage_errors(f"reserving version {version} for run {run_id}"):
+                self.table.put_item(Item={**key, "version": version}, ConditionExpression="attribute_not_exists(pk)")
+        except Conflict:  # a concurrent copy of the same step reserved first: use its number
+            item = self._get(key, f"reading the version of run {run_id}")
+            if not item:
+                raise
+            return int(item["version"])
+        return version
+
+    def _next_version(self, model: str) -> int:
+        with storage_errors(f"allocating a version of model {model!r}"):
+            response = self.table.update_item(
+                Key={"pk": _pk(model), "sk": "COUNTER"},
+                UpdateExpression="ADD #n :one",
+                ExpressionAttributeNames={"#n": "next_version"},
+                ExpressionAttributeValues={":one": 1},
+                ReturnValues="UPDATED_NEW",
+            )
+        return int(response["Attributes"]["next_version"])  # type: ignore[arg-type]
+
+    def put_version(self, version: ModelVersion) -> None:
+        item = to_item(version, pk=_pk(version.model), sk=_version_sk(version.version))
+        with storage_errors(f"registering version {version.version} of model {version.model!r}"):
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+
+    def get_version(self, model: str, version: int) -> ModelVersion:
+        item = self._get({"pk": _pk(model), "sk": _version_sk(version)}, f"reading version {version} of model {model!r}")
+        if not item:
+            raise NotFound(f"model {model!r} has no version {version}")
+        return from_item(ModelVersion, item)
+
+    def list_versions(self, model: str) -> list[ModelVersion]:
+        return [from_item(ModelVersion, i) for i in self._query(model, "VERSION#")]
+
+    # --- aliases
+    def get_alias(self, model: str, alias: AliasName = "champion") -> int | None:
+        item = self._get({"pk": _pk(model), "sk": f"ALIAS#{alias}"}, f"reading the {alias} of model {model!r}")
+        if not item or item.get("version") is None:
+            return None
+        return int(item["version"])  # type: ignore[arg-type]
+
+    def set_alias(self, model: str, alias: AliasName, version: int, *, expected: int | None, reason: str) -> None:
+        now = now_iso()
+        if expected is None:
+            condition, values = "attribute_not_exists(pk)", {}
+        else:
+            condition, values = "#v = :expected", {":expected": int(expected)}
+        entry = AuditEntry(model=model, action=f"set_{alias}", alias=alias, version=version, from_version=expected,
+                           reason=reason, at=now)
+        alias_update = {
+            "Update": {
+                "TableName": self.table.name,
+                "Key": {"pk": _pk(model), "sk": f"ALIAS#{alias}"},
+                "UpdateExpression": "SET #v = :version, updated_at = :now, reason = :reason",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":version": int(version), ":now": now, ":reason": reason, **values},
+            }
+        }
+        audit_put = {
+            "Put": {
+                "TableName": self.table.name,
+                "Item": to_item(entry, pk=_pk(model), sk=f"AUDIT#{now}#{uuid.uuid4()}"),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        with storage_errors(f"moving the {alias} of model {model!r}"):
+            try:
+                self.table.meta.client.transact_write_items(TransactItems=[alias_update, audit_put])  # type: ignore[list-item]
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}  # type: ignore[typeddict-item]
+                if "ConditionalCheckFailed" in reasons:
+                    raise Conflict(f"the {alias} of model {model!r} moved while it was being changed; try again") from error
+                if reasons & {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}:
+                    raise RetryableError(f"moving the {alias} of model {model!r}: storage is busy, try again") from error
+                raise
+
+    def audit_trail(self, model: str) -> list[AuditEntry]:
+        return [from_item(AuditEntry, i) for i in self._query(model, "AUDIT#")]
+
+    # --- helpers
+    def _get(self, key: dict[str, str], what: str) -> dict[str, Any] | None:
+        with storage_errors(what):
+            return self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+
+    def _query(self, model: str, prefix: str) -> list[dict[str, Any]]:
+        return query_all(self.table, f"listing the records of model {model!r}",
+                         KeyConditionExpression=Key("pk").eq(_pk(model)) & Key("sk").begins_with(prefix),
+                         ConsistentRead=True)
+
+
+def _parse_spec(model: str, item: dict[str, Any]) -> ModelSpec:
+    try:
+        return ModelSpec.model_validate_json(item["spec"])
+    except (KeyError, TypeError, ValidationError) as error:
+        raise MlopsError(f"the stored spec of model {model!r} is unreadable; register it again") from error
+
+
+@cache
+def registry_store() -> DynamoRegistryStore:
+    """The store of the running function (table name from its settings), built once per execution environment."""
+    return DynamoRegistryStore(aws.table(settings().registry_table))

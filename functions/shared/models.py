@@ -1,0 +1,131 @@
+"""Model formats, never raw pickle: skops for the scikit-learn object, ONNX for serving.
+
+skops bytes are loaded trusting only the types recorded when they were saved, and only from
+scikit-learn, numpy, scipy and builtins. A `Predictor` answers for a loaded model whatever its
+format: raw rows in, plain Python labels (or values) and class probabilities out.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from functions.errors import IntegrityError
+from functions.jsonable import jsonable
+from functions.shared.transform import build_features
+from functions.spec import ModelSpec
+from functions.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
+Answers = tuple[list[Any], list[list[float]] | None]
+
+
+def dumps_skops(pipeline: "Pipeline") -> tuple[bytes, list[str]]:
+    """The pipeline as skops bytes, and the types a load must trust (IntegrityError if one is not trusted)."""
+    import skops.io as sio
+
+    data = sio.dumps(pipeline)
+    types = sorted(sio.get_untrusted_types(data=data))
+    refused = [t for t in types if not t.startswith(TRUSTED_MODULES)]
+    if refused:
+        # We would refuse to load it: better to fail the run now than to register it.
+        raise IntegrityError(f"the trained model holds types that cannot be loaded safely: {', '.join(refused)}")
+    return data, types
+
+
+def loads_skops(data: bytes, recorded_types: list[str]) -> "Pipeline":
+    """Load skops bytes trusting only the recorded types from trusted modules (IntegrityError otherwise)."""
+    import skops.io as sio
+
+    refused = [t for t in recorded_types if not str(t).startswith(TRUSTED_MODULES)]
+    if refused:
+        raise IntegrityError(f"the model artifact names untrusted types: {', '.join(map(str, refused))}")
+    try:
+        found = sio.get_untrusted_types(data=data)
+    except Exception as error:  # noqa: BLE001 - skops raises many types for a file that is not its own
+        raise IntegrityError("the model artifact is not a readable skops file") from error
+    unexpected = sorted(set(found) - set(recorded_types))
+    if unexpected:
+        raise IntegrityError(f"the model artifact holds types that were not recorded: {', '.join(unexpected)}")
+    try:
+        return sio.loads(data, trusted=list(recorded_types))
+    except Exception as error:  # noqa: BLE001 - skops raises several types for untrusted or corrupt content
+        raise IntegrityError("the model artifact could not be loaded safely") from error
+
+
+def load_verified_pipeline(objects: ObjectStore, key: str, sha256: str | None, trusted_types: list[str]) -> "Pipeline":
+    """A stored skops pipeline, verified by its sha256 and loaded trusting its recorded types only."""
+    return loads_skops(objects.get_verified(key, sha256), trusted_types)
+
+
+def classes_of(pipeline: "Pipeline", spec: ModelSpec) -> list[Any] | None:
+    return jsonable(list(pipeline.classes_)) if spec.task == "classification" else None
+
+
+class Predictor:
+    """A loaded model, whatever its format."""
+
+    format: str = ""
+
+    def __init__(self, spec: ModelSpec, classes: list[Any] | None):
+        self.spec = spec
+        self.classes = list(classes) if classes is not None else None
+
+    def predict(self, frame: "pd.DataFrame") -> Answers:
+        """Labels (classification) or values (regression), and class probabilities when classifying.
+
+        The rows go through the feature transformation first, so raw instances or already
+        built features give the same answers.
+        """
+        features = build_features(frame, self.spec)
+        if len(features) == 0:
+            return [], ([] if self.spec.task == "classification" else None)
+        labels, proba = self._predict(features)
+        if self.spec.task == "regression":
+            return np.asarray(labels, dtype=np.float64).ravel().tolist(), None
+        probabilities = None if proba is None else np.asarray(proba, dtype=np.float64).tolist()
+        return jsonable(np.asarray(labels).ravel()), probabilities
+
+    def _predict(self, features: "pd.DataFrame") -> tuple[Any, Any]:
+        raise NotImplementedError
+
+
+class SkopsPredictor(Predictor):
+    format = "skops"
+
+    def __init__(self, pipeline: "Pipeline", spec: ModelSpec, classes: list[Any] | None = None):
+        super().__init__(spec, classes if classes is not None else classes_of(pipeline, spec))
+        self.pipeline = pipeline
+
+    def _predict(self, features: "pd.DataFrame") -> tuple[Any, Any]:
+        labels = self.pipeline.predict(features)
+        proba = self.pipeline.predict_proba(features) if self.spec.task == "classification" else None
+        return labels, proba
+
+
+class OnnxPredictor(Predictor):
+    format = "onnx"
+
+    def __init__(self, onnx_bytes: bytes, spec: ModelSpec, classes: list[Any] | None):
+        import onnxruntime
+
+        super().__init__(spec, classes)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # Lambda: one request at a time, few vCPUs
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def _predict(self, features: "pd.DataFrame") -> tuple[Any, Any]:
+        feeds = {}
+        for feature in self.spec.features:
+            column = features[[feature.name]]
+            feeds[feature.name] = column.to_numpy(np.float32) if feature.type == "numeric" else column.to_numpy(object)
+        results = dict(zip(self.outputs, self.session.run(None, feeds)))
+        if self.spec.task == "classification":
+            return results["label"], results.get("probabilities")
+        return np.asarray(results["variable"], dtype=np.float64), None
