@@ -5,7 +5,8 @@ from constructs import Construct
 
 from infra.data import Data
 from infra.features import Features
-from infra.monitoring import Monitoring
+from functions.settings import Settings as FunctionSettings
+from infra.monitoring import NAMESPACE, Monitoring
 from infra.registry import Registry
 from infra.runtime import FunctionFactory
 from infra.serving import Serving
@@ -22,20 +23,22 @@ class PlatformStack(Stack):
         functions = FunctionFactory(
             settings,
             {
-                "DATA_BUCKET": self.data.bucket.bucket_name,
-                "DATASETS_TABLE": self.data.datasets.table_name,
-                "REGISTRY_TABLE": self.registry.table.table_name,
-                "FEATURES_TABLE": self.features.online.table_name,
-                "CODE_VERSION": settings.code_version,
-                "POWERTOOLS_METRICS_NAMESPACE": "Mlops",
+                **FunctionSettings.environment(
+                    data_bucket=self.data.bucket.bucket_name,
+                    datasets_table=self.data.datasets.table_name,
+                    registry_table=self.registry.table.table_name,
+                    features_table=self.features.online.table_name,
+                    code_version=settings.code_version,
+                    metrics_namespace=NAMESPACE,
+                    model_cache_ttl_seconds=settings.model_cache_ttl_seconds,
+                    max_request_bytes=settings.max_request_bytes,
+                    max_instances=settings.max_instances,
+                    feature_ttl_days=settings.feature_ttl_days,
+                    drift_window_hours=settings.drift_window_hours,
+                    drift_psi_threshold=settings.drift_psi_threshold,
+                    drift_ks_pvalue=settings.drift_ks_pvalue,
+                ),
                 "POWERTOOLS_LOG_LEVEL": "INFO",
-                "MODEL_CACHE_TTL_SECONDS": str(settings.model_cache_ttl_seconds),
-                "MAX_REQUEST_BYTES": str(settings.max_request_bytes),
-                "MAX_INSTANCES": str(settings.max_instances),
-                "FEATURE_TTL_DAYS": str(settings.feature_ttl_days),
-                "DRIFT_WINDOW_HOURS": str(settings.drift_window_hours),
-                "DRIFT_PSI_THRESHOLD": str(settings.drift_psi_threshold),
-                "DRIFT_KS_PVALUE": str(settings.drift_ks_pvalue),
             },
         )
         self.training = Training(self, "Training", settings, functions, self.data, self.features, self.registry)

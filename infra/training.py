@@ -9,6 +9,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from functions.settings import StarterSettings
 from infra.data import Data
 from infra.features import Features
 from infra.nag import acknowledge
@@ -147,7 +148,7 @@ class Training(Construct):
             service="training",
             description="Starts the training pipeline for an uploaded dataset",
             memory_mb=512,
-            environment={"STATE_MACHINE_ARN": self.state_machine.state_machine_arn},
+            environment=StarterSettings.environment(state_machine_arn=self.state_machine.state_machine_arn),
         )
         self.state_machine.grant_start_execution(self.start_function)
         registry.table.grant_read_write_data(self.start_function)

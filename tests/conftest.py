@@ -1,11 +1,20 @@
-"""Shared test setup: a fake AWS environment (never a real account) and one CDK synth per session."""
+"""Shared test setup: a fake AWS environment (never a real account), in-memory stores, and what is
+expensive (the CDK synth, a trained champion) built once per session."""
 
+import copy
 import json
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.fakes import MemoryDatasetStore, MemoryExecutions, MemoryObjectStore, MemoryOnlineStore, MemoryRegistryStore
+
+PIPELINE_BUCKET = "mlops-test-data"
+PIPELINE_TABLES = {"REGISTRY_TABLE": "registry", "DATASETS_TABLE": "datasets", "FEATURES_TABLE": "features"}
+STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:pipeline"
+
+# The environment every function gets from the template, pointed at the test resources (moto's).
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -15,6 +24,10 @@ for _name, _value in {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "Mlops",
     "POWERTOOLS_SERVICE_NAME": "tests",
+    "DATA_BUCKET": PIPELINE_BUCKET,
+    "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
+    "CODE_VERSION": "test-1",
+    **PIPELINE_TABLES,
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -40,10 +53,6 @@ def template_dict(cloud_assembly) -> dict:
     return json.loads(Path(assembly.directory, stack.template_file).read_text())
 
 
-# --- AWS under moto, for the pipeline parts (data, features, training, registry) ---------------
-
-PIPELINE_BUCKET = "mlops-test-data"
-PIPELINE_TABLES = {"REGISTRY_TABLE": "registry", "DATASETS_TABLE": "datasets", "FEATURES_TABLE": "features"}
 CHURN_SPEC = {
     "name": "churn",
     "task": "classification",
@@ -76,6 +85,21 @@ def failing_with(code: str, operation: str = "PutItem"):
     return call
 
 
+def reset_execution_environment() -> None:
+    """Forget the settings, clients and stores a warm function keeps (a test may change what they see)."""
+    from functions import aws, settings
+    from functions.data import dynamo as data_dynamo
+    from functions.features import dynamo as features_dynamo
+    from functions.pipeline import executions
+    from functions.registry import dynamo as registry_dynamo
+    from functions.storage import s3
+
+    aws.reset()
+    for cached in (settings.settings, settings.starter_settings, s3.data_objects, registry_dynamo.registry_store,
+                   data_dynamo.dataset_store, features_dynamo.online_store, executions.pipeline_executions):
+        cached.cache_clear()
+
+
 class PipelineAws:
     """The moto resources of one test: S3 bucket (versioned), the three tables, a state machine."""
 
@@ -102,28 +126,72 @@ class PipelineAws:
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn="arn:aws:iam::123456789012:role/pipeline",
         )["stateMachineArn"]
+        assert self.state_machine_arn == STATE_MACHINE_ARN
 
     def upload(self, key: str, body: bytes) -> str:
         return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)["VersionId"]
 
+    def seed(self, stores: "Stores") -> None:
+        """Copy what in-memory stores hold (a session's champion, say) into the moto resources."""
+        from functions.data.dynamo import DynamoDatasetStore
+        from functions.registry.dynamo import DynamoRegistryStore
+
+        for key, versions in stores.objects.versions.items():
+            for _, data in versions:
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=data,
+                                   Metadata={"sha256": __import__("hashlib").sha256(data).hexdigest()})
+        registry = DynamoRegistryStore(self.tables["registry"])
+        memory = stores.registry
+        for name in memory.specs:
+            registry.put_spec(memory.get_spec(name))
+        for (model, run_id), item in memory.runs.items():
+            registry.start_run(memory.get_run(model, run_id))
+        for version in memory.versions.values():
+            registry.put_version(version)
+        for (model, run_id), number in memory.reservations.items():
+            self.tables["registry"].put_item(Item={"pk": f"MODEL#{model}", "sk": f"RUNVERSION#{run_id}",
+                                                   "version": number})
+        for model, number in memory.counters.items():
+            self.tables["registry"].put_item(Item={"pk": f"MODEL#{model}", "sk": "COUNTER", "next_version": number})
+        for entry in memory.audit:
+            expected = registry.get_alias(entry.model, entry.alias)
+            registry.set_alias(entry.model, entry.alias, entry.version, expected=expected, reason=entry.reason)
+        datasets = DynamoDatasetStore(self.tables["datasets"])
+        for dataset in stores.datasets.datasets.values():
+            datasets.put_dataset(dataset)
+
 
 @pytest.fixture
-def pipeline_aws(monkeypatch):
-    """moto AWS with the platform's storage, the handlers' environment pointing at it."""
+def pipeline_aws():
+    """moto AWS with the platform's storage; the handlers' environment (set above) points at it."""
     from moto import mock_aws
 
-    from functions import aws
-
-    aws.reset()
+    reset_execution_environment()
     with mock_aws():
-        resources = PipelineAws()
-        monkeypatch.setenv("DATA_BUCKET", resources.bucket)
-        for variable, name in PIPELINE_TABLES.items():
-            monkeypatch.setenv(variable, name)
-        monkeypatch.setenv("STATE_MACHINE_ARN", resources.state_machine_arn)
-        monkeypatch.setenv("CODE_VERSION", "test-1")
-        yield resources
-    aws.reset()
+        yield PipelineAws()
+    reset_execution_environment()
+
+
+# --- in-memory stores, for domain tests ---------------------------------------------------------
+
+
+class Stores:
+    """One of each port, in memory: what a domain function is given instead of AWS."""
+
+    def __init__(self):
+        self.objects = MemoryObjectStore(PIPELINE_BUCKET)
+        self.registry = MemoryRegistryStore()
+        self.datasets = MemoryDatasetStore()
+        self.online = MemoryOnlineStore()
+        self.executions = MemoryExecutions()
+
+    def copy(self) -> "Stores":
+        return copy.deepcopy(self)
+
+
+@pytest.fixture
+def stores() -> Stores:
+    return Stores()
 
 
 @pytest.fixture
@@ -163,57 +231,78 @@ def churn_rows():
 class Champion:
     """A model registered the way the pipeline registers it: spec, dataset (with profile), version, alias."""
 
-    def __init__(self, spec, version, run_id, dataset_id, rows, pipeline, artifacts):
+    def __init__(self, spec, version, run_id, dataset_id, rows, pipeline, record):
         self.spec, self.version, self.run_id, self.dataset_id = spec, version, run_id, dataset_id
-        self.rows, self.pipeline, self.artifacts = rows, pipeline, artifacts
+        self.rows, self.pipeline, self.record = rows, pipeline, record
 
     @property
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def artifacts(self):
+        return self.record.artifacts
 
-@pytest.fixture
-def champion_factory(pipeline_aws):
-    """make(spec, rows) runs the pipeline's own steps on `rows` and makes the model the champion of spec.name."""
+
+def train_champion(stores: Stores, spec, rows, *, promote: bool = True) -> Champion:
+    """Run the pipeline's own steps on `rows` in `stores` and make the model the champion of spec.name."""
     from functions.data.datasets import register_dataset
-    from functions.data.store import DatasetStore
     from functions.features.build import model_frame
-    from functions.features.store import write_frame
+    from functions.records import Run
     from functions.registry.promotion import register_version
-    from functions.registry.store import RegistryStore
-    from functions.storage import sha256
-    from functions.training.runs import evaluate_run, load_run_pipeline, train_run
+    from functions.shared.models import load_verified_pipeline
+    from functions.storage.objects import sha256
+    from functions.training.runs import evaluate_run, train_run
 
-    registry = RegistryStore(pipeline_aws.tables["registry"])
-    datasets = DatasetStore(pipeline_aws.tables["datasets"])
-    s3, bucket = pipeline_aws.s3, pipeline_aws.bucket
-
-    def make(spec, rows, *, promote: bool = True) -> Champion:
-        registry.put_spec(spec)
-        data = rows.to_csv(index=False).encode()
-        key = f"datasets/{spec.name}/train-{sha256(data)[:8]}.csv"
-        version_id = pipeline_aws.upload(key, data)
-        run_id = f"{spec.name}-{sha256(version_id.encode())[:16]}"
-        registry.start_run(spec.name, run_id, bucket=bucket, key=key, version_id=version_id, code_version="test-1")
-        dataset_id = register_dataset(s3, datasets, registry, model=spec.name, bucket=bucket, key=key,
-                                      version_id=version_id, run_id=run_id)["dataset_id"]
-        features_key = f"runs/{spec.name}/{run_id}/features.parquet"
-        write_frame(s3, bucket, features_key, model_frame(rows, spec))
-        training = train_run(s3, spec=spec, bucket=bucket, run_id=run_id, features_key=features_key,
-                             dataset_id=dataset_id)
-        metrics = evaluate_run(s3, spec=spec, bucket=bucket, training=training)["metrics"]
-        version = register_version(s3, registry, spec=spec, bucket=bucket, run_id=run_id, dataset_id=dataset_id,
-                                   training=training, metrics=metrics, code_version="test-1")["version"]
-        if promote:
-            registry.set_alias(spec.name, "champion", version, expected=registry.get_alias(spec.name, "champion"),
-                               reason="test champion")
-        artifacts = registry.get_version(spec.name, version)["artifacts"]
-        return Champion(spec, version, run_id, dataset_id, rows, load_run_pipeline(s3, bucket, training), artifacts)
-
-    return make
+    stores.registry.put_spec(spec)
+    data = rows.to_csv(index=False).encode()
+    key = f"datasets/{spec.name}/train-{sha256(data)[:8]}.csv"
+    version_id = stores.objects.put(key, data)
+    run_id = f"{spec.name}-{sha256(version_id.encode())[:16]}"
+    stores.registry.start_run(Run(model=spec.name, run_id=run_id, bucket=stores.objects.bucket, key=key,
+                                  version_id=version_id, code_version="test-1"))
+    dataset_id = register_dataset(stores.objects, stores.datasets, stores.registry, model=spec.name, key=key,
+                                  version_id=version_id, run_id=run_id).dataset_id
+    features_key = f"runs/{spec.name}/{run_id}/features.parquet"
+    stores.objects.put_frame(features_key, model_frame(rows, spec))
+    training = train_run(stores.objects, spec=spec, run_id=run_id, features_key=features_key, dataset_id=dataset_id)
+    metrics = evaluate_run(stores.objects, spec=spec, training=training).metrics
+    version = register_version(stores.objects, stores.registry, spec=spec, run_id=run_id, dataset_id=dataset_id,
+                               training=training, metrics=metrics, code_version="test-1").version
+    if promote:
+        stores.registry.set_alias(spec.name, "champion", version,
+                                  expected=stores.registry.get_alias(spec.name, "champion"), reason="test champion")
+    pipeline = load_verified_pipeline(stores.objects, training.model_key, training.model_sha256, training.trusted_types)
+    return Champion(spec, version, run_id, dataset_id, rows, pipeline, stores.registry.get_version(spec.name, version))
 
 
 @pytest.fixture
-def churn_champion(champion_factory, churn_spec, churn_rows) -> Champion:
-    """Version 1 of `churn`, trained on churn_rows, served as ONNX."""
-    return champion_factory(churn_spec, churn_rows)
+def champion_factory(stores):
+    """make(spec, rows, promote=True) trains a champion of spec.name in this test's stores."""
+    return lambda spec, rows, promote=True: train_champion(stores, spec, rows, promote=promote)
+
+
+@pytest.fixture(scope="session")
+def _churn_trained():
+    """The churn champion, trained once per session; each test gets its own copy of the stores."""
+    from cli.demo_data import churn_frame
+    from functions.spec import ModelSpec
+
+    trained = Stores()
+    champion = train_champion(trained, ModelSpec.model_validate(CHURN_SPEC), churn_frame(rows=200, seed=11))
+    return trained, champion
+
+
+@pytest.fixture
+def churn_champion(_churn_trained, stores) -> Champion:
+    """Version 1 of `churn`, trained on churn_rows, served as ONNX, in this test's `stores`."""
+    trained, champion = _churn_trained
+    vars(stores).update(vars(trained.copy()))
+    return champion
+
+
+@pytest.fixture
+def churn_champion_aws(churn_champion, stores, pipeline_aws) -> Champion:
+    """The same champion in moto's S3 and DynamoDB, for handler tests."""
+    pipeline_aws.seed(stores)
+    return churn_champion

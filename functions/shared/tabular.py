@@ -20,7 +20,7 @@ from functions.storage.objects import ObjectStore
 MAX_COLUMNS = 5_000
 MAX_CELLS = 50_000_000  # rows x columns of a Parquet file: about what a 256 MB CSV holds
 # A Lambda function holds the file, its frame and a model in memory: larger data belongs to
-# SageMaker training jobs or AWS Batch (see the README), not here.
+# SageMaker training jobs or AWS Batch, not here.
 MAX_DATASET_BYTES = 256 * 1024 * 1024
 
 

@@ -6,7 +6,7 @@ from functions.data import handler as data_handler
 from functions.features import handler as features_handler
 from functions.registry import handler as registry_handler
 from functions.training import handler as training_handler
-from functions.training.runs import run_id_for
+from functions.training.start import run_id_for
 
 STEPS = [
     ("dataset", data_handler.register_dataset),
@@ -25,7 +25,7 @@ def upload_state(aws, model: str, name: str, body: bytes) -> dict:
     key = f"datasets/{model}/{name}"
     version_id = aws.upload(key, body)
     run_id = run_id_for(model, aws.bucket, key, version_id)
-    from functions.registry.store import registry_store
+    from functions.registry.dynamo import registry_store
 
     registry_store().start_run(model, run_id, bucket=aws.bucket, key=key, version_id=version_id, code_version="test-1")
     return {"run_id": run_id, "model": model, "bucket": aws.bucket, "key": key, "version_id": version_id}

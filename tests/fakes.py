@@ -1,0 +1,284 @@
+"""In-memory twins of the storage ports, for domain tests: fast, and able to fail on purpose.
+
+Each fake keeps the contract of its AWS adapter (tests/<part>/test_store.py runs the same
+tests against both), and has `faults`: a test plans the failures that matter, per operation:
+
+    objects.faults.inject("put_bytes", throttled())              # the call fails, nothing written
+    registry.faults.inject("set_alias", lost_reply(), after=True)  # written, but the caller hears a timeout
+"""
+
+import copy
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from functions.errors import Conflict, InvalidInput, NotFound, ObjectTooLarge, RetryableError, UnknownModel
+from functions.features.store import entity_key
+from functions.jsonable import jsonable
+from functions.records import AliasName, AuditEntry, DatasetVersion, ModelVersion, Run, now_iso
+from functions.spec import ModelSpec
+from functions.storage.objects import ObjectStore, sha256
+
+
+def throttled(what: str = "storage") -> RetryableError:
+    return RetryableError(f"{what}: storage is busy, try again")
+
+
+def lost_reply(what: str = "storage") -> RetryableError:
+    """What a caller sees when its write succeeded but the reply never came: a timeout."""
+    return RetryableError(f"{what}: storage timed out, try again")
+
+
+def missing(what: str = "object") -> NotFound:
+    return NotFound(f"{what}: not found")
+
+
+def condition_failed(what: str = "record") -> Conflict:
+    return Conflict(f"{what}: the record changed or already exists")
+
+
+@dataclass
+class _Plan:
+    operation: str
+    error: Exception
+    times: int
+    after: bool
+
+
+class Faults:
+    """Failures planned for a fake's operations, each raised `times` times (before or after the write)."""
+
+    def __init__(self) -> None:
+        self._plans: list[_Plan] = []
+        self.calls: list[str] = []
+
+    def inject(self, operation: str, error: Exception, *, times: int = 1, after: bool = False) -> None:
+        self._plans.append(_Plan(operation, error, times, after))
+
+    def clear(self) -> None:
+        self._plans.clear()
+
+    def before(self, operation: str) -> None:
+        self.calls.append(operation)
+        self._raise(operation, after=False)
+
+    def after(self, operation: str) -> None:
+        self._raise(operation, after=True)
+
+    def _raise(self, operation: str, *, after: bool) -> None:
+        for plan in self._plans:
+            if plan.operation == operation and plan.after == after and plan.times > 0:
+                plan.times -= 1
+                raise plan.error
+
+
+class MemoryObjectStore(ObjectStore):
+    """A versioned bucket in memory."""
+
+    def __init__(self, bucket: str = "memory-bucket"):
+        super().__init__(bucket)
+        self.faults = Faults()
+        self.versions: dict[str, list[tuple[str, bytes]]] = {}  # key -> [(version id, bytes)], newest last
+
+    def get_bytes(self, key: str, *, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
+        self.faults.before("get_bytes")
+        versions = self.versions.get(key) or []
+        if version_id and version_id != "null":
+            versions = [v for v in versions if v[0] == version_id]
+        if not versions:
+            raise missing(f"reading {key}")
+        data = versions[-1][1]
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ObjectTooLarge(f"{key} holds {len(data)} bytes, more than {max_bytes}", size=len(data))
+        return data
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> str:
+        self.faults.before("put_bytes")
+        self.put(key, data)
+        self.faults.after("put_bytes")
+        return sha256(data)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        self.faults.before("list_keys")
+        yield from sorted(key for key in self.versions if key.startswith(prefix))
+
+    def put(self, key: str, data: bytes) -> str:
+        """Store a version without faults (a test's own upload); returns its version id."""
+        versions = self.versions.setdefault(key, [])
+        version_id = f"v{len(versions) + 1}-{sha256(data)[:8]}"
+        versions.append((version_id, bytes(data)))
+        return version_id
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return sorted(key for key in self.versions if key.startswith(prefix))
+
+
+class MemoryRegistryStore:
+    """The registry's records as plain values, validated on read as DynamoDB items are."""
+
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.specs: dict[str, str] = {}  # model -> spec JSON
+        self.runs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.versions: dict[tuple[str, int], ModelVersion] = {}
+        self.counters: dict[str, int] = {}
+        self.reservations: dict[tuple[str, str], int] = {}
+        self.aliases: dict[tuple[str, str], int] = {}
+        self.audit: list[AuditEntry] = []
+
+    def put_spec(self, spec: ModelSpec) -> None:
+        self.faults.before("put_spec")
+        self.specs[spec.name] = spec.model_dump_json()
+        self.faults.after("put_spec")
+
+    def get_spec(self, model: str) -> ModelSpec:
+        self.faults.before("get_spec")
+        if model not in self.specs:
+            raise UnknownModel(
+                f"no model spec named {model!r} is registered; create it with `mlops models create {model} --spec FILE`"
+            )
+        return ModelSpec.model_validate_json(self.specs[model])
+
+    def list_specs(self) -> list[ModelSpec]:
+        self.faults.before("list_specs")
+        return [ModelSpec.model_validate_json(self.specs[name]) for name in sorted(self.specs)]
+
+    def start_run(self, run: Run) -> bool:
+        self.faults.before("start_run")
+        key = (run.model, run.run_id)
+        if key in self.runs:
+            return False
+        self.runs[key] = run.model_dump()
+        self.faults.after("start_run")
+        return True
+
+    def update_run(self, model: str, run_id: str, **fields: Any) -> None:
+        self.faults.before("update_run")
+        unknown = sorted(set(fields) - set(Run.model_fields))
+        if unknown:
+            raise KeyError(f"Run has no field(s) {', '.join(unknown)}")
+        self.runs.setdefault((model, run_id), {}).update(copy.deepcopy(jsonable(fields)))
+        self.faults.after("update_run")
+
+    def get_run(self, model: str, run_id: str) -> Run:
+        self.faults.before("get_run")
+        if (model, run_id) not in self.runs:
+            raise NotFound(f"run {run_id!r} of model {model!r} does not exist")
+        return Run.model_validate(self.runs[(model, run_id)])
+
+    def list_runs(self, model: str, limit: int = 20) -> list[Run]:
+        self.faults.before("list_runs")
+        runs = [Run.model_validate(item) for (m, _), item in self.runs.items() if m == model]
+        return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
+
+    def version_for_run(self, model: str, run_id: str) -> int:
+        self.faults.before("version_for_run")
+        if (model, run_id) not in self.reservations:
+            self.counters[model] = self.counters.get(model, 0) + 1
+            self.faults.after("next_version")
+            self.reservations[(model, run_id)] = self.counters[model]
+        self.faults.after("version_for_run")
+        return self.reservations[(model, run_id)]
+
+    def put_version(self, version: ModelVersion) -> None:
+        self.faults.before("put_version")
+        key = (version.model, version.version)
+        if key in self.versions:
+            raise condition_failed(f"registering version {version.version} of model {version.model!r}")
+        self.versions[key] = version
+        self.faults.after("put_version")
+
+    def get_version(self, model: str, version: int) -> ModelVersion:
+        self.faults.before("get_version")
+        if (model, version) not in self.versions:
+            raise NotFound(f"model {model!r} has no version {version}")
+        return self.versions[(model, version)]
+
+    def list_versions(self, model: str) -> list[ModelVersion]:
+        self.faults.before("list_versions")
+        return [self.versions[key] for key in sorted(k for k in self.versions if k[0] == model)]
+
+    def get_alias(self, model: str, alias: AliasName = "champion") -> int | None:
+        self.faults.before("get_alias")
+        return self.aliases.get((model, alias))
+
+    def set_alias(self, model: str, alias: AliasName, version: int, *, expected: int | None, reason: str) -> None:
+        self.faults.before("set_alias")
+        if self.aliases.get((model, alias)) != expected:
+            raise Conflict(f"the {alias} of model {model!r} moved while it was being changed; try again")
+        self.aliases[(model, alias)] = version
+        self.audit.append(AuditEntry(model=model, action=f"set_{alias}", alias=alias, version=version,
+                                     from_version=expected, reason=reason, at=now_iso()))
+        self.faults.after("set_alias")
+
+    def audit_trail(self, model: str) -> list[AuditEntry]:
+        self.faults.before("audit_trail")
+        return [entry for entry in self.audit if entry.model == model]
+
+
+class MemoryDatasetStore:
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.datasets: dict[tuple[str, str], DatasetVersion] = {}
+
+    def put_dataset(self, dataset: DatasetVersion) -> bool:
+        self.faults.before("put_dataset")
+        key = (dataset.model, dataset.dataset_id)
+        known = self.datasets.get(key)
+        if known is not None:
+            self.datasets[key] = known.model_copy(update={"runs": known.runs | dataset.runs})
+            return False
+        self.datasets[key] = dataset.model_copy(update={"profile": jsonable(dataset.profile)})
+        self.faults.after("put_dataset")
+        return True
+
+    def get_dataset(self, model: str, dataset_id: str) -> DatasetVersion:
+        self.faults.before("get_dataset")
+        if (model, dataset_id) not in self.datasets:
+            raise NotFound(f"model {model!r} has no dataset {dataset_id[:12]}")
+        return self.datasets[(model, dataset_id)]
+
+    def list_datasets(self, model: str) -> list[DatasetVersion]:
+        self.faults.before("list_datasets")
+        return sorted((d for (m, _), d in self.datasets.items() if m == model), key=lambda d: d.created_at)
+
+
+class MemoryOnlineStore:
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def put_latest(self, model: str, rows: dict[str, dict[str, Any]], *, dataset_id: str, ttl_days: int) -> int:
+        self.faults.before("put_latest")
+        for key, row in rows.items():
+            self.rows[(model, key)] = jsonable(row)
+        self.faults.after("put_latest")
+        return len(rows)
+
+    def get_latest(self, model: str, entity: Any) -> dict[str, Any] | None:
+        self.faults.before("get_latest")
+        key = entity_key(entity)
+        if key is None:
+            raise InvalidInput("the entity id is missing or too long")
+        return self.rows.get((model, key))
+
+    def get_many(self, model: str, entities: Iterable[Any]) -> dict[str, dict[str, Any]]:
+        self.faults.before("get_many")
+        keys = sorted({key for key in map(entity_key, entities) if key is not None})
+        return {key: self.rows[(model, key)] for key in keys if (model, key) in self.rows}
+
+
+class MemoryExecutions:
+    """Started executions by name (a repeated name starts nothing)."""
+
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.started: dict[str, dict[str, Any]] = {}
+
+    def start(self, name: str, payload: dict[str, Any]) -> bool:
+        self.faults.before("start")
+        if name in self.started:
+            return False
+        self.started[name] = payload
+        self.faults.after("start")
+        return True
