@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: install demo test bench synth deploy up clean
+.PHONY: install demo test lint bench synth deploy up clean
 
 install: $(STAMP) $(NPM_STAMP)
 
@@ -21,8 +21,12 @@ $(NPM_STAMP): package.json package-lock.json
 demo: install
 	$(VENV)/bin/mlops demo
 
-test: install
+test: install lint
 	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) -m bench

@@ -67,8 +67,8 @@ def _run(tmp: Path) -> list[dict]:
         training_frame().to_csv(path, index=False)
         pushed = platform.push_dataset(MODEL, path)
         run = platform.wait_for_run(MODEL, pushed["run_id"], timeout_s=RUN_TIMEOUT_S, poll_s=0.2)
-        if run["status"] != "SUCCEEDED":
-            raise RuntimeError(f"the training run failed: {run.get('failure_reason')}")
+        if run.status != "SUCCEEDED":
+            raise RuntimeError(f"the training run failed: {run.failure_reason}")
         note(f"local_http: local cloud up and model trained in {time.perf_counter() - started:.1f} s")
 
         base = outputs["ApiUrl"].rstrip("/")

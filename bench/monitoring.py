@@ -20,6 +20,8 @@ resolution: KS against 101 quantiles instead of every training value, PSI over f
 The training sample here has REFERENCE_ROWS rows; the baseline's cost grows with it, ours does not.
 """
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -27,12 +29,14 @@ from scipy import stats
 from bench.churn import MODEL, churn_spec, instances, training_frame
 from bench.measure import compare, emit, note
 from functions.settings import Settings
+from functions.spec import Feature
 
 LIVE_ROWS = 10_000
 REFERENCE_ROWS = 100_000
 SHIFT = 0.5  # live traffic from a moved market, so both checks find drift
-DEFAULTS = Settings()  # the platform's thresholds, as a deployed drift check reads them
-PSI_THRESHOLD, KS_PVALUE = DEFAULTS.drift_psi_threshold, DEFAULTS.drift_ks_pvalue
+# The platform's default thresholds, as a deployed drift check reads them.
+PSI_THRESHOLD = Settings.model_fields["drift_psi_threshold"].default
+KS_PVALUE = Settings.model_fields["drift_ks_pvalue"].default
 GOAL = "<= 1.0"
 EPSILON = 1e-4
 
@@ -43,13 +47,13 @@ def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def reference_drift(reference: pd.DataFrame, captured: list[dict], signature: list[dict]) -> dict:
+def reference_drift(reference: pd.DataFrame, captured: list[dict], signature: list[Feature]) -> dict:
     """The baseline: every feature of the captured rows against the full reference columns."""
-    live = pd.DataFrame.from_records(captured, columns=[f["name"] for f in signature])
+    live = pd.DataFrame.from_records(captured, columns=[f.name for f in signature])
     features = {}
     for feature in signature:
-        name = feature["name"]
-        if feature["type"] == "numeric":
+        name = feature.name
+        if feature.type == "numeric":
             ref = pd.to_numeric(reference[name], errors="coerce").dropna().to_numpy(np.float64)
             cur = pd.to_numeric(live[name], errors="coerce").dropna().to_numpy(np.float64)
             ks = stats.ks_2samp(cur, ref)
@@ -64,7 +68,8 @@ def reference_drift(reference: pd.DataFrame, captured: list[dict], signature: li
             expected = reference[name].astype(str).value_counts(normalize=True)
             actual = live[name].astype(str).value_counts(normalize=True)
             buckets = expected.index.union(actual.index)
-            psi = _psi(expected.reindex(buckets, fill_value=0).to_numpy(), actual.reindex(buckets, fill_value=0).to_numpy())
+            psi = _psi(expected.reindex(buckets, fill_value=0).to_numpy(),
+                       actual.reindex(buckets, fill_value=0).to_numpy())
             features[name] = {"psi": psi, "drifted": psi > PSI_THRESHOLD}
     return {"drifted": any(f["drifted"] for f in features.values()), "features": features}
 
@@ -74,16 +79,16 @@ def run() -> list[dict]:
     from functions.monitoring.drift import drift_report
 
     spec = churn_spec()
-    signature = [{"name": f.name, "type": f.type} for f in spec.features]
+    signature = spec.signature
     reference = training_frame(REFERENCE_ROWS)
     profile = profile_for_storage(reference)
     captured = instances(spec, LIVE_ROWS, shift=SHIFT)
 
-    def ours():
+    def ours() -> dict[str, Any]:
         return drift_report(model=MODEL, version=1, signature=signature, profile=profile, instances=captured,
                             window_hours=24, psi_threshold=PSI_THRESHOLD, ks_pvalue=KS_PVALUE)
 
-    def baseline():
+    def baseline() -> dict[str, Any]:
         return reference_drift(reference, captured, signature)
 
     ours_report, base_report = ours(), baseline()

@@ -14,22 +14,31 @@ baseline:  what MLflow's pyfunc does with the same request: pandas.DataFrame(ins
 Both start from the same instances as JSON gives them (lists of dicts).
 """
 
+import functools
 import io
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from bench.churn import MODEL, churn_spec, instances, training_frame
 from bench.measure import compare, emit, note
+from functions.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from functions.serving.model_cache import LoadedModel
 
 BUCKET = "bench-models"
 GOAL = "<= 1.0"
 
 
-def _trained(spec):
+def _trained(spec: ModelSpec) -> tuple["LoadedModel", Any]:
+    from functions.records import ModelVersion
     from functions.registry.artifacts import load_pipeline, load_predictor, save_model
     from functions.registry.promotion import SAMPLE_ROWS
     from functions.serving.model_cache import LoadedModel
-    from functions.storage import sha256
+    from functions.shared.models import classes_of
+    from functions.storage.objects import sha256
+    from functions.storage.s3 import S3ObjectStore
     from functions.training.train import fit
 
     frame = training_frame()
@@ -38,15 +47,17 @@ def _trained(spec):
     result = fit(frame, spec, dataset_id=sha256(csv.getvalue()))
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
-    artifacts = save_model(s3, BUCKET, f"models/{MODEL}/v1", result.pipeline, spec, result.holdout.head(SAMPLE_ROWS))
-    record = {"version": 1, "signature": spec.signature, "task": spec.task, "classes": artifacts.get("classes"),
-              "artifacts": artifacts}
-    served = spec.for_version(record)
-    predictor = load_predictor(s3, BUCKET, artifacts, served)
-    loaded = LoadedModel(model=MODEL, version=1, spec=served, predictor=predictor)
-    pipeline = load_pipeline(s3, BUCKET, artifacts)  # the registered scikit-learn model, as MLflow would load it
-    if artifacts.get("onnx_skipped"):
-        note(f"serving: no ONNX artifact ({artifacts['onnx_skipped']}); ours serves skops")
+    objects = S3ObjectStore(s3, BUCKET)
+    artifacts = save_model(objects, f"models/{MODEL}/v1", result.pipeline, spec, result.holdout.head(SAMPLE_ROWS))
+    record = ModelVersion(model=MODEL, version=1, run_id="bench", dataset_id="bench", task=spec.task,
+                          target=spec.target, signature=spec.signature, classes=classes_of(result.pipeline, spec),
+                          metric=spec.metric, artifacts=artifacts, estimator=spec.estimator.name, code_version="bench",
+                          holdout_key="bench")
+    served = record.trained_spec(spec)
+    loaded = LoadedModel(model=MODEL, version=1, spec=served, predictor=load_predictor(objects, record, served))
+    pipeline = load_pipeline(objects, artifacts)  # the registered scikit-learn model, as MLflow would load it
+    if artifacts.onnx_skipped:
+        note(f"serving: no ONNX artifact ({artifacts.onnx_skipped}); ours serves skops")
     return loaded, pipeline
 
 
@@ -67,7 +78,8 @@ def run() -> list[dict]:
         ours_answer = predict(loaded, batch)
         base_answer = pipeline.predict_proba(pd.DataFrame(batch))
         assert len(ours_answer.predictions) == len(base_answer) == rows
-        ours, baseline = compare(lambda: predict(loaded, batch), lambda: pipeline.predict_proba(pd.DataFrame(batch)),
+        ours, baseline = compare(functools.partial(predict, loaded, batch),
+                                 functools.partial(pipeline.predict_proba, pd.DataFrame(batch)),
                                  repeat=21, number=number, warmup=5)
         lines.append(emit("serving", figure, ours, baseline, GOAL))
     return lines

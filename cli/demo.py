@@ -70,15 +70,16 @@ def run_demo(console: Console, aws_port: int = 4566, api_port: int = 3000) -> di
                 path = Path(tmp) / "churn-2026-11.csv"
                 churn_frame(rows=600, seed=7).to_csv(path, index=False)
                 pushed = platform.push_dataset(MODEL, path)
-            stage(3, f"  s3://{pushed['bucket']}/{pushed['key']} version {pushed['version_id']} -> run {pushed['run_id']}")
+            stage(3, f"  s3://{pushed['bucket']}/{pushed['key']} version {pushed['version_id']} "
+                     f"-> run {pushed['run_id']}")
 
             run = platform.wait_for_run(MODEL, pushed["run_id"], timeout_s=600)
-            if run["status"] != "SUCCEEDED":
-                raise PlatformError(f"run {run['run_id']} failed: {run.get('failure_reason')}")
+            if run.status != "SUCCEEDED":
+                raise PlatformError(f"run {run.run_id} failed: {run.failure_reason}")
             model_info = platform.api("GET", f"/v1/models/{MODEL}").json()
             champion = model_info["champion"]
             metrics = champion["metrics"]
-            stage(4, f"  run {run['run_id']} succeeded: v{champion['version']} is champion; "
+            stage(4, f"  run {run.run_id} succeeded: v{champion['version']} is champion; "
                      + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
             latencies, statuses = _predict(platform, progress)
@@ -93,7 +94,7 @@ def run_demo(console: Console, aws_port: int = 4566, api_port: int = 3000) -> di
 
         summary = {
             "dataset": f"{pushed['sha256'][:12]} (s3 version {pushed['version_id']})",
-            "run": run["run_id"],
+            "run": run.run_id,
             "model": f"{MODEL} v{champion['version']} (champion)",
             "metrics": ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()),
             "p50 latency (HTTP predict)": f"{statistics.median(latencies):.1f} ms over {len(latencies)} requests",

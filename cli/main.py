@@ -3,8 +3,9 @@
 import json
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, TypeVar
 
 import requests
 import typer
@@ -25,19 +26,20 @@ app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
 
-StackOption = Annotated[Optional[str], typer.Option("--stack", help="A deployed stack's name (default: the local cloud).")]
+T = TypeVar("T")
+StackOption = Annotated[str | None, typer.Option("--stack", help="A deployed stack's name (default: the local cloud).")]
 
 
 def platform(stack: str | None) -> Platform:
     return Platform.deployed(stack) if stack else Platform.local()
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {escape(message)}")  # a message may hold [brackets]
     raise typer.Exit(code)
 
 
-def _run(action):
+def _run(action: Callable[[], T]) -> T:
     """Run a command, turning expected failures into one clear line and exit code 1."""
     from functions.errors import MlopsError
 
@@ -55,8 +57,8 @@ def _run(action):
 def up(
     aws_port: int = typer.Option(4566, help="Port of the local AWS endpoint."),
     api_port: int = typer.Option(3000, help="Port of the local REST API."),
-    template: Optional[Path] = typer.Option(None, help="A synthesized template (default: synthesize app.py)."),
-):
+    template: Path | None = typer.Option(None, help="A synthesized template (default: synthesize app.py)."),
+) -> None:
     """Start the local cloud and keep it running until Ctrl-C."""
     from local.cloud import LocalCloud
 
@@ -80,7 +82,7 @@ def up(
 
 
 @app.command()
-def outputs(stack: StackOption = None):
+def outputs(stack: StackOption = None) -> None:
     """Print the endpoints and names a client needs (JSON)."""
     console.print_json(json.dumps(_run(lambda: platform(stack).outputs)))
 
@@ -89,7 +91,7 @@ def outputs(stack: StackOption = None):
 def demo(
     aws_port: int = typer.Option(4566, help="Port of the local AWS endpoint."),
     api_port: int = typer.Option(3000, help="Port of the local REST API."),
-):
+) -> None:
     """Run the whole loop on a fresh local cloud: spec, upload, pipeline, predictions, drift."""
     from cli.demo import run_demo
 
@@ -101,11 +103,11 @@ def models_create(
     name: str,
     spec: Annotated[Path, typer.Option("--spec", help="The model spec (YAML or JSON).")],
     stack: StackOption = None,
-):
+) -> None:
     """Register (or update) the spec of model NAME."""
     from functions.spec import ModelSpec
 
-    def action():
+    def action() -> None:
         try:
             raw = yaml.safe_load(spec.read_text())
         except OSError as error:
@@ -122,16 +124,17 @@ def models_create(
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in error.errors())
             raise PlatformError(f"the spec is invalid: {problems}") from None
         platform(stack).registry.put_spec(model_spec)
-        console.print(f"[green]Registered[/green] model spec {name!r} ({model_spec.task}, {len(model_spec.features)} features)")
+        console.print(f"[green]Registered[/green] model spec {name!r} "
+                      f"({model_spec.task}, {len(model_spec.features)} features)")
 
     _run(action)
 
 
 @models_app.command("list")
-def models_list(stack: StackOption = None):
+def models_list(stack: StackOption = None) -> None:
     """List the registered models with their champions."""
 
-    def action():
+    def action() -> None:
         p = platform(stack)
         table = Table("model", "task", "metric", "champion")
         for spec in p.registry.list_specs():
@@ -143,10 +146,10 @@ def models_list(stack: StackOption = None):
 
 
 @models_app.command("show")
-def models_show(name: str, stack: StackOption = None):
+def models_show(name: str, stack: StackOption = None) -> None:
     """Show a model's spec, versions, champion and latest runs."""
 
-    def action():
+    def action() -> None:
         p = platform(stack)
         spec = p.registry.get_spec(name)
         champion = p.registry.get_alias(name, "champion")
@@ -154,15 +157,12 @@ def models_show(name: str, stack: StackOption = None):
                       f"{'v' + str(champion) if champion else '-'}")
         versions = Table("version", "run", "dataset", "metrics", "format")
         for v in p.registry.list_versions(name):
-            metrics = v.get("metrics") or {}
-            metrics = json.loads(metrics) if isinstance(metrics, str) else metrics
-            fmt = "onnx" if (v.get("artifacts") or {}).get("onnx_key") else "skops"
-            versions.add_row(f"v{v['version']}", str(v.get("run_id", "")), str(v.get("dataset_id", ""))[:12],
-                             ", ".join(f"{k}={float(x):.3f}" for k, x in metrics.items()), fmt)
+            versions.add_row(f"v{v.version}", v.run_id, v.dataset_id[:12],
+                             ", ".join(f"{k}={x:.3f}" for k, x in v.metrics.items()), v.artifacts.format)
         console.print(versions)
         runs = Table("run", "status", "started", "reason")
         for r in p.registry.list_runs(name, limit=10):
-            runs.add_row(r["run_id"], r.get("status", ""), str(r.get("started_at", "")), r.get("failure_reason") or "")
+            runs.add_row(r.run_id, r.status, r.started_at, r.failure_reason or "")
         console.print(runs)
 
     _run(action)
@@ -174,21 +174,22 @@ def data_push(
     file: Path,
     wait: bool = typer.Option(True, help="Wait for the training run the upload starts."),
     stack: StackOption = None,
-):
+) -> None:
     """Upload a dataset for MODEL; the upload starts its training pipeline."""
 
-    def action():
+    def action() -> None:
         p = platform(stack)
         pushed = p.push_dataset(model, file)
-        console.print(f"Uploaded s3://{pushed['bucket']}/{pushed['key']} (version {pushed['version_id']}); run {pushed['run_id']}")
+        console.print(f"Uploaded s3://{pushed['bucket']}/{pushed['key']} (version {pushed['version_id']}); "
+                      f"run {pushed['run_id']}")
         if not wait:
             return
         with console.status(f"Waiting for run {pushed['run_id']}..."):
             run = p.wait_for_run(model, pushed["run_id"])
-        if run["status"] == "FAILED":
-            raise PlatformError(f"run {run['run_id']} failed: {run.get('failure_reason', 'see its logs')}")
-        console.print(f"[green]Run {run['run_id']} succeeded[/green]: model v{run.get('model_version')}, "
-                      f"promoted: {run.get('promoted')}")
+        if run.status == "FAILED":
+            raise PlatformError(f"run {run.run_id} failed: {run.failure_reason or 'see its logs'}")
+        console.print(f"[green]Run {run.run_id} succeeded[/green]: model v{run.model_version}, "
+                      f"promoted: {run.promoted}")
 
     _run(action)
 
@@ -196,17 +197,17 @@ def data_push(
 @app.command()
 def predict(
     model: str,
-    data: Annotated[Optional[str], typer.Option(help='JSON: {"instances": [{...}]} or one instance {...}.')] = None,
-    file: Annotated[Optional[Path], typer.Option(help="A JSON file with the same content.")] = None,
+    data: Annotated[str | None, typer.Option(help='JSON: {"instances": [{...}]} or one instance {...}.')] = None,
+    file: Annotated[Path | None, typer.Option(help="A JSON file with the same content.")] = None,
     stack: StackOption = None,
-):
+) -> None:
     """Ask the HTTPS predict API of MODEL."""
 
-    def action():
+    def action() -> None:
         if (data is None) == (file is None):
             raise PlatformError("give the instances with exactly one of --data or --file")
         try:
-            body = json.loads(data if data is not None else file.read_text())
+            body = json.loads(data if data is not None else Path(str(file)).read_text())
         except (OSError, ValueError):
             raise PlatformError("the instances are not valid JSON") from None
         if isinstance(body, dict) and "instances" not in body:
@@ -220,7 +221,7 @@ def predict(
 
 
 @app.command()
-def drift(model: Annotated[Optional[str], typer.Argument()] = None, stack: StackOption = None):
+def drift(model: Annotated[str | None, typer.Argument()] = None, stack: StackOption = None) -> None:
     """Run the drift check now (it also runs on its schedule)."""
     _run(lambda: console.print_json(json.dumps(platform(stack).check_drift(model))))
 

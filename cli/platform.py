@@ -9,16 +9,18 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import boto3
 import requests
 from botocore.exceptions import ClientError
 
 from functions.errors import NotFound
-from functions.registry.store import RegistryStore
+from functions.records import Run
+from functions.registry.dynamo import DynamoRegistryStore
 from functions.spec import is_model_name
-from functions.storage import sha256
-from functions.training.runs import run_id_for
+from functions.storage.objects import sha256
+from functions.training.start import run_id_for
 
 OUTPUTS_FILE = Path(".mlops/outputs.json")
 # The outputs of infra/stack.py the CLI needs.
@@ -62,13 +64,14 @@ class Platform:
         key = session.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
         return cls({**outputs, "ApiKey": key, "Region": session.region_name, "StackName": stack_name}, session)
 
-    def client(self, service: str):
+    def client(self, service: Any) -> Any:
+        """A client of the platform's account (or the local cloud): `service` is a boto3 service name."""
         return self.session.client(service, endpoint_url=self.endpoint)
 
     @cached_property
-    def registry(self) -> RegistryStore:
+    def registry(self) -> DynamoRegistryStore:
         resource = self.session.resource("dynamodb", endpoint_url=self.endpoint)
-        return RegistryStore(resource.Table(self.outputs["RegistryTableName"]))
+        return DynamoRegistryStore(resource.Table(self.outputs["RegistryTableName"]))
 
     @property
     def bucket(self) -> str:
@@ -77,7 +80,8 @@ class Platform:
     # --- data
     def push_dataset(self, model: str, path: Path) -> dict:
         if not is_model_name(model):
-            raise PlatformError("model names are lowercase letters, digits and dashes (at most 63), starting with a letter")
+            raise PlatformError("model names are lowercase letters, digits and dashes (at most 63), "
+                                "starting with a letter")
         if not path.is_file():
             raise PlatformError(f"{path} is not a file")
         if path.suffix.lower() not in {".csv", ".parquet"}:
@@ -94,14 +98,14 @@ class Platform:
         }
 
     # --- runs
-    def wait_for_run(self, model: str, run_id: str, timeout_s: float = 300, poll_s: float = 0.5) -> dict:
+    def wait_for_run(self, model: str, run_id: str, timeout_s: float = 300, poll_s: float = 0.5) -> Run:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
                 run = self.registry.get_run(model, run_id)
             except NotFound:  # not recorded yet: the upload's event is still on its way
                 run = None
-            if run and run.get("status") in {"SUCCEEDED", "FAILED"}:
+            if run and run.status in {"SUCCEEDED", "FAILED"}:
                 return run
             time.sleep(poll_s)
         raise PlatformError(f"run {run_id} did not finish within {timeout_s:.0f} s")

@@ -4,7 +4,7 @@ Stores read and write these (storage.dynamo converts them to and from items); ev
 module reads their fields, never string keys of a dict.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +20,7 @@ AliasName = Literal["champion", "challenger"]
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class Record(BaseModel):

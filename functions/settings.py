@@ -7,7 +7,7 @@ no defaults, so a function deployed without one fails its cold start naming the 
 
 import os
 from functools import cache
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -45,7 +45,7 @@ class Settings(BaseModel):
         return alias
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str]) -> "Settings":
+    def from_environment(cls, environ: dict[str, str]) -> Self:
         """The settings in `environ`; a missing or invalid variable is named in the error."""
         try:
             return cls.model_validate({k: v for k, v in environ.items() if v != ""})

@@ -6,7 +6,6 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.nag import acknowledge
-
 from infra.settings import PlatformSettings
 from infra.storage import removal_policy, table
 
@@ -25,7 +24,8 @@ class Data(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
             removal_policy=policy,
         )
-        acknowledge(self.access_logs, "AwsSolutions-S1", "This is the access-log bucket itself; logging it to itself would loop.")
+        acknowledge(self.access_logs, "AwsSolutions-S1",
+                    "This is the access-log bucket itself; logging it to itself would loop.")
         self.bucket = s3.Bucket(
             self,
             "Bucket",

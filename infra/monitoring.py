@@ -73,12 +73,14 @@ class Monitoring(Construct):
         errors_4xx = cw.Metric(namespace="AWS/ApiGateway", metric_name="4XXError", dimensions_map=api, statistic="Sum")
         latency = cw.Metric(namespace="AWS/ApiGateway", metric_name="Latency", dimensions_map=api, statistic="p90")
         drift = cw.Metric(
-            namespace=NAMESPACE, metric_name="DriftDetected", dimensions_map={"service": "monitoring"}, statistic="Maximum"
+            namespace=NAMESPACE, metric_name="DriftDetected", dimensions_map={"service": "monitoring"},
+            statistic="Maximum",
         )
         runs_failed = state_machine.metric_failed(statistic="Sum")
         runs_succeeded = state_machine.metric_succeeded(statistic="Sum")
         serving_errors = cw.Metric(
-            namespace="AWS/Lambda", metric_name="Errors", dimensions_map={"FunctionName": serving_function_name}, statistic="Sum"
+            namespace="AWS/Lambda", metric_name="Errors", dimensions_map={"FunctionName": serving_function_name},
+            statistic="Sum",
         )
 
         self.alarms = [
@@ -119,7 +121,8 @@ class Monitoring(Construct):
             cw.GraphWidget(
                 title="Drift",
                 left=[drift],
-                right=[cw.Metric(namespace=NAMESPACE, metric_name="DriftSamples", dimensions_map={"service": "monitoring"}, statistic="Sum")],
+                right=[cw.Metric(namespace=NAMESPACE, metric_name="DriftSamples",
+                                 dimensions_map={"service": "monitoring"}, statistic="Sum")],
             ),
             # One line per model: models are data (specs in the registry), not part of the stack.
             cw.GraphWidget(

@@ -15,7 +15,6 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.nag import acknowledge
-
 from infra.settings import PlatformSettings
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -37,7 +36,7 @@ class FunctionFactory:
         service: str,
         description: str,
         memory_mb: int = 1024,
-        timeout: Duration = Duration.seconds(30),
+        timeout: Duration | None = None,
         environment: dict[str, str] | None = None,
     ) -> lambda_.DockerImageFunction:
         log_group = logs.LogGroup(
@@ -70,7 +69,7 @@ class FunctionFactory:
             ),
             description=description,
             memory_size=memory_mb,
-            timeout=timeout,
+            timeout=timeout or Duration.seconds(30),
             role=role,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
@@ -81,6 +80,7 @@ class FunctionFactory:
                 **(environment or {}),
             },
         )
-        acknowledge(role, "AwsSolutions-IAM5[Resource::*]", "X-Ray's PutTraceSegments/PutTelemetryRecords accept no resource but '*'.")
+        acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
+                    "X-Ray's PutTraceSegments/PutTelemetryRecords accept no resource but '*'.")
         return function
 

@@ -5,10 +5,9 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.nag import acknowledge
-
 from infra.data import Data
 from infra.features import Features
+from infra.nag import acknowledge
 from infra.registry import Registry
 from infra.runtime import FunctionFactory
 from infra.settings import PlatformSettings
@@ -121,9 +120,13 @@ class Serving(Construct):
         plan.add_api_stage(stage=self.api.deployment_stage)
 
         for rule, reason in [
-            ("AwsSolutions-APIG4", "Model routes require an API key bound to a throttled usage plan; /health is a public probe that returns no data."),
+            ("AwsSolutions-APIG4", "Model routes require an API key bound to a throttled usage plan; "
+             "/health is a public probe that returns no data."),
             ("AwsSolutions-COG4", "Clients authenticate with API keys (machine-to-machine); there is no user pool."),
-            ("AwsSolutions-APIG3", "WAF is an account-level choice (cost, rules); throttling and quotas apply per key."),
+            ("AwsSolutions-APIG3",
+             "WAF is an account-level choice (cost, rules); throttling and quotas apply per key."),
         ]:
             acknowledge(self.api, rule, reason)
-        acknowledge(self.api, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]", "API Gateway's account-level logging role; AWS provides only this managed policy for it.")
+        logging_policy = "arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+        acknowledge(self.api, f"AwsSolutions-IAM4[Policy::{logging_policy}]",
+                    "API Gateway's account-level logging role; AWS provides only this managed policy for it.")

@@ -1,11 +1,13 @@
 """The platform's one stack: the parts composed, and the outputs a client needs."""
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from functions.settings import Settings as FunctionSettings
 from infra.data import Data
 from infra.features import Features
-from functions.settings import Settings as FunctionSettings
 from infra.monitoring import NAMESPACE, Monitoring
 from infra.registry import Registry
 from infra.runtime import FunctionFactory
@@ -15,7 +17,7 @@ from infra.training import Training
 
 
 class PlatformStack(Stack):
-    def __init__(self, scope: Construct, id: str, settings: PlatformSettings, **kwargs):
+    def __init__(self, scope: Construct, id: str, settings: PlatformSettings, **kwargs: Any):
         super().__init__(scope, id, description="Serverless MLOps platform", **kwargs)
         self.data = Data(self, "Data", settings)
         self.features = Features(self, "Features", settings)

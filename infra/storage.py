@@ -50,4 +50,5 @@ def acknowledge_prefix_grants(role: iam.IRole, bucket: s3.IBucket, prefixes: lis
     """Object keys are data: a grant can only name their prefix, never each key."""
     logical_id = Stack.of(bucket).get_logical_id(bucket.node.default_child)
     for prefix in prefixes:
-        acknowledge(role, f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}*]", f"Objects under {prefix} are created at run time; the grant is limited to that prefix.")
+        acknowledge(role, f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}*]",
+                    f"Objects under {prefix} are created at run time; the grant is limited to that prefix.")

@@ -27,16 +27,16 @@ TRANSIENT_ERRORS = [
     "Lambda.TooManyRequestsException",
 ]
 
-# (state name, handler, result path, S3 prefixes read, S3 prefixes written, tables written)
+# (state name, handler in functions/, result path, S3 prefixes read, S3 prefixes written, tables written)
 STEPS = [
-    ("RegisterDataset", "functions.data.handler.register_dataset", "$.dataset", ["datasets/"], [], ["datasets"]),
-    ("ValidateDataset", "functions.data.handler.validate_dataset", "$.validation", ["datasets/"], ["runs/"], []),
-    ("BuildFeatures", "functions.features.handler.build_features", "$.features", ["datasets/"], ["runs/"], ["features"]),
-    ("Train", "functions.training.handler.train", "$.training", ["runs/"], ["runs/"], []),
-    ("Evaluate", "functions.training.handler.evaluate", "$.evaluation", ["runs/"], [], []),
-    ("RegisterModel", "functions.registry.handler.register_model", "$.registration", ["runs/"], ["models/"], ["registry"]),
-    ("Promote", "functions.registry.handler.promote", "$.promotion", ["runs/", "models/"], [], ["registry"]),
-    ("RecordSuccess", "functions.training.handler.record_success", "$.run", [], [], ["registry"]),
+    ("RegisterDataset", "data.handler.register_dataset", "$.dataset", ["datasets/"], [], ["datasets"]),
+    ("ValidateDataset", "data.handler.validate_dataset", "$.validation", ["datasets/"], ["runs/"], []),
+    ("BuildFeatures", "features.handler.build_features", "$.features", ["datasets/"], ["runs/"], ["features"]),
+    ("Train", "training.handler.train", "$.training", ["runs/"], ["runs/"], []),
+    ("Evaluate", "training.handler.evaluate", "$.evaluation", ["runs/"], [], []),
+    ("RegisterModel", "registry.handler.register_model", "$.registration", ["runs/"], ["models/"], ["registry"]),
+    ("Promote", "registry.handler.promote", "$.promotion", ["runs/", "models/"], [], ["registry"]),
+    ("RecordSuccess", "training.handler.record_success", "$.run", [], [], ["registry"]),
 ]
 
 
@@ -55,11 +55,12 @@ class Training(Construct):
         tables = {"datasets": data.datasets, "features": features.online, "registry": registry.table}
         timeout = Duration.minutes(settings.training_timeout_minutes)
 
-        def step_function(name: str, handler: str, reads: list[str], writes: list[str], writes_tables: list[str]):
+        def step_function(name: str, handler: str, reads: list[str], writes: list[str],
+                          writes_tables: list[str]) -> lambda_.IFunction:
             fn = functions.create(
                 self,
                 f"{name}Function",
-                handler=handler,
+                handler=f"functions.{handler}",
                 service="training",
                 description=f"Training pipeline step {name}",
                 memory_mb=settings.training_memory_mb,
@@ -91,22 +92,25 @@ class Training(Construct):
             return invoke
 
         record_failure_fn = step_function(
-            "RecordFailure", "functions.training.handler.record_failure", [], [], ["registry"]
+            "RecordFailure", "training.handler.record_failure", [], [], ["registry"]
         )
         record_failure = task("RecordFailure", record_failure_fn, "$.run").next(
             sfn.Fail(self, "RunFailed", cause="The training run failed; its record says why.", error="RunFailed")
         )
 
-        chain: sfn.IChainable | None = None
         self.step_functions: dict[str, lambda_.IFunction] = {}
+        states = []
         for name, handler, result_path, reads, writes, writes_tables in STEPS:
             fn = step_function(name, handler, reads, writes, writes_tables)
             self.step_functions[name] = fn
             state = task(name, fn, result_path)
             state.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
-            chain = state if chain is None else chain.next(state)
+            states.append(state)
         self.step_functions["RecordFailure"] = record_failure_fn
-        definition = chain.next(sfn.Succeed(self, "RunSucceeded"))
+        definition = sfn.Chain.start(states[0])
+        for state in states[1:]:
+            definition = definition.next(state)
+        definition = definition.next(sfn.Succeed(self, "RunSucceeded"))
 
         self.state_machine = sfn.StateMachine(
             self,

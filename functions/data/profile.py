@@ -6,6 +6,7 @@ columns: value frequencies for PSI). Categorical values are profiled as the cano
 strings of the feature transformation, so profile and live features speak the same language.
 """
 
+
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,6 @@ def _frequencies(series: pd.Series) -> dict:
     return result
 
 
-def _num(value) -> float | None:
+def _num(value: Any) -> float | None:
     value = float(value)
     return round(value, 10) if np.isfinite(value) else None

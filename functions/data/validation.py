@@ -4,7 +4,7 @@
 upload); `validate` builds the report, stores it, and fails with all problems in its message.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -125,7 +125,7 @@ def validate(objects: ObjectStore, *, spec: ModelSpec, key: str, version_id: str
         "passed": not problems,
         "problems": problems,
         "warnings": warnings,
-        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     report_key = f"runs/{spec.name}/{run_id}/validation.json"
     # The report is stored first, so a failed run always has its explanation next to it.

@@ -9,7 +9,7 @@ DynamoDB leaves unprocessed.
 import json
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -32,21 +32,21 @@ class DynamoOnlineStore:
         self.table = table
 
     def put_latest(self, model: str, rows: dict[str, dict[str, Any]], *, dataset_id: str, ttl_days: int) -> int:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         expires_at = int(now.timestamp()) + int(ttl_days) * 86_400
-        with storage_errors(f"writing the online features of model {model!r}"):
-            with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-                for key, row in rows.items():
-                    batch.put_item(Item={
-                        "pk": f"{model}#{key}",
-                        "sk": "LATEST",
-                        "model": model,
-                        "entity": key,
-                        "features": json.dumps(jsonable(row)),
-                        "dataset_id": dataset_id,
-                        "updated_at": now.isoformat(timespec="seconds"),
-                        "expires_at": expires_at,
-                    })
+        with (storage_errors(f"writing the online features of model {model!r}"),
+              self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch):
+            for key, row in rows.items():
+                batch.put_item(Item={
+                    "pk": f"{model}#{key}",
+                    "sk": "LATEST",
+                    "model": model,
+                    "entity": key,
+                    "features": json.dumps(jsonable(row)),
+                    "dataset_id": dataset_id,
+                    "updated_at": now.isoformat(timespec="seconds"),
+                    "expires_at": expires_at,
+                })
         return len(rows)
 
     def get_latest(self, model: str, entity: Any) -> dict[str, Any] | None:

@@ -44,7 +44,7 @@ class OnlineStore(Protocol):
 def latest_rows(frame: pd.DataFrame, entity_column: str, feature_names: list[str]) -> dict[str, dict[str, Any]]:
     """The last row of each entity in `frame` (file order: a later row of the same entity is newer)."""
     latest: dict[str, dict[str, Any]] = {}
-    for entity, row in zip(frame[entity_column].tolist(), frame[feature_names].to_dict("records")):
+    for entity, row in zip(frame[entity_column].tolist(), frame[feature_names].to_dict("records"), strict=True):
         key = entity_key(entity)
         if key is not None:
             latest[key] = row

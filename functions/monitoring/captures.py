@@ -10,7 +10,7 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from functions.serving.capture import epoch_ms_of, hour_prefix
@@ -34,7 +34,7 @@ class CaptureWindow:
 
 def window_prefixes(model: str, now: datetime, hours: int) -> list[str]:
     """The hour partitions that overlap the last `hours` hours before `now`, newest first."""
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     start = now - timedelta(hours=hours)
     hour = now.replace(minute=0, second=0, microsecond=0)
     prefixes = []
@@ -69,7 +69,7 @@ def _read(objects: ObjectStore, key: str) -> dict[str, Any] | None:
 def read_captures(objects: ObjectStore, model: str, *, hours: int, now: datetime | None = None,
                   max_rows: int = MAX_ROWS) -> CaptureWindow:
     """The captured instances of the last `hours` hours (newest first, at most `max_rows`)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     keys = list_capture_keys(objects, model, now=now, hours=hours)
     window = CaptureWindow()
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:

@@ -3,7 +3,7 @@
 The report is written to reports/drift/<model>/<iso-ts>.json and returned with its key.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from functions.data.store import DatasetStore
@@ -18,7 +18,7 @@ REPORTS_PREFIX = "reports/drift"
 
 
 def report_key(model: str, at: datetime) -> str:
-    return f"{REPORTS_PREFIX}/{model}/{at.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}.json"
+    return f"{REPORTS_PREFIX}/{model}/{at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}.json"
 
 
 def check_model(objects: ObjectStore, registry: RegistryStore, datasets: DatasetStore, *, model: str,
@@ -28,7 +28,7 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
 
     Returns the stored report plus its "report_key". Raises UnknownModel or NoChampion.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     check_model_name(model)
     spec = registry.get_spec(model)  # UnknownModel first: a clearer answer than "no champion"
     version = registry.get_alias(model, "champion")
@@ -43,7 +43,7 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
     )
     report.update({
         "dataset_id": record.dataset_id,
-        "generated_at": now.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": now.astimezone(UTC).isoformat(timespec="seconds"),
         "requests": window.requests,
         "versions": window.versions,
         "skipped": window.skipped,

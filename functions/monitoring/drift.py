@@ -36,11 +36,11 @@ def bin_fractions(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
     profile), so the training data itself gets back exactly its profile fractions; values
     outside the training range fall in the outer bins instead of being dropped.
     """
-    edges = np.asarray(edges, dtype=np.float64)
-    n_bins = len(edges) - 1
+    bounds = np.asarray(edges, dtype=np.float64)
+    n_bins = len(bounds) - 1
     if n_bins < 1 or len(values) == 0:
         return np.zeros(max(n_bins, 0))
-    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
+    index = np.clip(np.searchsorted(bounds, values, side="right") - 1, 0, n_bins - 1)
     return np.bincount(index, minlength=n_bins) / len(values)
 
 
@@ -107,7 +107,8 @@ def feature_drift(profile_column: Mapping, values: Sequence, *, psi_threshold: f
     if kind == "numeric":
         live = _finite(values)
         result["samples"] = int(live.size)
-        result["psi"] = _numeric_psi(profile_column.get("bin_edges") or [], profile_column.get("bin_fractions") or [], live)
+        result["psi"] = _numeric_psi(profile_column.get("bin_edges") or [], profile_column.get("bin_fractions") or [],
+                                     live)
         result["ks_stat"], result["ks_pvalue"] = _ks(profile_column.get("quantiles") or [], live)
     elif kind == "categorical":
         result["psi"] = categorical_psi(profile_column.get("frequencies") or {}, values)

@@ -4,8 +4,11 @@ Checks every model that has a champion (or the one named), writes one report eac
 emits DriftScore (max PSI) per model, and DriftDetected (0/1) and DriftSamples for the service.
 """
 
+from typing import Any
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from functions.data.dynamo import dataset_store
@@ -48,7 +51,7 @@ def _summary(report: dict) -> dict:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def check_drift(event: dict, context) -> dict:
+def check_drift(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = DriftRequest.model_validate({} if event is None else event)  # a non-object event is refused
     except ValidationError as error:

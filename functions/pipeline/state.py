@@ -147,5 +147,5 @@ def parse_state(event: Any) -> PipelineState:
     except ValidationError as error:
         fields = sorted({".".join(map(str, e["loc"])) or "state" for e in error.errors()})
         raise InvalidInput(f"the pipeline state is malformed (fields: {', '.join(fields)})") from error
-    except Exception as error:  # noqa: BLE001 - powertools wraps non-dict input in its own error
+    except Exception as error:
         raise InvalidInput("the pipeline state is malformed") from error

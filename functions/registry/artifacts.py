@@ -88,11 +88,14 @@ def _agree(onnx: Predictor, sk: Predictor, frame: "pd.DataFrame", spec: ModelSpe
             return False
         # A row whose two best classes tie within float32 noise may pick either label.
         proba = np.sort(np.asarray(sk_proba), axis=1)
-        clear = proba[:, -1] - proba[:, -2] > 2 * PROBABILITY_TOLERANCE if proba.shape[1] > 1 else np.ones(len(proba), bool)
-        return all(a == b for a, b, c in zip(onnx_out, sk_out, clear) if c)
+        if proba.shape[1] < 2:
+            return onnx_out == sk_out
+        clear = proba[:, -1] - proba[:, -2] > 2 * PROBABILITY_TOLERANCE
+        return all(a == b for a, b, c in zip(onnx_out, sk_out, clear, strict=True) if c)
     expected = np.asarray(sk_out, dtype=np.float64)
     scale = float(np.max(np.abs(expected))) if expected.size else 1.0
-    return bool(np.allclose(onnx_out, expected, rtol=REGRESSION_RTOLERANCE, atol=REGRESSION_RTOLERANCE * max(scale, 1.0)))
+    tolerance = REGRESSION_RTOLERANCE * max(scale, 1.0)
+    return bool(np.allclose(onnx_out, expected, rtol=REGRESSION_RTOLERANCE, atol=tolerance))
 
 
 def load_predictor(objects: ObjectStore, version: ModelVersion, spec: ModelSpec) -> Predictor:

@@ -130,7 +130,8 @@ class DynamoRegistryStore:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
 
     def get_version(self, model: str, version: int) -> ModelVersion:
-        item = self._get({"pk": _pk(model), "sk": _version_sk(version)}, f"reading version {version} of model {model!r}")
+        key = {"pk": _pk(model), "sk": _version_sk(version)}
+        item = self._get(key, f"reading version {version} of model {model!r}")
         if not item:
             raise NotFound(f"model {model!r} has no version {version}")
         return from_item(ModelVersion, item)
@@ -143,7 +144,7 @@ class DynamoRegistryStore:
         item = self._get({"pk": _pk(model), "sk": f"ALIAS#{alias}"}, f"reading the {alias} of model {model!r}")
         if not item or item.get("version") is None:
             return None
-        return int(item["version"])  # type: ignore[arg-type]
+        return int(str(item["version"]))
 
     def set_alias(self, model: str, alias: AliasName, version: int, *, expected: int | None, reason: str) -> None:
         now = now_iso()
@@ -170,17 +171,21 @@ class DynamoRegistryStore:
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
+        # The resource's client takes Python values (it serializes them), not the low-level shapes its stubs name.
+        transaction: list[Any] = [alias_update, audit_put]
         with storage_errors(f"moving the {alias} of model {model!r}"):
             try:
-                self.table.meta.client.transact_write_items(TransactItems=[alias_update, audit_put])  # type: ignore[list-item]
+                self.table.meta.client.transact_write_items(TransactItems=transaction)
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                     raise
-                reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}  # type: ignore[typeddict-item]
+                reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}
                 if "ConditionalCheckFailed" in reasons:
-                    raise Conflict(f"the {alias} of model {model!r} moved while it was being changed; try again") from error
+                    raise Conflict(f"the {alias} of model {model!r} moved while it was being changed; "
+                                   "try again") from error
                 if reasons & {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}:
-                    raise RetryableError(f"moving the {alias} of model {model!r}: storage is busy, try again") from error
+                    raise RetryableError(f"moving the {alias} of model {model!r}: storage is busy, "
+                                         "try again") from error
                 raise
 
     def audit_trail(self, model: str) -> list[AuditEntry]:

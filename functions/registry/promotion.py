@@ -84,45 +84,52 @@ def served_score(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSp
 def promote(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, version: int, holdout_key: str,
             metrics: dict[str, float]) -> PromotionResult:
     """Make `version` champion if it earns it, else challenger; returns the decision and why."""
-    holdout = None
-    new_score = metrics.get(spec.metric)
     for _ in range(PROMOTION_ATTEMPTS):
-        champion = registry.get_alias(spec.name, "champion")
-        decided = {"metric": spec.metric, "score": new_score, "previous": champion}
-        if champion == version:  # a retried step that already promoted
-            return PromotionResult(**{**decided, "previous": _previous(registry, spec.name, version)}, promoted=True,
-                                   champion=version, reason=f"v{version} is already the champion")
         try:
-            if champion is None:
-                reason = f"v{version} is the first champion of model {spec.name!r}"
-                registry.set_alias(spec.name, "champion", version, expected=None, reason=reason)
-                return PromotionResult(**decided, promoted=True, champion=version, reason=reason)
-            if holdout is None:
-                holdout = objects.get_frame(holdout_key)
-                # Both sides are scored as they are served (ONNX when they have it) on the same rows,
-                # so float32 noise cannot decide between two equal models.
-                served, _ = served_score(objects, registry, spec=spec, version=version, holdout=holdout)
-                new_score = served if served is not None else new_score
-                decided["score"] = new_score
-            current, incomparable = served_score(objects, registry, spec=spec, version=champion, holdout=holdout)
-            decided["champion_score"] = current
-            if incomparable and new_score is not None:
-                reason = f"v{version} replaces the champion: {incomparable}"
-                registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
-                return PromotionResult(**decided, promoted=True, champion=version, reason=reason)
-            comparison = f"{spec.metric} {_fmt(new_score)} vs {_fmt(current)} for v{champion} on the same holdout"
-            if beats(new_score, current, spec.higher_is_better):
-                reason = f"v{version} beats the champion v{champion}: {comparison}"
-                registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
-                return PromotionResult(**decided, promoted=True, champion=version, reason=reason)
-            reason = f"v{version} does not beat the champion v{champion}: {incomparable or comparison}"
-            challenger = registry.get_alias(spec.name, "challenger")
-            if challenger != version:
-                registry.set_alias(spec.name, "challenger", version, expected=challenger, reason=reason)
-            return PromotionResult(**decided, promoted=False, champion=champion, challenger=version, reason=reason)
+            return _decide(objects, registry, spec=spec, version=version, holdout_key=holdout_key,
+                           score=metrics.get(spec.metric))
         except Conflict:
             logger.info("an alias moved during promotion; deciding again", extra={"model": spec.name})
     raise Conflict(f"the aliases of model {spec.name!r} kept moving during promotion; run it again")
+
+
+def _decide(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, version: int, holdout_key: str,
+            score: float | None) -> PromotionResult:
+    """One promotion decision (Conflict when an alias moved under it)."""
+    champion = registry.get_alias(spec.name, "champion")
+    current: float | None = None
+
+    def decided(reason: str, promoted: bool = True, previous: int | None = champion) -> PromotionResult:
+        return PromotionResult(promoted=promoted, champion=version if promoted else champion,
+                               challenger=None if promoted else version, previous=previous, metric=spec.metric,
+                               score=score, champion_score=current, reason=reason)
+
+    if champion == version:  # a retried step that already promoted
+        return decided(f"v{version} is already the champion", previous=_previous(registry, spec.name, version))
+    if champion is None:
+        reason = f"v{version} is the first champion of model {spec.name!r}"
+        registry.set_alias(spec.name, "champion", version, expected=None, reason=reason)
+        return decided(reason)
+    holdout = objects.get_frame(holdout_key)
+    # Both sides are scored as they are served (ONNX when they have it) on the same rows,
+    # so float32 noise cannot decide between two equal models.
+    served, _ = served_score(objects, registry, spec=spec, version=version, holdout=holdout)
+    score = served if served is not None else score
+    current, incomparable = served_score(objects, registry, spec=spec, version=champion, holdout=holdout)
+    if incomparable and score is not None:
+        reason = f"v{version} replaces the champion: {incomparable}"
+        registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
+        return decided(reason)
+    comparison = f"{spec.metric} {_fmt(score)} vs {_fmt(current)} for v{champion} on the same holdout"
+    if beats(score, current, spec.higher_is_better):
+        reason = f"v{version} beats the champion v{champion}: {comparison}"
+        registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
+        return decided(reason)
+    reason = f"v{version} does not beat the champion v{champion}: {incomparable or comparison}"
+    challenger = registry.get_alias(spec.name, "challenger")
+    if challenger != version:
+        registry.set_alias(spec.name, "challenger", version, expected=challenger, reason=reason)
+    return decided(reason, promoted=False)
 
 
 def _fmt(value: float | None) -> str:

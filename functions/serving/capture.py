@@ -7,7 +7,7 @@ its name without reading it.
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from functions.storage.objects import ObjectStore
@@ -16,7 +16,7 @@ PREFIX = "captures"
 
 
 def hour_prefix(model: str, hour: datetime) -> str:
-    hour = hour.astimezone(timezone.utc)
+    hour = hour.astimezone(UTC)
     return f"{PREFIX}/{model}/dt={hour:%Y-%m-%d}/hour={hour:%H}/"
 
 
@@ -38,7 +38,7 @@ def capture_record(*, model: str, version: int, request_id: str, at: datetime, i
         "model": model,
         "version": version,
         "request_id": request_id,
-        "timestamp": at.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "timestamp": at.astimezone(UTC).isoformat(timespec="milliseconds"),
         "inputs": inputs,
         "predictions": predictions,
     }
@@ -51,7 +51,7 @@ def write_capture(objects: ObjectStore, *, model: str, version: int, request_id:
                   predictions: list[Any], probabilities: list[list[float]] | None = None,
                   at: datetime | None = None) -> str:
     """Store one request and its answers; returns the key."""
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     key = capture_key(model, at)
     record = capture_record(model=model, version=version, request_id=request_id, at=at, inputs=inputs,
                             predictions=predictions, probabilities=probabilities)

@@ -17,7 +17,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from functions.errors import InvalidInput, MlopsError, PayloadTooLarge, RetryableError
 from functions.registry.dynamo import registry_store
@@ -75,7 +78,7 @@ def _unexpected(_: Exception) -> Response:
     return _error(500, "InternalError", "internal error")
 
 
-def read_json_body(event, max_bytes: int) -> Any:
+def read_json_body(event: APIGatewayProxyEvent, max_bytes: int) -> Any:
     """The request body as JSON; its size is checked first, so an oversized body is never parsed."""
     body = event.body
     if body is None or body == "":
@@ -99,7 +102,7 @@ def read_json_body(event, max_bytes: int) -> Any:
         raise InvalidInput("the request body is not valid JSON") from error
 
 
-def parse_predict_request(event, config: Settings) -> PredictRequest:
+def parse_predict_request(event: APIGatewayProxyEvent, config: Settings) -> PredictRequest:
     document = read_json_body(event, config.max_request_bytes)
     try:
         request = PredictRequest.model_validate(document)
@@ -113,9 +116,9 @@ def parse_predict_request(event, config: Settings) -> PredictRequest:
     return request
 
 
-def _problem(error: dict) -> str:
-    where = ".".join(str(part)[:MAX_SHOWN_CHARS] for part in error.get("loc", ())) or "body"
-    return f"{where}: {error.get('msg', 'invalid')}"
+def _problem(error: ErrorDetails) -> str:
+    where = ".".join(str(part)[:MAX_SHOWN_CHARS] for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"
 
 
 def _request_id() -> str:
@@ -169,5 +172,5 @@ def predict_route(name: str) -> dict:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict, context) -> dict:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

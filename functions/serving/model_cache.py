@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
 from typing import Any
 
 from functions.errors import NoChampion, RetryableError

@@ -31,7 +31,7 @@ class Problem:
         return f"instance {self.instance}: field {shown(self.field)} {self.problem}"
 
 
-def _value_problem(value, kind: str) -> str | None:
+def _value_problem(value: object, kind: str) -> str | None:
     if kind == "numeric":
         # bool is an int in Python, but True is not a number a client means to send
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -48,7 +48,7 @@ def _value_problem(value, kind: str) -> str | None:
     return None
 
 
-def _json_type(value) -> str:
+def _json_type(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):

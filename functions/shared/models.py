@@ -46,14 +46,14 @@ def loads_skops(data: bytes, recorded_types: list[str]) -> "Pipeline":
         raise IntegrityError(f"the model artifact names untrusted types: {', '.join(map(str, refused))}")
     try:
         found = sio.get_untrusted_types(data=data)
-    except Exception as error:  # noqa: BLE001 - skops raises many types for a file that is not its own
+    except Exception as error:
         raise IntegrityError("the model artifact is not a readable skops file") from error
     unexpected = sorted(set(found) - set(recorded_types))
     if unexpected:
         raise IntegrityError(f"the model artifact holds types that were not recorded: {', '.join(unexpected)}")
     try:
         return sio.loads(data, trusted=list(recorded_types))
-    except Exception as error:  # noqa: BLE001 - skops raises several types for untrusted or corrupt content
+    except Exception as error:
         raise IntegrityError("the model artifact could not be loaded safely") from error
 
 
@@ -125,7 +125,7 @@ class OnnxPredictor(Predictor):
         for feature in self.spec.features:
             column = features[[feature.name]]
             feeds[feature.name] = column.to_numpy(np.float32) if feature.type == "numeric" else column.to_numpy(object)
-        results = dict(zip(self.outputs, self.session.run(None, feeds)))
+        results = dict(zip(self.outputs, self.session.run(None, feeds), strict=True))
         if self.spec.task == "classification":
             return results["label"], results.get("probabilities")
         return np.asarray(results["variable"], dtype=np.float64), None

@@ -6,16 +6,21 @@ for several classes). Regression: mae, rmse, r2. A metric that is undefined on a
 """
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
 from functions.jsonable import jsonable
+from functions.shared.models import Predictor
 from functions.spec import ModelSpec
 
 
-def classification_metrics(y_true, predictions, probabilities, classes) -> dict:
+def classification_metrics(y_true: Sequence[Any], predictions: Sequence[Any],
+                           probabilities: Sequence[Sequence[float]] | None,
+                           classes: Sequence[Any] | None) -> dict[str, float]:
     y_true = list(y_true)
     result = {
         "accuracy": skm.accuracy_score(y_true, predictions),
@@ -29,7 +34,8 @@ def classification_metrics(y_true, predictions, probabilities, classes) -> dict:
     return _finite(result)
 
 
-def _roc_auc(y_true: list, probabilities, classes) -> float | None:
+def _roc_auc(y_true: list[Any], probabilities: Sequence[Sequence[float]] | None,
+             classes: Sequence[Any] | None) -> float | None:
     if probabilities is None or not classes or len(set(y_true)) < 2:
         return None
     proba = np.asarray(probabilities, dtype=np.float64)
@@ -50,15 +56,15 @@ def _roc_auc(y_true: list, probabilities, classes) -> float | None:
         return None
 
 
-def regression_metrics(y_true, predictions) -> dict:
-    y_true = np.asarray(y_true, dtype=np.float64)
+def regression_metrics(y_true: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+    actual = np.asarray(y_true, dtype=np.float64)
     predicted = np.asarray(predictions, dtype=np.float64)
     result = {
-        "mae": skm.mean_absolute_error(y_true, predicted),
-        "rmse": math.sqrt(skm.mean_squared_error(y_true, predicted)),
+        "mae": skm.mean_absolute_error(actual, predicted),
+        "rmse": math.sqrt(skm.mean_squared_error(actual, predicted)),
     }
-    if len(y_true) >= 2 and np.var(y_true) > 0:
-        result["r2"] = skm.r2_score(y_true, predicted)
+    if len(actual) >= 2 and np.var(actual) > 0:
+        result["r2"] = skm.r2_score(actual, predicted)
     return _finite(result)
 
 
@@ -66,7 +72,7 @@ def _finite(result: dict) -> dict:
     return {k: float(v) for k, v in result.items() if v is not None and math.isfinite(float(v))}
 
 
-def score(predictor, holdout: pd.DataFrame, spec: ModelSpec) -> dict:
+def score(predictor: Predictor, holdout: pd.DataFrame, spec: ModelSpec) -> dict[str, float]:
     """The metrics of `predictor` (any format) on `holdout` (features + target)."""
     predictions, probabilities = predictor.predict(holdout)
     y_true = jsonable(holdout[spec.target].tolist())

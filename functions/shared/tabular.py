@@ -53,7 +53,7 @@ def read_dataset(data: bytes, key: str) -> pd.DataFrame:
             import pyarrow.parquet as pq
 
             metadata = pq.read_metadata(io.BytesIO(data))
-        except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
+        except Exception as error:
             raise DatasetInvalid(f"the dataset {name!r} is not a readable Parquet file") from error
         _check_width(metadata.num_columns, name)
         # The size limit is on the compressed file: a few MB of Parquet can hold billions of values.
@@ -62,7 +62,7 @@ def read_dataset(data: bytes, key: str) -> pd.DataFrame:
                                  f"columns; at most {MAX_CELLS} values are supported")
         try:
             frame = pd.read_parquet(io.BytesIO(data))
-        except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
+        except Exception as error:
             raise DatasetInvalid(f"the dataset {name!r} is not a readable Parquet file") from error
     frame.columns = [str(c) for c in frame.columns]
     if len(frame.columns) == 0:

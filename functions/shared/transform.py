@@ -16,7 +16,7 @@ from functions.spec import ModelSpec
 MISSING = "__missing__"
 
 
-def category(value) -> str:
+def category(value: object) -> str:
     """The canonical string of one categorical value.
 
     The same category must give the same string whether it comes from a CSV (where a column

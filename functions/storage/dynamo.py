@@ -31,6 +31,10 @@ def _as_json(record_type: type[BaseModel], name: str) -> bool:
     return field is not None and any(isinstance(m, StoredAsJson) for m in field.metadata)
 
 
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def attribute(value: Any) -> Any:
     """A Python value as boto3's DynamoDB serializer takes it (floats as Decimal, NaN and infinity dropped)."""
     if isinstance(value, bool) or value is None or isinstance(value, (str, int, Decimal)):
@@ -38,7 +42,8 @@ def attribute(value: Any) -> Any:
     if isinstance(value, float):
         return Decimal(repr(value)) if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): attribute(v) for k, v in value.items()}
+        # Left out, not null: a map of floats (metrics) must read back as one.
+        return {str(k): attribute(v) for k, v in value.items() if not _non_finite(v)}
     if isinstance(value, (list, tuple)):
         return [attribute(v) for v in value]
     if isinstance(value, (set, frozenset)):
@@ -55,14 +60,16 @@ def attributes(record_type: type[BaseModel], values: dict[str, Any]) -> dict[str
     for name, value in values.items():
         adapter = _adapter(record_type, name)
         value = adapter.dump_python(adapter.validate_python(value), mode="python", exclude_none=True)
-        stored_as_json = _as_json(record_type, name) and value is not None
-        result[name] = json.dumps(jsonable(value), sort_keys=True, allow_nan=False) if stored_as_json else attribute(value)
+        if _as_json(record_type, name) and value is not None:
+            result[name] = json.dumps(jsonable(value), sort_keys=True, allow_nan=False)
+        else:
+            result[name] = attribute(value)
     return result
 
 
 @cache
 def _adapter(record_type: type[BaseModel], name: str) -> TypeAdapter[Any]:
-    return TypeAdapter(record_type.model_fields[name].annotation)
+    return TypeAdapter(record_type.model_fields[name].annotation or Any)
 
 
 def to_item(record: BaseModel, **keys: str) -> dict[str, Any]:

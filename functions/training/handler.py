@@ -35,7 +35,7 @@ tracer = Tracer()
 def start_pipeline(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         upload = parse(event=event, model=S3EventNotificationEventBridgeModel)
-    except Exception as error:  # noqa: BLE001 - any parse failure means: not our event
+    except Exception as error:
         raise InvalidInput("the event is not an S3 'Object Created' notification") from error
     result = start_run(registry_store(), pipeline_executions(), bucket=upload.detail.bucket.name,
                        key=upload.detail.object.key, version_id=upload.detail.object.version_id,

@@ -11,6 +11,7 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,7 @@ def seed_for(dataset_id: str) -> int:
     return int(sha256(dataset_id.encode())[:8], 16) % (2**31 - 1)
 
 
-def estimator_for(spec: ModelSpec, seed: int):
+def estimator_for(spec: ModelSpec, seed: int) -> Any:
     """The allow-listed estimator with the spec's parameters (and our seed unless it sets one)."""
     module_name, class_name = ESTIMATORS[spec.task][spec.estimator.name].rsplit(".", 1)
     cls = getattr(importlib.import_module(module_name), class_name)
@@ -135,6 +136,6 @@ def _parameter_error(spec: ModelSpec, error: ValueError) -> Exception:
     return error
 
 
-def _is_plain(value) -> bool:
+def _is_plain(value: object) -> bool:
     return isinstance(value, (int, float, str, bool, type(None), np.integer, np.floating))
 

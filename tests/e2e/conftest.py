@@ -99,7 +99,7 @@ def upload_and_wait(aws, outputs, key: str, body: bytes, timeout: float = 240) -
     """Upload with plain boto3, then follow the execution through the Step Functions API."""
     s3, sfn = aws("s3"), aws("stepfunctions")
     version = s3.put_object(Bucket=outputs["DataBucketName"], Key=key, Body=body)["VersionId"]
-    from functions.training.runs import run_id_for
+    from functions.training.start import run_id_for
 
     run_id = run_id_for(key.split("/")[1], outputs["DataBucketName"], key, version)
     arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + f":{run_id}"
