@@ -15,11 +15,11 @@ MAX_ENTITY_BYTES = 1024  # partition keys may hold 2048 bytes; leave room for th
 
 def entity_key(value: Any) -> str | None:
     """The canonical string of an entity id, or None when it cannot be a key (missing, too long)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if hasattr(value, "item"):
+    if hasattr(value, "item"):  # a numpy scalar: its Python value's text
         value = value.item()
     text = str(value)
     if not text or len(text.encode()) > MAX_ENTITY_BYTES:

@@ -127,6 +127,18 @@ def test_functions_are_container_images_with_tracing_and_their_own_roles(templat
     assert len(roles) == len(functions), "each function has a least-privilege role of its own"
 
 
+def test_every_function_gets_the_settings_its_handler_requires(template_dict):
+    from functions.settings import Settings, StarterSettings
+
+    for fn in resources(template_dict, "AWS::Lambda::Function").values():
+        (command,) = fn["Properties"]["ImageConfig"]["Command"]
+        model = StarterSettings if command.endswith(".start_pipeline") else Settings
+        variables = fn["Properties"]["Environment"]["Variables"]
+        # Names of resources are CloudFormation references here, resolved at deploy time.
+        environ = {name: v if isinstance(v, str) else "arn:aws:resolved-at-deploy" for name, v in variables.items()}
+        model.from_environment(environ)
+
+
 def test_every_handler_in_the_template_exists(template_dict):
     for fn in resources(template_dict, "AWS::Lambda::Function").values():
         (command,) = fn["Properties"]["ImageConfig"]["Command"]
