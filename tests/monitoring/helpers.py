@@ -1,13 +1,16 @@
-"""Captured requests written the way the predict API writes them."""
+"""Captured requests written the way the predict API writes them, and champions to check."""
 
 from datetime import datetime
 
 import pandas as pd
 
 from cli.demo_data import churn_frame
+from functions.data.store import DatasetStore
+from functions.records import DatasetVersion
+from functions.registry.store import RegistryStore
 from functions.serving.capture import write_capture
-from tests.conftest import CHURN_FEATURES
-
+from functions.storage.objects import ObjectStore
+from tests.conftest import CHURN_FEATURES, Champion
 
 
 def instances(frame: pd.DataFrame) -> list[dict]:
@@ -21,12 +24,26 @@ def shifted_instances(rows: int = 90, seed: int = 21) -> list[dict]:
     return instances(churn_frame(rows=rows, seed=seed, shift=1.0))
 
 
-def capture(aws, at: datetime, rows: list[dict], *, model: str = "churn", version: int = 1,
+def capture(objects: ObjectStore, at: datetime, rows: list[dict], *, model: str = "churn", version: int = 1,
             per_request: int = 30) -> list[str]:
     """Capture `rows` at `at`, `per_request` instances a request; returns the keys."""
     keys = []
     for start in range(0, len(rows), per_request):
         batch = rows[start:start + per_request]
-        keys.append(write_capture(aws.s3, aws.bucket, model=model, version=version, request_id=f"r-{start}",
+        keys.append(write_capture(objects, model=model, version=version, request_id=f"r-{start}",
                                   inputs=batch, predictions=[0] * len(batch), at=at))
     return keys
+
+
+def serve_copy(registry: RegistryStore, datasets: DatasetStore, champion: Champion, dataset: DatasetVersion | None,
+               name: str) -> None:
+    """Make `name` a champion with the champion's records (spec, version, training profile) renamed.
+
+    A drift check reads records, never the model: no second training. Without `dataset`, the copy's
+    training data is not registered (a broken lineage).
+    """
+    registry.put_spec(champion.spec.model_copy(update={"name": name}))
+    registry.put_version(champion.record.model_copy(update={"model": name}))
+    registry.set_alias(name, "champion", champion.version, expected=None, reason="test champion")
+    if dataset is not None:
+        datasets.put_dataset(dataset.model_copy(update={"model": name}))

@@ -1,11 +1,27 @@
 """Reading the captures of a window: its hour partitions, newest first, up to a row cap."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
+
+from functions.errors import RetryableError
 from functions.monitoring.captures import list_capture_keys, read_captures, window_prefixes
+from functions.storage.objects import ObjectStore
+from tests.fakes import MemoryObjectStore, throttled
 from tests.monitoring.helpers import capture
 
-NOW = datetime(2026, 1, 1, 1, 15, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 1, 15, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "s3"])
+def objects(request) -> ObjectStore:
+    """The captures' bucket: in memory, and on S3 (moto) through the adapter the check uses."""
+    if request.param == "memory":
+        return MemoryObjectStore()
+    from functions.storage.s3 import data_objects
+
+    request.getfixturevalue("pipeline_aws")
+    return data_objects()
 
 
 def test_a_window_lists_the_hours_it_overlaps_newest_first():
@@ -14,7 +30,7 @@ def test_a_window_lists_the_hours_it_overlaps_newest_first():
         "captures/churn/dt=2026-01-01/hour=00/",
         "captures/churn/dt=2025-12-31/hour=23/",
     ]
-    on_the_hour = datetime(2026, 1, 1, 1, 0, tzinfo=timezone.utc)
+    on_the_hour = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
     assert window_prefixes("churn", on_the_hour, 1) == ["captures/churn/dt=2026-01-01/hour=01/",
                                                         "captures/churn/dt=2026-01-01/hour=00/"]
     assert len(window_prefixes("churn", NOW, 24)) == 25
@@ -22,21 +38,33 @@ def test_a_window_lists_the_hours_it_overlaps_newest_first():
     assert window_prefixes("churn", NOW.astimezone(timezone(timedelta(hours=5))), 2) == window_prefixes("churn", NOW, 2)
 
 
-def test_captures_are_read_newest_first_up_to_the_cap(pipeline_aws):
+def test_captures_are_read_newest_first_up_to_the_cap(objects):
     rows = [{"tenure_months": float(i)} for i in range(10)]
-    old = capture(pipeline_aws, NOW - timedelta(minutes=90), rows[:4], per_request=4)
-    newer = capture(pipeline_aws, NOW - timedelta(minutes=10), rows[4:7], version=2)
-    newest = capture(pipeline_aws, NOW - timedelta(minutes=5), rows[7:], version=2)
-    capture(pipeline_aws, NOW - timedelta(minutes=1), rows, model="other")  # another model's traffic
+    old = capture(objects, NOW - timedelta(minutes=90), rows[:4], per_request=4)
+    newer = capture(objects, NOW - timedelta(minutes=10), rows[4:7], version=2)
+    newest = capture(objects, NOW - timedelta(minutes=5), rows[7:], version=2)
+    capture(objects, NOW - timedelta(minutes=1), rows, model="other")  # another model's traffic
 
-    assert list_capture_keys(pipeline_aws.s3, pipeline_aws.bucket, "churn", now=NOW, hours=2) == newest + newer + old
+    assert list_capture_keys(objects, "churn", now=NOW, hours=2) == newest + newer + old
 
-    window = read_captures(pipeline_aws.s3, pipeline_aws.bucket, "churn", hours=2, now=NOW)
+    window = read_captures(objects, "churn", hours=2, now=NOW)
     assert window.requests == 3 and window.truncated is False and window.skipped == 0
     assert sorted(r["tenure_months"] for r in window.instances) == list(range(10))
     assert window.versions == {"2": 6, "1": 4}
 
-    capped = read_captures(pipeline_aws.s3, pipeline_aws.bucket, "churn", hours=2, now=NOW, max_rows=5)
+    capped = read_captures(objects, "churn", hours=2, now=NOW, max_rows=5)
     assert capped.truncated is True and len(capped.instances) == 5
     assert {r["tenure_months"] for r in capped.instances} == {7, 8, 9, 4, 5}  # the newest requests first
     assert capped.versions == {"2": 5}
+
+
+@pytest.mark.parametrize("operation", ["list_keys", "get_bytes"])
+def test_busy_storage_fails_the_read_as_retryable(operation):
+    objects = MemoryObjectStore()
+    capture(objects, NOW - timedelta(minutes=5), [{"tenure_months": 1.0}] * 3, per_request=1)
+    objects.faults.inject(operation, throttled())
+
+    # Not a smaller window: a check on part of the traffic would be a wrong answer, not a degraded one.
+    with pytest.raises(RetryableError):
+        read_captures(objects, "churn", hours=2, now=NOW)
+    assert read_captures(objects, "churn", hours=2, now=NOW).requests == 3  # the retry reads them all

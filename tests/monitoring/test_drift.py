@@ -8,11 +8,19 @@ import pytest
 from cli.demo_data import churn_frame
 from functions.data.profile import OTHER, profile_frame
 from functions.monitoring.drift import (
-    MIN_SAMPLES, bin_fractions, categorical_psi, drift_report, feature_drift, ks, max_psi, psi,
+    MIN_SAMPLES,
+    bin_fractions,
+    categorical_psi,
+    drift_report,
+    feature_drift,
+    ks,
+    max_psi,
+    psi,
 )
+from functions.spec import Feature, ModelSpec
 from tests.conftest import CHURN_SPEC
 
-SIGNATURE = CHURN_SPEC["features"]
+SIGNATURE = ModelSpec.model_validate(CHURN_SPEC).signature
 THRESHOLDS = {"psi_threshold": 0.2, "ks_pvalue": 0.01}
 
 
@@ -36,7 +44,7 @@ def column(profile, name):
 
 
 def records(frame):
-    return frame[[f["name"] for f in SIGNATURE]].to_dict("records")
+    return frame[[f.name for f in SIGNATURE]].to_dict("records")
 
 
 # --- numeric PSI ------------------------------------------------------------------------------
@@ -144,7 +152,7 @@ def test_the_report_of_training_like_traffic_is_not_drift(profile):
     report = drift_report(model="churn", version=1, signature=SIGNATURE, profile=profile, instances=fresh,
                           window_hours=24, **THRESHOLDS)
     assert report["drifted"] is False and report["samples"] == 300 and "note" not in report
-    assert set(report["features"]) == {f["name"] for f in SIGNATURE}
+    assert set(report["features"]) == {f.name for f in SIGNATURE}
     assert all(f["drifted"] is False for f in report["features"].values())
     assert max_psi(report) < 0.2
 
@@ -172,7 +180,7 @@ def test_a_report_on_too_few_or_no_rows_decides_nothing(profile, shifted):
 
 
 def test_a_signature_feature_missing_from_the_profile_is_reported_not_decided(profile, shifted):
-    signature = SIGNATURE + [{"name": "region", "type": "categorical"}]
+    signature = [*SIGNATURE, Feature(name="region", type="categorical")]
     report = drift_report(model="churn", version=1, signature=signature, profile=profile,
                           instances=records(shifted), window_hours=24, **THRESHOLDS)
     assert report["features"]["region"]["drifted"] is False

@@ -1,5 +1,12 @@
-"""What the predict API's tests share: a valid instance, and a clock the test moves."""
+"""What the predict API's tests share: a valid instance, a clock the test moves, the API as a client sees it."""
 
+import json
+
+from functions.serving import handler
+from tests.conftest import Champion, Stores
+from tests.serving.events import api_event, call
+
+PREDICT = "/v1/models/churn/predict"
 # One customer, exactly the churn signature.
 INSTANCE = {"tenure_months": 3.0, "monthly_charges": 80.5, "support_calls": 2, "plan": "basic"}
 
@@ -15,3 +22,51 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class Api:
+    """The predict handler called with API Gateway events, as a client sees its answers."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def call(self, method: str, path: str, body=None, **kwargs) -> tuple[int, dict, dict]:
+        """(status, parsed JSON body, headers)."""
+        return call(handler.handler, self.context, method, path, body, **kwargs)
+
+    def respond(self, method: str, path: str, body=None, **kwargs) -> tuple[int, str]:
+        """The status, and the body exactly as the client receives it."""
+        response = handler.handler(api_event(method, path, body, **kwargs), self.context)
+        assert not response.get("isBase64Encoded")
+        return response["statusCode"], response.get("body") or ""
+
+    def served_version(self) -> int:
+        status, body, _ = self.call("POST", PREDICT, {"instances": [INSTANCE]})
+        assert status == 200, body
+        return body["version"]
+
+
+def assert_clean(text: str, *secrets: str) -> None:
+    """An error body says what went wrong for the client, never how it failed inside."""
+    assert "Traceback" not in text and 'File "' not in text
+    for secret in secrets:
+        assert secret not in text
+
+
+def error_of(text: str) -> dict:
+    return json.loads(text)["error"]
+
+
+def promote_new_version(stores: Stores, champion: Champion) -> int:
+    """Register the next version of the champion's model and make it champion, as a promoted run does.
+
+    It reuses the champion's artifacts: the cache tells versions apart by number, and training
+    another model would cost a second for nothing the tests look at.
+    """
+    current = stores.registry.get_alias(champion.name, "champion")
+    assert current is not None
+    number = current + 1
+    record = champion.record.model_copy(update={"version": number, "run_id": f"{champion.run_id}-{number}"})
+    stores.registry.put_version(record)
+    stores.registry.set_alias(champion.name, "champion", number, expected=current, reason="a better model")
+    return number

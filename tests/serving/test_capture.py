@@ -1,13 +1,16 @@
 """Where a captured request is stored, and what its record holds."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from functions.serving.capture import capture_key, capture_record, epoch_ms_of, hour_prefix, write_capture
+from functions.storage.objects import sha256
+from functions.storage.s3 import data_objects
+from tests.fakes import MemoryObjectStore
 
-AT = datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=timezone.utc)
+AT = datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=UTC)
 
 
 def test_a_capture_key_is_partitioned_by_utc_day_and_hour_and_starts_with_its_time():
@@ -35,13 +38,24 @@ def test_a_record_holds_inputs_and_answers():
                                                  predictions=[1.5])
 
 
-def test_write_capture_stores_the_record_under_its_key(pipeline_aws):
-    key = write_capture(pipeline_aws.s3, pipeline_aws.bucket, model="churn", version=1, request_id="r-1",
-                        inputs=[{"plan": "basic"}], predictions=[1], probabilities=[[0.2, 0.8]], at=AT)
+def test_write_capture_stores_the_record_under_its_key():
+    objects = MemoryObjectStore()
+    key = write_capture(objects, model="churn", version=1, request_id="r-1", inputs=[{"plan": "basic"}],
+                        predictions=[1], probabilities=[[0.2, 0.8]], at=AT)
     assert key.startswith("captures/churn/dt=2026-03-04/hour=05/") and epoch_ms_of(key) == int(AT.timestamp() * 1000)
-    stored = pipeline_aws.s3.get_object(Bucket=pipeline_aws.bucket, Key=key)
-    assert stored["ContentType"] == "application/json"
-    assert json.loads(stored["Body"].read())["inputs"] == [{"plan": "basic"}]
+    assert objects.keys() == [key]
+    assert objects.get_json(key)["inputs"] == [{"plan": "basic"}]
     with pytest.raises(ValueError):  # a record is strict JSON: no NaN reaches monitoring
-        write_capture(pipeline_aws.s3, pipeline_aws.bucket, model="churn", version=1, request_id="r-2",
-                      inputs=[{"x": float("nan")}], predictions=[1], at=AT)
+        write_capture(objects, model="churn", version=1, request_id="r-2", inputs=[{"x": float("nan")}],
+                      predictions=[1], at=AT)
+    assert objects.keys() == [key]  # ... and nothing half-written
+
+
+def test_a_capture_on_s3_is_json_with_its_sha256(pipeline_aws):
+    key = write_capture(data_objects(), model="churn", version=1, request_id="r-1", inputs=[{"plan": "basic"}],
+                        predictions=[1], at=AT)
+    stored = pipeline_aws.s3.get_object(Bucket=pipeline_aws.bucket, Key=key)
+    body = stored["Body"].read()
+    assert stored["ContentType"] == "application/json"
+    assert json.loads(body)["inputs"] == [{"plan": "basic"}]
+    assert stored["Metadata"]["sha256"] == sha256(body)

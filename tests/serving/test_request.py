@@ -1,6 +1,7 @@
 """Reading and checking a predict request, without AWS: body size and JSON, then the signature."""
 
 import json
+import os
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -9,11 +10,17 @@ from functions.errors import InvalidInput, PayloadTooLarge, RequestInvalid
 from functions.serving.handler import parse_predict_request, read_json_body
 from functions.serving.predict import MAX_REPORTED_PROBLEMS, check_instances, validate_instances
 from functions.settings import Settings
+from functions.spec import ModelSpec
 from tests.conftest import CHURN_SPEC
-from tests.serving.helpers import INSTANCE
 from tests.serving.events import api_event
+from tests.serving.helpers import INSTANCE
 
-SIGNATURE = CHURN_SPEC["features"]
+SIGNATURE = ModelSpec.model_validate(CHURN_SPEC).signature
+
+
+def config(**variables: str) -> Settings:
+    """The function's settings, with some of its environment variables changed."""
+    return Settings.from_environment({**os.environ, **variables})
 
 
 def event(body, *, encoded: bool = False) -> APIGatewayProxyEvent:
@@ -80,10 +87,10 @@ def test_a_body_that_is_not_base64_is_invalid_input():
 
 
 def test_a_request_carries_a_list_of_instances():
-    config = Settings(MAX_INSTANCES=2)
-    assert parse_predict_request(event({"instances": [INSTANCE, 1]}), config).instances == [INSTANCE, 1]
+    limited = config(MAX_INSTANCES="2")
+    assert parse_predict_request(event({"instances": [INSTANCE, 1]}), limited).instances == [INSTANCE, 1]
     with pytest.raises(PayloadTooLarge, match=r"at most 2 instances \(got 3\)"):
-        parse_predict_request(event({"instances": [INSTANCE] * 3}), config)
+        parse_predict_request(event({"instances": [INSTANCE] * 3}), limited)
 
 
 @pytest.mark.parametrize("document, where", [
@@ -97,13 +104,13 @@ def test_a_request_carries_a_list_of_instances():
 ])
 def test_a_request_without_instances_is_invalid_input(document, where):
     with pytest.raises(InvalidInput, match="the body must be") as raised:
-        parse_predict_request(event(document), Settings())
+        parse_predict_request(event(document), config())
     assert type(raised.value) is InvalidInput and where in raised.value.message
 
 
 def test_a_hostile_key_is_not_echoed_whole_in_a_request_error():
     with pytest.raises(InvalidInput) as raised:
-        parse_predict_request(event({"instances": [1], "k" * 10_000: 1}), Settings())
+        parse_predict_request(event({"instances": [1], "k" * 10_000: 1}), config())
     assert "k" * 64 in raised.value.message and "k" * 65 not in raised.value.message
 
 
