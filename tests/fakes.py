@@ -8,6 +8,8 @@ tests against both), and has `faults`: a test plans the failures that matter, pe
 """
 
 import copy
+import math
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -247,11 +249,14 @@ class MemoryOnlineStore:
     def __init__(self) -> None:
         self.faults = Faults()
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.expires_at: dict[tuple[str, str], float] = {}  # epoch seconds; rows without one never expire
 
     def put_latest(self, model: str, rows: dict[str, dict[str, Any]], *, dataset_id: str, ttl_days: int) -> int:
         self.faults.before("put_latest")
+        expires_at = time.time() + ttl_days * 86_400
         for key, row in rows.items():
             self.rows[(model, key)] = jsonable(row)
+            self.expires_at[(model, key)] = expires_at
         self.faults.after("put_latest")
         return len(rows)
 
@@ -260,12 +265,19 @@ class MemoryOnlineStore:
         key = entity_key(entity)
         if key is None:
             raise InvalidInput("the entity id is missing or too long")
-        return self.rows.get((model, key))
+        return self._unexpired(model, key)
 
     def get_many(self, model: str, entities: Iterable[Any]) -> dict[str, dict[str, Any]]:
         self.faults.before("get_many")
         keys = sorted({key for key in map(entity_key, entities) if key is not None})
-        return {key: self.rows[(model, key)] for key in keys if (model, key) in self.rows}
+        found = {key: self._unexpired(model, key) for key in keys}
+        return {key: row for key, row in found.items() if row is not None}
+
+    def _unexpired(self, model: str, key: str) -> dict[str, Any] | None:
+        """Like the adapter, skip what has expired (DynamoDB's TTL deletes lazily)."""
+        if self.expires_at.get((model, key), math.inf) < time.time():
+            return None
+        return self.rows.get((model, key))
 
 
 class MemoryExecutions:

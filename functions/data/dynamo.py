@@ -27,6 +27,8 @@ class DynamoDatasetStore:
             with storage_errors(what):
                 self.table.put_item(Item=to_item(dataset, **key), ConditionExpression="attribute_not_exists(pk)")
         except Conflict:
+            if not dataset.runs:  # nothing to add (and DynamoDB refuses an empty set)
+                return False
             with storage_errors(what):
                 self.table.update_item(Key=key, UpdateExpression="ADD #runs :runs",
                                        ExpressionAttributeNames={"#runs": "runs"},

@@ -73,8 +73,10 @@ def _adapter(record_type: type[BaseModel], name: str) -> TypeAdapter[Any]:
 
 
 def to_item(record: BaseModel, **keys: str) -> dict[str, Any]:
-    """The item of `record` under `keys` (pk, sk); fields that are None are left out."""
+    """The item of `record` under `keys` (pk, sk); fields that are None or an empty set are left out."""
     values = record.model_dump(mode="python", exclude_none=True)
+    # DynamoDB refuses an empty set; read back, the field takes its default.
+    values = {name: value for name, value in values.items() if not (isinstance(value, (set, frozenset)) and not value)}
     return {**attributes(type(record), values), **keys}
 
 

@@ -1,4 +1,4 @@
-"""Reading exactly the uploaded object, and a profile that fits its item."""
+"""Registering an upload as a dataset version (in-memory stores), and a profile that fits its item."""
 
 import json
 
@@ -6,32 +6,85 @@ import pandas as pd
 import pytest
 
 from functions.data import datasets
+from functions.data.datasets import register_dataset
 from functions.data.profile import profile_frame
-from functions.errors import DatasetInvalid, NotFound
+from functions.errors import DatasetInvalid, RetryableError, UnknownModel
+from functions.records import Run
+from functions.storage.objects import sha256
+from tests.fakes import lost_reply, throttled
 
 
-def test_reads_the_given_version_not_the_latest(pipeline_aws):
-    first = pipeline_aws.upload("datasets/m/f.csv", b"a\n1\n")
-    pipeline_aws.upload("datasets/m/f.csv", b"a\n2\n")
-    assert datasets.read_upload(pipeline_aws.s3, pipeline_aws.bucket, "datasets/m/f.csv", first) == b"a\n1\n"
-    assert datasets.read_upload(pipeline_aws.s3, pipeline_aws.bucket, "datasets/m/f.csv", None) == b"a\n2\n"
+def start(stores, model: str, name: str, data: bytes, run_id: str) -> dict:
+    """Upload `data` and record its run, as the upload trigger does; the arguments of register_dataset."""
+    key = f"datasets/{model}/{name}"
+    version_id = stores.objects.put(key, data)
+    stores.registry.start_run(Run(model=model, run_id=run_id, bucket=stores.objects.bucket, key=key,
+                                  version_id=version_id, code_version="test-1"))
+    return {"model": model, "key": key, "version_id": version_id, "run_id": run_id}
 
 
-def test_a_url_encoded_key_from_an_event_is_decoded_when_needed(pipeline_aws):
-    version = pipeline_aws.upload("datasets/m/my file.csv", b"a\n1\n")
-    assert datasets.read_upload(pipeline_aws.s3, pipeline_aws.bucket, "datasets/m/my+file.csv", version) == b"a\n1\n"
+def register(stores, upload: dict):
+    return register_dataset(stores.objects, stores.datasets, stores.registry, **upload)
 
 
-def test_a_vanished_upload_is_not_found(pipeline_aws):
-    with pytest.raises(NotFound, match="no longer exists"):
-        datasets.read_upload(pipeline_aws.s3, pipeline_aws.bucket, "datasets/m/gone.csv", None)
+def test_an_unknown_model_fails_with_the_way_to_create_it(stores, churn_rows):
+    upload = start(stores, "nobody", "data.csv", churn_rows.to_csv(index=False).encode(), "r1")
+    with pytest.raises(UnknownModel) as caught:
+        register(stores, upload)
+    assert caught.value.message == (
+        "no model spec named 'nobody' is registered; create it with `mlops models create nobody --spec FILE`"
+    )
+    assert stores.datasets.datasets == {} and stores.registry.get_run("nobody", "r1").dataset_id is None
 
 
-def test_an_upload_too_large_for_lambda_is_refused(pipeline_aws, monkeypatch):
-    monkeypatch.setattr(datasets, "MAX_DATASET_BYTES", 10)
-    pipeline_aws.upload("datasets/m/big.csv", b"a\n" + b"1\n" * 20)
-    with pytest.raises(DatasetInvalid, match="larger than"):
-        datasets.read_upload(pipeline_aws.s3, pipeline_aws.bucket, "datasets/m/big.csv", None)
+def test_registers_exactly_the_uploaded_version_once_per_content(stores, churn_spec, churn_rows):
+    stores.registry.put_spec(churn_spec)
+    first = churn_rows.to_csv(index=False).encode()
+    upload = start(stores, "churn", "train.csv", first, "run-1")
+    stores.objects.put("datasets/churn/train.csv", b"overwritten,later\n1,2\n")  # a newer version of the key
+
+    result = register(stores, upload)
+
+    assert result.dataset_id == sha256(first) and result.rows == len(churn_rows) and result.bytes == len(first)
+    assert result.columns["plan"] in {"str", "object"} and result.spec == churn_spec
+    assert result.readable is True and result.new is True and result.version_id == upload["version_id"]
+    again = register(stores, start(stores, "churn", "copy.csv", first, "run-2"))
+    assert again.dataset_id == result.dataset_id and again.new is False
+    (dataset,) = stores.datasets.list_datasets("churn")
+    assert dataset.runs == {"run-1", "run-2"} and dataset.version_id == upload["version_id"]
+    assert dataset.bucket == stores.objects.bucket and dataset.key == "datasets/churn/train.csv"
+    assert len(dataset.profile["columns"]["tenure_months"]["quantiles"]) == 101
+    assert stores.registry.get_run("churn", "run-1").dataset_id == result.dataset_id
+
+
+def test_an_unreadable_upload_is_not_a_dataset_version(stores, churn_spec):
+    stores.registry.put_spec(churn_spec)
+    result = register(stores, start(stores, "churn", "bad.csv", b'a,"b\n', "r1"))
+    assert result.readable is False and result.rows == 0 and result.new is None
+    assert stores.datasets.list_datasets("churn") == []
+    assert stores.registry.get_run("churn", "r1").dataset_id == sha256(b'a,"b\n')  # the run says what it got
+
+
+def test_a_retry_after_a_lost_reply_records_the_version_once(stores, churn_spec, churn_rows):
+    stores.registry.put_spec(churn_spec)
+    upload = start(stores, "churn", "train.csv", churn_rows.to_csv(index=False).encode(), "run-1")
+    stores.datasets.faults.inject("put_dataset", lost_reply(), after=True)
+    with pytest.raises(RetryableError):
+        register(stores, upload)
+    retried = register(stores, upload)  # the state machine retries the step
+    (dataset,) = stores.datasets.list_datasets("churn")
+    assert dataset.dataset_id == retried.dataset_id and dataset.runs == {"run-1"}
+    assert retried.new is False
+
+
+def test_a_throttled_read_is_retryable_and_records_nothing(stores, churn_spec, churn_rows):
+    stores.registry.put_spec(churn_spec)
+    upload = start(stores, "churn", "train.csv", churn_rows.to_csv(index=False).encode(), "run-1")
+    stores.objects.faults.inject("get_bytes", throttled())
+    with pytest.raises(RetryableError):
+        register(stores, upload)
+    assert stores.datasets.list_datasets("churn") == []
+    assert register(stores, upload).new is True
 
 
 def test_a_wide_table_gets_a_coarser_profile_or_a_clear_error(monkeypatch):
@@ -45,10 +98,10 @@ def test_a_wide_table_gets_a_coarser_profile_or_a_clear_error(monkeypatch):
         datasets.profile_for_storage(frame)
 
 
-def test_the_column_map_counts_against_the_item_budget():
-    # 265 columns with 1,000-character names: the profile alone fits, profile and column map do not
+def test_the_column_map_counts_against_the_item_budget(monkeypatch):
+    # Long column names: the profile alone fits the budget, profile and column map do not
     # (DynamoDB would refuse the 400 KB item with an opaque storage error).
-    frame = pd.DataFrame({f"n{i:04d}" + "x" * 995: ["a"] for i in range(265)})
-    assert len(json.dumps(profile_frame(frame))) <= datasets.MAX_PROFILE_BYTES
+    frame = pd.DataFrame({f"n{i:04d}" + "x" * 995: ["a"] for i in range(30)})
+    monkeypatch.setattr(datasets, "MAX_PROFILE_BYTES", len(json.dumps(profile_frame(frame))) + 100)
     with pytest.raises(DatasetInvalid, match="too many columns"):
         datasets.profile_for_storage(frame)

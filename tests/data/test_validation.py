@@ -1,13 +1,13 @@
 """The data contract: every problem reported at once, the report stored before the run fails."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from functions.data.validation import MIN_ROWS, check_frame, validate
-from functions.errors import DatasetInvalid
+from functions.data.validation import MIN_ROWS, check_frame, validate, validate_upload
+from functions.errors import DatasetInvalid, RetryableError
+from functions.pipeline.state import ValidationResult
+from tests.fakes import throttled
 
 
 def test_a_good_frame_has_no_problems(churn_spec, churn_rows):
@@ -62,29 +62,48 @@ def test_mostly_missing_features_are_a_warning_not_a_failure(churn_spec, churn_r
     assert "feature 'support_calls' has no values" in check_frame(frame, churn_spec)[0]
 
 
-def test_the_report_is_stored_before_the_failure(pipeline_aws, churn_spec):
+def test_the_report_is_stored_before_the_failure(stores, churn_spec):
     with pytest.raises(DatasetInvalid) as caught:
-        validate(pipeline_aws.s3, spec=churn_spec, bucket=pipeline_aws.bucket, key="datasets/churn/x.csv",
-                 version_id="v1", dataset_id="d1", run_id="r1", data=b"a,b,c\n1,2,3\n")
+        validate(stores.objects, spec=churn_spec, key="datasets/churn/x.csv", version_id="v1", dataset_id="d1",
+                 run_id="r1", data=b"a,b,c\n1,2,3\n")
     assert "churned" in caught.value.message and "x.csv" in caught.value.message
-    report_key = caught.value.details["report_key"]
-    report = json.loads(pipeline_aws.s3.get_object(Bucket=pipeline_aws.bucket, Key=report_key)["Body"].read())
+    report = stores.objects.get_json(caught.value.details["report_key"])
     assert report["passed"] is False and report["problems"] == caught.value.details["problems"]
-    assert report["dataset"]["dataset_id"] == "d1" and report["contract"]["target"] == "churned"
+    assert report["dataset"] == {"bucket": stores.objects.bucket, "key": "datasets/churn/x.csv", "version_id": "v1",
+                                 "dataset_id": "d1", "rows": 1}
+    assert report["contract"]["target"] == "churned" and report["contract"]["min_rows"] == MIN_ROWS
 
 
-def test_an_unreadable_file_gets_a_report_too(pipeline_aws, churn_spec):
+def test_an_unreadable_file_gets_a_report_too(stores, churn_spec):
     with pytest.raises(DatasetInvalid, match="empty"):
-        validate(pipeline_aws.s3, spec=churn_spec, bucket=pipeline_aws.bucket, key="datasets/churn/e.csv",
-                 version_id=None, dataset_id=None, run_id="r2", data=b"")
-    report = pipeline_aws.s3.get_object(Bucket=pipeline_aws.bucket, Key="runs/churn/r2/validation.json")
-    assert json.loads(report["Body"].read())["dataset"]["rows"] == 0
+        validate(stores.objects, spec=churn_spec, key="datasets/churn/e.csv", version_id=None, dataset_id=None,
+                 run_id="r2", data=b"")
+    assert stores.objects.get_json("runs/churn/r2/validation.json")["dataset"]["rows"] == 0
 
 
-def test_a_passing_dataset_returns_its_report(pipeline_aws, churn_spec, churn_rows):
-    result = validate(pipeline_aws.s3, spec=churn_spec, bucket=pipeline_aws.bucket, key="datasets/churn/ok.csv",
-                      version_id=None, dataset_id="d", run_id="r3", data=churn_rows.to_csv(index=False).encode())
-    assert result == {"report_key": "runs/churn/r3/validation.json", "passed": True, "warnings": []}
+def test_a_passing_dataset_returns_its_report(stores, churn_spec, churn_rows):
+    result = validate(stores.objects, spec=churn_spec, key="datasets/churn/ok.csv", version_id=None, dataset_id="d",
+                      run_id="r3", data=churn_rows.to_csv(index=False).encode())
+    assert result == ValidationResult(report_key="runs/churn/r3/validation.json", passed=True, warnings=[])
+    assert stores.objects.get_json(result.report_key)["passed"] is True
+
+
+def test_the_uploaded_version_is_validated_not_the_latest(stores, churn_spec, churn_rows):
+    key = "datasets/churn/train.csv"
+    version_id = stores.objects.put(key, churn_rows.to_csv(index=False).encode())
+    stores.objects.put(key, b"a,b\n1,2\n")  # a newer, bad version of the key
+    result = validate_upload(stores.objects, spec=churn_spec, key=key, version_id=version_id, dataset_id="d",
+                             run_id="r4")
+    assert result.passed is True
+    assert stores.objects.get_json(result.report_key)["dataset"]["version_id"] == version_id
+
+
+def test_a_report_that_cannot_be_stored_is_retryable_not_a_bad_dataset(stores, churn_spec):
+    stores.objects.faults.inject("put_bytes", throttled())
+    with pytest.raises(RetryableError):
+        validate(stores.objects, spec=churn_spec, key="datasets/churn/x.csv", version_id=None, dataset_id="d",
+                 run_id="r5", data=b"a,b,c\n1,2,3\n")
+    assert stores.objects.keys("runs/") == []
 
 
 def test_infinite_targets_are_problems_for_every_task(churn_spec, churn_rows):

@@ -1,74 +1,164 @@
-"""The online store (DynamoDB under moto) and the offline Parquet frames, with injected faults."""
+"""The online store: one contract, run against the in-memory twin and the DynamoDB adapter (moto),
+then what only the adapter does (items with a TTL, BatchGetItem batches and unprocessed keys)."""
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from functions.errors import InvalidInput, RetryableError
-from functions.features.store import OnlineStore, read_frame, write_frame
+from functions.features.dynamo import DynamoOnlineStore
+from functions.features.store import MAX_ENTITY_BYTES, OnlineStore, entity_key, latest_rows
 from tests.conftest import failing_with
+from tests.fakes import MemoryOnlineStore, lost_reply, throttled
+from tests.storage.moto_aws import fail_once, lose_reply_once, moto_table
 
 
-@pytest.fixture
-def online(pipeline_aws):
-    return OnlineStore(pipeline_aws.tables["features"])
+@pytest.fixture(params=["memory", "dynamo"])
+def online(request) -> Iterator[OnlineStore]:
+    if request.param == "memory":
+        yield MemoryOnlineStore()
+    else:
+        with moto_table("features") as table:
+            yield DynamoOnlineStore(table)
 
 
-def frame(rows):
-    return pd.DataFrame(rows, columns=["id", "x", "plan"])
+def put(online: OnlineStore, rows: dict, model: str = "churn", ttl_days: int = 30) -> int:
+    return online.put_latest(model, rows, dataset_id="d1", ttl_days=ttl_days)
 
 
-def test_the_last_row_of_each_entity_is_the_latest(online):
-    written = online.put_latest(
-        "churn", frame([["a", 1.0, "basic"], ["b", 2.0, "premium"], ["a", 3.0, "standard"]]), "id", ["x", "plan"],
-        dataset_id="d1", ttl_days=30,
-    )
-    assert written == 2
+def test_each_entity_keeps_its_latest_features(online):
+    assert put(online, {"a": {"x": 1.0, "plan": "basic"}, "b": {"x": 2.0, "plan": "premium"}}) == 2
+    assert put(online, {"a": {"x": 3.0, "plan": "standard"}}) == 1  # a later run overwrites
     assert online.get_latest("churn", "a") == {"x": 3.0, "plan": "standard"}
     assert online.get_latest("churn", "b") == {"x": 2.0, "plan": "premium"}
     assert online.get_latest("churn", "nobody") is None
 
 
-def test_items_carry_a_ttl_and_their_dataset(online, pipeline_aws):
-    online.put_latest("churn", frame([["a", np.nan, "basic"]]), "id", ["x", "plan"], dataset_id="d1", ttl_days=2)
-    item = pipeline_aws.tables["features"].get_item(Key={"pk": "churn#a", "sk": "LATEST"})["Item"]
-    assert item["dataset_id"] == "d1"
-    assert abs(int(item["expires_at"]) - (time.time() + 2 * 86_400)) < 120
-    assert online.get_latest("churn", "a") == {"x": None, "plan": "basic"}  # NaN is stored as null
+def test_models_do_not_share_entities(online):
+    put(online, {"a": {"x": 1.0}}, model="churn")
+    put(online, {"a": {"x": 9.0}}, model="upsell")
+    assert online.get_latest("churn", "a") == {"x": 1.0} and online.get_latest("upsell", "a") == {"x": 9.0}
+    assert online.get_many("other", ["a"]) == {}
 
 
-def test_expired_items_are_not_served_before_dynamodb_deletes_them(online, pipeline_aws):
-    pipeline_aws.tables["features"].put_item(Item={
-        "pk": "churn#old", "sk": "LATEST", "entity": "old", "features": '{"x": 1.0}', "expires_at": int(time.time()) - 5,
-    })
-    assert online.get_latest("churn", "old") is None
-    assert online.get_many("churn", ["old"]) == {}
+def test_nan_and_numpy_values_are_stored_as_json(online):
+    put(online, {"a": {"x": np.nan, "n": np.int64(3), "f": np.float32(0.5), "plan": "basic"}})
+    assert online.get_latest("churn", "a") == {"x": None, "n": 3, "f": 0.5, "plan": "basic"}
 
 
-def test_get_many_reads_more_than_one_batch(online):
-    rows = [[f"c{i:03d}", float(i), "basic"] for i in range(150)]
-    online.put_latest("churn", frame(rows), "id", ["x", "plan"], dataset_id="d1", ttl_days=1)
+def test_an_entity_id_is_read_by_its_canonical_key(online):
+    put(online, {"7": {"x": 3.0}})
+    assert online.get_latest("churn", 7.0) == {"x": 3.0} and online.get_latest("churn", np.int64(7)) == {"x": 3.0}
+    assert online.get_many("churn", [7, 7.0, "7"]) == {"7": {"x": 3.0}}
+    for unusable in (None, float("nan"), "", "x" * (MAX_ENTITY_BYTES + 1)):
+        with pytest.raises(InvalidInput, match="entity id is missing or too long"):
+            online.get_latest("churn", unusable)
+
+
+def test_get_many_reads_more_than_one_batch_and_skips_the_unknown(online):
+    put(online, {f"c{i:03d}": {"x": float(i), "plan": "basic"} for i in range(150)}, ttl_days=1)
     found = online.get_many("churn", [f"c{i:03d}" for i in range(150)] + ["missing", None])
-    assert len(found) == 150
-    assert found["c149"] == {"x": 149.0, "plan": "basic"}
+    assert len(found) == 150 and found["c149"] == {"x": 149.0, "plan": "basic"}
+    assert online.get_many("churn", []) == {}
 
 
-def test_entities_that_cannot_be_keys_are_skipped(online):
-    written = online.put_latest(
-        "churn", frame([[None, 1.0, "basic"], ["x" * 5000, 2.0, "basic"], [7.0, 3.0, "basic"]]), "id", ["x", "plan"],
-        dataset_id="d1", ttl_days=1,
-    )
-    assert written == 1
-    assert online.get_latest("churn", 7) == {"x": 3.0, "plan": "basic"}  # 7.0 and 7 are the same entity
-    with pytest.raises(InvalidInput):
-        online.get_latest("churn", None)
+def test_expired_features_are_not_served(online):
+    # DynamoDB deletes expired items lazily (within days): reads skip them before that.
+    put(online, {"old": {"x": 1.0}}, ttl_days=-1)
+    put(online, {"new": {"x": 2.0}}, ttl_days=1)
+    assert online.get_latest("churn", "old") is None
+    assert online.get_many("churn", ["old", "new"]) == {"new": {"x": 2.0}}
 
 
-def test_unprocessed_keys_are_retried(online, monkeypatch):
-    online.put_latest("churn", frame([["a", 1.0, "basic"]]), "id", ["x", "plan"], dataset_id="d1", ttl_days=1)
-    client = online.table.meta.client
+def test_a_throttled_read_is_retryable(online, monkeypatch):
+    put(online, {"a": {"x": 1.0}})
+    if isinstance(online, MemoryOnlineStore):
+        online.faults.inject("get_latest", throttled())
+        online.faults.inject("get_many", throttled())
+    else:
+        assert isinstance(online, DynamoOnlineStore)
+        fail_once(monkeypatch, online.table, "get_item", "ProvisionedThroughputExceededException", "GetItem")
+        fail_once(monkeypatch, online.table.meta.client, "batch_get_item", "ThrottlingException", "BatchGetItem")
+    with pytest.raises(RetryableError):
+        online.get_latest("churn", "a")
+    with pytest.raises(RetryableError):
+        online.get_many("churn", ["a"])
+    assert online.get_many("churn", ["a"]) == {"a": {"x": 1.0}}
+
+
+def test_a_write_whose_reply_is_lost_is_repeated_safely(online, monkeypatch):
+    if isinstance(online, MemoryOnlineStore):
+        online.faults.inject("put_latest", lost_reply(), after=True)
+    else:
+        assert isinstance(online, DynamoOnlineStore)
+        lose_reply_once(monkeypatch, online.table.meta.client, "batch_write_item")
+    rows = {"a": {"x": 1.0}, "b": {"x": 2.0}}
+    with pytest.raises(RetryableError):
+        put(online, rows)
+    assert put(online, rows) == 2  # overwrites: the same items, once each
+    assert online.get_many("churn", ["a", "b"]) == rows
+
+
+# --- choosing each entity's latest row (pure)
+
+
+def test_the_last_row_of_each_entity_is_the_latest():
+    frame = pd.DataFrame([["a", 1.0, "basic"], ["b", 2.0, "premium"], ["a", 3.0, "standard"]],
+                         columns=["id", "x", "plan"])
+    assert latest_rows(frame, "id", ["x", "plan"]) == {"a": {"x": 3.0, "plan": "standard"},
+                                                       "b": {"x": 2.0, "plan": "premium"}}
+
+
+def test_entities_that_cannot_be_keys_are_skipped():
+    frame = pd.DataFrame({"id": [None, "x" * 5000, 7.0, np.nan], "x": [1.0, 2.0, 3.0, 4.0]})
+    assert latest_rows(frame, "id", ["x"]) == {"7": {"x": 3.0}}  # 7.0 and 7 are the same entity
+
+
+@pytest.mark.parametrize("value, key", [
+    ("c-1", "c-1"), (7, "7"), (7.0, "7"), (7.5, "7.5"), (np.int64(7), "7"), (np.float64(7.0), "7"),
+    (None, None), (float("nan"), None), (pd.NA, None), ("", None), ("é" * 600, None),
+])
+def test_entity_keys_are_canonical_strings(value, key):
+    assert entity_key(value) == key
+
+
+# --- what only the DynamoDB adapter does
+
+
+@pytest.fixture
+def dynamo_online() -> Iterator[DynamoOnlineStore]:
+    with moto_table("features") as table:
+        yield DynamoOnlineStore(table)
+
+
+def test_items_carry_a_ttl_and_their_dataset(dynamo_online):
+    dynamo_online.put_latest("churn", {"a": {"x": np.nan, "plan": "basic"}}, dataset_id="d1", ttl_days=2)
+    item = dynamo_online.table.get_item(Key={"pk": "churn#a", "sk": "LATEST"})["Item"]
+    assert item["dataset_id"] == "d1" and item["entity"] == "a" and item["model"] == "churn"
+    assert item["features"] == '{"x": null, "plan": "basic"}'
+    assert abs(int(item["expires_at"]) - (time.time() + 2 * 86_400)) < 120
+
+
+def test_get_many_asks_in_batches_of_one_hundred(dynamo_online, monkeypatch):
+    client = dynamo_online.table.meta.client
+    batch_get_item = client.batch_get_item
+    batches = []
+
+    def spied(RequestItems):
+        batches.append(len(RequestItems["features"]["Keys"]))
+        return batch_get_item(RequestItems=RequestItems)
+
+    monkeypatch.setattr(client, "batch_get_item", spied)
+    assert dynamo_online.get_many("churn", [f"c{i:03d}" for i in range(150)] + ["c000"]) == {}
+    assert batches == [100, 50]  # each key asked once
+
+
+def test_unprocessed_keys_are_retried(dynamo_online, monkeypatch):
+    dynamo_online.put_latest("churn", {"a": {"x": 1.0, "plan": "basic"}}, dataset_id="d1", ttl_days=1)
+    client = dynamo_online.table.meta.client
     real = client.batch_get_item
     calls = []
 
@@ -79,29 +169,22 @@ def test_unprocessed_keys_are_retried(online, monkeypatch):
         return real(RequestItems=RequestItems)
 
     monkeypatch.setattr(client, "batch_get_item", flaky)
-    monkeypatch.setattr("functions.features.store.time.sleep", lambda s: None)
-    assert online.get_many("churn", ["a"]) == {"a": {"x": 1.0, "plan": "basic"}}
+    monkeypatch.setattr("functions.features.dynamo.time.sleep", lambda s: None)
+    assert dynamo_online.get_many("churn", ["a"]) == {"a": {"x": 1.0, "plan": "basic"}}
     assert len(calls) == 2
 
 
-def test_keys_left_unprocessed_for_good_are_retryable(online, monkeypatch):
-    client = online.table.meta.client
-    monkeypatch.setattr(client, "batch_get_item", lambda RequestItems: {"Responses": {}, "UnprocessedKeys": RequestItems})
-    monkeypatch.setattr("functions.features.store.time.sleep", lambda s: None)
+def test_keys_left_unprocessed_for_good_are_retryable(dynamo_online, monkeypatch):
+    client = dynamo_online.table.meta.client
+    monkeypatch.setattr(client, "batch_get_item",
+                        lambda RequestItems: {"Responses": {}, "UnprocessedKeys": RequestItems})
+    monkeypatch.setattr("functions.features.dynamo.time.sleep", lambda s: None)
     with pytest.raises(RetryableError):
-        online.get_many("churn", ["a"])
+        dynamo_online.get_many("churn", ["a"])
 
 
-def test_throttling_on_read_is_retryable(online, monkeypatch):
-    monkeypatch.setattr(online.table, "get_item", failing_with("ProvisionedThroughputExceededException", "GetItem"))
+def test_a_throttled_batch_write_is_retryable(dynamo_online, monkeypatch):
+    monkeypatch.setattr(dynamo_online.table.meta.client, "batch_write_item",
+                        failing_with("ProvisionedThroughputExceededException", "BatchWriteItem"))
     with pytest.raises(RetryableError):
-        online.get_latest("churn", "a")
-
-
-def test_offline_frames_round_trip_with_their_hash(pipeline_aws):
-    data = pd.DataFrame({"x": [1.0, np.nan], "plan": ["a", "__missing__"], "y": [0, 1]})
-    digest = write_frame(pipeline_aws.s3, pipeline_aws.bucket, "runs/m/r/features.parquet", data)
-    head = pipeline_aws.s3.head_object(Bucket=pipeline_aws.bucket, Key="runs/m/r/features.parquet")
-    assert head["Metadata"]["sha256"] == digest and len(digest) == 64
-    back = read_frame(pipeline_aws.s3, pipeline_aws.bucket, "runs/m/r/features.parquet")
-    assert back["y"].tolist() == [0, 1] and np.isnan(back["x"].iloc[1]) and back["plan"].tolist() == ["a", "__missing__"]
+        dynamo_online.put_latest("churn", {"a": {"x": 1.0}}, dataset_id="d1", ttl_days=1)

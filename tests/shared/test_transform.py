@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from functions.errors import InvalidInput
-from functions.features.transform import MISSING, build_features, category
+from functions.shared.transform import MISSING, build_features, category
 from functions.spec import ModelSpec
 
 
