@@ -172,6 +172,18 @@ def pipeline_aws():
     reset_execution_environment()
 
 
+@pytest.fixture(scope="session")
+def boto_session():
+    """One boto3 session for the run, for adapter tests that build only the moto resources they use:
+    mock_aws renews boto3's default session, and a new session parses botocore's endpoint data again."""
+    import importlib
+
+    import boto3
+
+    importlib.import_module("moto")  # a session created before moto is imported is not intercepted
+    return boto3.session.Session()
+
+
 # --- in-memory stores, for domain tests ---------------------------------------------------------
 
 

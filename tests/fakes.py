@@ -74,6 +74,14 @@ class Faults:
                 raise plan.error
 
 
+def _without_non_finite(value: Any) -> Any:
+    """A map as DynamoDB keeps it: NaN and infinity left out (see storage.dynamo.attribute)."""
+    if isinstance(value, dict):
+        return {k: _without_non_finite(v) for k, v in value.items()
+                if not (isinstance(v, float) and not math.isfinite(v))}
+    return value
+
+
 class MemoryObjectStore(ObjectStore):
     """A versioned bucket in memory."""
 
@@ -159,7 +167,11 @@ class MemoryRegistryStore:
         unknown = sorted(set(fields) - set(Run.model_fields))
         if unknown:
             raise KeyError(f"Run has no field(s) {', '.join(unknown)}")
-        self.runs.setdefault((model, run_id), {}).update(copy.deepcopy(jsonable(fields)))
+        values = copy.deepcopy(jsonable({name: _without_non_finite(value) for name, value in fields.items()}))
+        run = self.runs.setdefault((model, run_id), {})
+        if run:  # the adapter refuses a value that does not fit its field, and writes nothing
+            Run.model_validate({**run, **values})
+        run.update(values)
         self.faults.after("update_run")
 
     def get_run(self, model: str, run_id: str) -> Run:
@@ -208,9 +220,10 @@ class MemoryRegistryStore:
         self.faults.before("set_alias")
         if self.aliases.get((model, alias)) != expected:
             raise Conflict(f"the {alias} of model {model!r} moved while it was being changed; try again")
+        entry = AuditEntry(model=model, action=f"set_{alias}", alias=alias, version=version,
+                           from_version=expected, reason=reason, at=now_iso())  # validated before anything moves
         self.aliases[(model, alias)] = version
-        self.audit.append(AuditEntry(model=model, action=f"set_{alias}", alias=alias, version=version,
-                                     from_version=expected, reason=reason, at=now_iso()))
+        self.audit.append(entry)
         self.faults.after("set_alias")
 
     def audit_trail(self, model: str) -> list[AuditEntry]:

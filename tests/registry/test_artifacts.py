@@ -5,39 +5,74 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from functions.errors import IntegrityError
-from functions.registry.artifacts import OnnxPredictor, load_predictor, loads_skops, save_model
+from functions.errors import IntegrityError, RetryableError
+from functions.records import Artifacts, ModelVersion
+from functions.registry.artifacts import load_predictor, save_model
+from functions.shared.models import OnnxPredictor, classes_of, loads_skops
 from functions.spec import ModelSpec
-from functions.training.train import fit
+from functions.storage.objects import sha256
+from functions.training.train import TrainResult, fit
+from tests.conftest import CHURN_SPEC
+from tests.fakes import MemoryObjectStore, throttled
 
 
-def with_estimator(spec, name, params=None, **changes):
-    return ModelSpec.model_validate({**spec.model_dump(), **changes,
-                                     "estimator": {"name": name, "params": params or {}}})
+def with_estimator(spec: ModelSpec, name: str, params=None, **changes) -> ModelSpec:
+    estimator = {"name": name, "params": params or {}}
+    return ModelSpec.model_validate({**spec.model_dump(), **changes, "estimator": estimator})
+
+
+def as_version(artifacts: Artifacts, spec: ModelSpec, trained: TrainResult) -> ModelVersion:
+    """A registered version holding `artifacts` (load_predictor reads its artifacts and classes)."""
+    return ModelVersion(model=spec.name, version=1, run_id="r1", dataset_id="a" * 64, task=spec.task,
+                        target=spec.target, signature=spec.signature, classes=classes_of(trained.pipeline, spec),
+                        metric=spec.metric, artifacts=artifacts, estimator=spec.estimator.name, code_version="c",
+                        holdout_key="runs/churn/r1/holdout.parquet")
+
+
+def saved(objects, prefix: str, trained: TrainResult, spec: ModelSpec) -> Artifacts:
+    return save_model(objects, prefix, trained.pipeline, spec, trained.holdout)
+
+
+@pytest.fixture(scope="module")
+def spec() -> ModelSpec:
+    return ModelSpec.model_validate(CHURN_SPEC)
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    from cli.demo_data import churn_frame
+
+    return churn_frame(rows=200, seed=11)
+
+
+@pytest.fixture(scope="module")
+def trained(spec, rows) -> TrainResult:
+    """The churn pipeline, fitted once: the tests only read it."""
+    return fit(rows, spec, "a" * 64)
 
 
 @pytest.fixture
-def trained(churn_spec, churn_rows):
-    return fit(churn_rows, churn_spec, "a" * 64)
+def objects() -> MemoryObjectStore:
+    return MemoryObjectStore("mlops-test-data")
 
 
-def test_a_linear_model_is_served_as_onnx_that_agrees_with_scikit_learn(pipeline_aws, churn_spec, trained):
-    artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, "models/churn/v1/", trained.pipeline, churn_spec,
-                           trained.holdout)
-    assert artifacts["onnx_key"] == "models/churn/v1/model.onnx" and artifacts["skops_key"] == "models/churn/v1/model.skops"
-    assert artifacts["classes"] == [0, 1] and artifacts["skops_trusted_types"] == ["numpy.dtype"]
-    predictor = load_predictor(pipeline_aws.s3, pipeline_aws.bucket, artifacts, churn_spec)
+def test_a_linear_model_is_served_as_onnx_that_agrees_with_scikit_learn(objects, spec, trained):
+    artifacts = saved(objects, "models/churn/v1/", trained, spec)
+    assert artifacts.onnx_key == "models/churn/v1/model.onnx" and artifacts.skops_key == "models/churn/v1/model.skops"
+    assert artifacts.skops_trusted_types == ["numpy.dtype"] and artifacts.format == "onnx"
+    assert artifacts.onnx_sha256 == sha256(objects.get_bytes(artifacts.onnx_key))
+    assert artifacts.skops_sha256 == sha256(objects.get_bytes(artifacts.skops_key))
+    predictor = load_predictor(objects, as_version(artifacts, spec, trained), spec)
     assert predictor.format == "onnx" and predictor.classes == [0, 1]
     labels, probabilities = predictor.predict(trained.holdout)
-    expected = trained.pipeline.predict_proba(trained.holdout[churn_spec.feature_names])
+    expected = trained.pipeline.predict_proba(trained.holdout[spec.feature_names])
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
     assert all(type(label) is int for label in labels) and all(type(p) is float for p in probabilities[0])
 
 
-def test_raw_instances_with_gaps_and_unseen_categories_predict(pipeline_aws, churn_spec, trained):
-    artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, "models/churn/v1", trained.pipeline, churn_spec,
-                           trained.holdout)
-    predictor = load_predictor(pipeline_aws.s3, pipeline_aws.bucket, artifacts, churn_spec)
+def test_raw_instances_with_gaps_and_unseen_categories_predict(objects, spec, trained):
+    predictor = load_predictor(objects, as_version(saved(objects, "models/churn/v1", trained, spec), spec, trained),
+                               spec)
     rows = pd.DataFrame([
         {"tenure_months": 2, "monthly_charges": 120.0, "support_calls": 6, "plan": "basic"},
         {"tenure_months": None, "monthly_charges": "30", "support_calls": 0, "plan": "never-seen"},
@@ -49,42 +84,40 @@ def test_raw_instances_with_gaps_and_unseen_categories_predict(pipeline_aws, chu
     assert predictor.predict(rows.iloc[0:0]) == ([], [])
 
 
-def test_a_model_skl2onnx_cannot_convert_is_served_from_skops(pipeline_aws, churn_spec, churn_rows):
-    spec = with_estimator(churn_spec, "gradient_boosting", {"max_iter": 20})
-    result = fit(churn_rows, spec, "a" * 64)
-    artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, "models/churn/v2", result.pipeline, spec,
-                           result.holdout)
-    assert "onnx_key" not in artifacts and artifacts["onnx_skipped"].startswith("conversion failed")
-    predictor = load_predictor(pipeline_aws.s3, pipeline_aws.bucket, artifacts, spec)
+def test_a_model_skl2onnx_cannot_convert_is_served_from_skops(objects, spec, rows):
+    boosted = with_estimator(spec, "gradient_boosting", {"max_iter": 20})
+    result = fit(rows, boosted, "a" * 64)
+    artifacts = saved(objects, "models/churn/v2", result, boosted)
+    assert artifacts.onnx_key is None and artifacts.onnx_skipped.startswith("conversion failed")
+    assert objects.keys("models/churn/v2/") == ["models/churn/v2/model.skops"]
+    predictor = load_predictor(objects, as_version(artifacts, boosted, result), boosted)
     assert predictor.format == "skops"
     labels, probabilities = predictor.predict(result.holdout)
-    assert labels == result.pipeline.predict(result.holdout[spec.feature_names]).tolist()
-    np.testing.assert_allclose(probabilities, result.pipeline.predict_proba(result.holdout[spec.feature_names]))
+    assert labels == result.pipeline.predict(result.holdout[boosted.feature_names]).tolist()
+    np.testing.assert_allclose(probabilities, result.pipeline.predict_proba(result.holdout[boosted.feature_names]))
 
 
-def test_regression_models_predict_plain_floats(pipeline_aws, churn_spec, churn_rows):
-    spec = with_estimator(churn_spec, "linear_regression", task="regression", metric="rmse", target="monthly_charges",
-                          features=[f.model_dump() for f in churn_spec.features if f.name != "monthly_charges"])
-    result = fit(churn_rows, spec, "b" * 64)
-    artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, "models/r/v1", result.pipeline, spec, result.holdout)
-    predictor = load_predictor(pipeline_aws.s3, pipeline_aws.bucket, artifacts, spec)
+def test_regression_models_predict_plain_floats(objects, spec, rows):
+    regression = with_estimator(spec, "linear_regression", task="regression", metric="rmse", target="monthly_charges",
+                                features=[f.model_dump() for f in spec.features if f.name != "monthly_charges"])
+    result = fit(rows, regression, "b" * 64)
+    predictor = load_predictor(objects, as_version(saved(objects, "models/r/v1", result, regression), regression,
+                                                   result), regression)
     values, probabilities = predictor.predict(result.holdout)
     assert predictor.format == "onnx" and predictor.classes is None and probabilities is None
     assert all(type(v) is float for v in values)
-    np.testing.assert_allclose(values, result.pipeline.predict(result.holdout[spec.feature_names]), rtol=1e-4)
+    np.testing.assert_allclose(values, result.pipeline.predict(result.holdout[regression.feature_names]), rtol=1e-4)
 
 
-def test_string_classes_survive_onnx(pipeline_aws, churn_spec, churn_rows):
-    rows = churn_rows.assign(churned=churn_rows["churned"].map({0: "stays", 1: "leaves"}))
-    result = fit(rows, churn_spec, "a" * 64)
-    artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, "models/s/v1", result.pipeline, churn_spec,
-                           result.holdout)
-    predictor = load_predictor(pipeline_aws.s3, pipeline_aws.bucket, artifacts, churn_spec)
+def test_string_classes_survive_onnx(objects, spec, rows):
+    result = fit(rows.assign(churned=rows["churned"].map({0: "stays", 1: "leaves"})), spec, "a" * 64)
+    predictor = load_predictor(objects, as_version(saved(objects, "models/s/v1", result, spec), spec, result), spec)
     labels, _ = predictor.predict(result.holdout)
-    assert predictor.format == "onnx" and predictor.classes == ["leaves", "stays"] and set(labels) <= {"leaves", "stays"}
+    assert predictor.format == "onnx" and predictor.classes == ["leaves", "stays"]
+    assert set(labels) <= {"leaves", "stays"}
 
 
-def test_onnx_that_disagrees_with_scikit_learn_is_not_stored(pipeline_aws, churn_spec, trained, monkeypatch):
+def test_onnx_that_disagrees_with_scikit_learn_is_not_stored(objects, spec, trained, monkeypatch):
     real = OnnxPredictor._predict
 
     def drifting(self, features):
@@ -92,35 +125,31 @@ def test_onnx_that_disagrees_with_scikit_learn_is_not_stored(pipeline_aws, churn
         return labels, proba + 0.01  # an ONNX graph that answers differently
 
     monkeypatch.setattr(OnnxPredictor, "_predict", drifting)
-    artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, "models/churn/v3", trained.pipeline, churn_spec,
-                           trained.holdout)
-    assert "onnx_key" not in artifacts and "disagreed" in artifacts["onnx_skipped"]
-    listing = pipeline_aws.s3.list_objects_v2(Bucket=pipeline_aws.bucket, Prefix="models/churn/v3/")
-    assert [o["Key"] for o in listing["Contents"]] == ["models/churn/v3/model.skops"]
+    artifacts = saved(objects, "models/churn/v3", trained, spec)
+    assert artifacts.onnx_key is None and "disagreed" in artifacts.onnx_skipped
+    assert objects.keys("models/churn/v3/") == ["models/churn/v3/model.skops"]
 
 
 @pytest.mark.parametrize("which", ["onnx", "skops"])
-def test_a_tampered_artifact_is_refused(pipeline_aws, churn_spec, trained, which):
-    artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, "models/churn/v1", trained.pipeline, churn_spec,
-                           trained.holdout)
-    if which == "skops":
-        artifacts = {k: v for k, v in artifacts.items() if not k.startswith("onnx")}
-    pipeline_aws.s3.put_object(Bucket=pipeline_aws.bucket, Key=artifacts[f"{which}_key"], Body=b"tampered")
+def test_a_tampered_artifact_is_refused(objects, spec, trained, which):
+    artifacts = saved(objects, "models/churn/v1", trained, spec)
+    if which == "skops":  # a version without ONNX is served from skops
+        artifacts = artifacts.model_copy(update={"onnx_key": None, "onnx_sha256": None})
+    objects.put(getattr(artifacts, f"{which}_key"), b"tampered")
     with pytest.raises(IntegrityError, match="does not match its recorded sha256"):
-        load_predictor(pipeline_aws.s3, pipeline_aws.bucket, artifacts, churn_spec)
+        load_predictor(objects, as_version(artifacts, spec, trained), spec)
 
 
-def test_an_artifact_without_a_recorded_hash_is_refused(pipeline_aws, churn_spec, trained):
-    artifacts = save_model(pipeline_aws.s3, pipeline_aws.bucket, "models/churn/v1", trained.pipeline, churn_spec,
-                           trained.holdout)
+def test_an_artifact_without_a_recorded_hash_is_refused(objects, spec, trained):
+    artifacts = saved(objects, "models/churn/v1", trained, spec).model_copy(update={"onnx_sha256": None})
     with pytest.raises(IntegrityError, match="no sha256"):
-        load_predictor(pipeline_aws.s3, pipeline_aws.bucket, {**artifacts, "onnx_sha256": None}, churn_spec)
+        load_predictor(objects, as_version(artifacts, spec, trained), spec)
 
 
-def test_skops_loads_trust_only_recorded_types_from_trusted_modules(trained):
+def test_skops_loads_trust_only_recorded_types_from_trusted_modules(spec, trained):
     data = sio.dumps(trained.pipeline)
     recorded = sio.get_untrusted_types(data=data)
-    assert loads_skops(data, recorded).predict(trained.holdout[trained.holdout.columns[:4]]).shape == (40,)
+    assert loads_skops(data, recorded).predict(trained.holdout[spec.feature_names]).shape == (40,)
     with pytest.raises(IntegrityError, match="untrusted types: os.system"):
         loads_skops(data, recorded + ["os.system"])
     with pytest.raises(IntegrityError, match="not recorded: numpy.dtype"):
@@ -129,9 +158,17 @@ def test_skops_loads_trust_only_recorded_types_from_trusted_modules(trained):
         loads_skops(b"not a zip", recorded)
 
 
-def test_a_model_holding_untrusted_types_is_not_saved(pipeline_aws, churn_spec, trained, monkeypatch):
+def test_a_model_holding_untrusted_types_is_not_saved(objects, spec, trained, monkeypatch):
     monkeypatch.setattr(sio, "get_untrusted_types", lambda data: ["numpy.dtype", "mypackage.Evil"])
     with pytest.raises(IntegrityError, match="mypackage.Evil"):
-        save_model(pipeline_aws.s3, pipeline_aws.bucket, "models/churn/v9", trained.pipeline, churn_spec,
-                   trained.holdout)
-    assert "Contents" not in pipeline_aws.s3.list_objects_v2(Bucket=pipeline_aws.bucket, Prefix="models/churn/v9/")
+        saved(objects, "models/churn/v9", trained, spec)
+    assert objects.keys("models/churn/v9/") == []
+
+
+def test_a_throttled_artifact_write_is_retryable_and_the_retry_writes_the_same_keys(objects, spec, trained):
+    objects.faults.inject("put_bytes", throttled(), after=False)
+    with pytest.raises(RetryableError):
+        saved(objects, "models/churn/v1", trained, spec)
+    artifacts = saved(objects, "models/churn/v1", trained, spec)
+    assert objects.keys("models/churn/v1/") == ["models/churn/v1/model.onnx", "models/churn/v1/model.skops"]
+    assert load_predictor(objects, as_version(artifacts, spec, trained), spec).format == "onnx"

@@ -9,14 +9,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from functions.errors import DatasetInvalid, SpecInvalid
+from functions.shared.transform import model_input
 from functions.spec import ModelSpec
-from functions.features.transform import model_input
 from functions.training.train import build_pipeline, fit, seed_for, split
 
 
 def with_estimator(spec, name, params=None, **changes):
-    return spec.model_copy(update={"estimator": spec.estimator.model_copy(update={"name": name, "params": params or {}}),
-                                   **changes})
+    estimator = spec.estimator.model_copy(update={"name": name, "params": params or {}})
+    return spec.model_copy(update={"estimator": estimator, **changes})
 
 
 def test_the_pipeline_preprocesses_each_feature_type_then_estimates(churn_spec):

@@ -1,11 +1,12 @@
-"""Unit tests of the holdout metrics and of the comparison the promotion gate makes."""
+"""The holdout metrics (shared.scoring) and the comparison the promotion gate makes."""
 
 import math
 
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from functions.training.evaluate import beats, classification_metrics, regression_metrics
+from functions.shared.scoring import beats, classification_metrics, regression_metrics, score
 
 
 def test_binary_metrics():
@@ -31,7 +32,8 @@ def test_binary_roc_auc_uses_the_second_class_as_positive_for_string_labels():
 
 def test_multiclass_roc_auc_is_one_vs_rest_macro():
     y = ["a", "b", "c", "a", "b", "c"]
-    probabilities = [[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.3, 0.6], [0.3, 0.4, 0.3], [0.5, 0.3, 0.2], [0.2, 0.2, 0.6]]
+    probabilities = [[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.3, 0.6], [0.3, 0.4, 0.3], [0.5, 0.3, 0.2],
+                     [0.2, 0.2, 0.6]]
     metrics = classification_metrics(y, ["a", "b", "c", "b", "a", "c"], probabilities, ["a", "b", "c"])
     expected = roc_auc_score(y, probabilities, multi_class="ovr", average="macro", labels=["a", "b", "c"])
     assert metrics["roc_auc"] == pytest.approx(expected)
@@ -49,6 +51,26 @@ def test_regression_metrics():
     assert metrics["mae"] == pytest.approx(0.625)
     assert metrics["rmse"] == pytest.approx(math.sqrt((0.25 + 0 + 1 + 1) / 4))
     assert metrics["r2"] == pytest.approx(1 - 2.25 / 5.0)
+
+
+class FixedPredictor:
+    """A model that answers what it is told to (score only needs predict and classes)."""
+
+    def __init__(self, answers, classes=None):
+        self.answers, self.classes = answers, classes
+
+    def predict(self, frame):
+        return self.answers
+
+
+def test_score_grades_a_predictor_on_the_target_column_by_task(churn_spec):
+    holdout = pd.DataFrame({"churned": [0, 1, 1, 0]})
+    perfect = FixedPredictor(([0, 1, 1, 0], [[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]), classes=[0, 1])
+    assert score(perfect, holdout, churn_spec) == {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                                    "roc_auc": 1.0}
+    regression = churn_spec.model_copy(update={"task": "regression", "target": "monthly_charges"})
+    metrics = score(FixedPredictor(([10.0, 20.0], None)), pd.DataFrame({"monthly_charges": [10.0, 22.0]}), regression)
+    assert metrics == pytest.approx({"mae": 1.0, "rmse": math.sqrt(2.0), "r2": 1 - 4.0 / 72.0})
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,207 @@
+"""Training runs on the in-memory stores: train and evaluate a run's model, record how the run ended,
+and what S3 and DynamoDB faults do to them (the state machine retries a RetryableError by its name)."""
+
+import json
+
+import pytest
+
+from functions.errors import DatasetInvalid, IntegrityError, NotFound, RetryableError
+from functions.features.build import model_frame
+from functions.pipeline.state import (
+    DatasetResult,
+    EvaluationResult,
+    PipelineState,
+    PromotionResult,
+    RegistrationResult,
+    TrainingResult,
+)
+from functions.records import Run
+from functions.storage.objects import sha256
+from functions.training.runs import evaluate_run, failure_reason, record_failure, record_success, train_run
+from functions.training.train import seed_for
+from tests.fakes import lost_reply, missing, throttled
+from tests.training.helpers import run_in_memory
+
+RUN_ID = "churn-1"
+FEATURES_KEY = f"runs/churn/{RUN_ID}/features.parquet"
+
+
+@pytest.fixture
+def features(stores, churn_spec, churn_rows) -> str:
+    stores.objects.put_frame(FEATURES_KEY, model_frame(churn_rows, churn_spec))
+    return FEATURES_KEY
+
+
+def train(stores, spec) -> TrainingResult:
+    return train_run(stores.objects, spec=spec, run_id=RUN_ID, features_key=FEATURES_KEY, dataset_id="a" * 64)
+
+
+# --- train and evaluate --------------------------------------------------------------------------
+
+
+def test_a_run_stores_its_split_and_its_model_then_scores_the_holdout(stores, churn_spec, features):
+    training = train(stores, churn_spec)
+    prefix = f"runs/churn/{RUN_ID}/"
+    assert (training.train_key, training.holdout_key, training.model_key) == (
+        prefix + "train.parquet", prefix + "holdout.parquet", prefix + "model.skops")
+    assert training.model_sha256 == sha256(stores.objects.get_bytes(training.model_key))
+    assert training.rows == {"train": 160, "holdout": 40} and training.stratified is True
+    assert training.seed == seed_for("a" * 64) and training.estimator == "logistic_regression"
+    assert training.params["max_iter"] == 300 and training.trusted_types == ["numpy.dtype"]
+    assert list(stores.objects.get_frame(training.holdout_key).columns) == churn_spec.feature_names + ["churned"]
+
+    evaluation = evaluate_run(stores.objects, spec=churn_spec, training=training)
+    assert set(evaluation.metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
+    assert evaluation.metrics["roc_auc"] > 0.6 and evaluation.holdout_rows == 40
+
+
+def test_a_tampered_run_model_is_refused_at_evaluation(stores, churn_spec, features):
+    training = train(stores, churn_spec)
+    stores.objects.put(training.model_key, b"evil")
+    with pytest.raises(IntegrityError, match="does not match its recorded sha256"):
+        evaluate_run(stores.objects, spec=churn_spec, training=training)
+
+
+def test_throttled_s3_fails_training_as_retryable(stores, churn_spec, features):
+    stores.objects.faults.inject("get_bytes", throttled())
+    with pytest.raises(RetryableError) as caught:
+        train(stores, churn_spec)
+    assert type(caught.value) is RetryableError  # the state machine retries this exact name
+
+
+def test_a_training_whose_write_reply_was_lost_rewrites_the_same_objects(stores, churn_spec, features):
+    stores.objects.faults.inject("put_bytes", lost_reply(), after=True)
+    with pytest.raises(RetryableError):
+        train(stores, churn_spec)
+    retried = train(stores, churn_spec)
+    assert stores.objects.keys("runs/churn/") == sorted([FEATURES_KEY, retried.train_key, retried.holdout_key,
+                                                         retried.model_key])
+    # skops bytes differ between two dumps: the result must name the hash of what is stored now.
+    assert retried.model_sha256 == sha256(stores.objects.get_bytes(retried.model_key))
+    assert evaluate_run(stores.objects, spec=churn_spec, training=retried).holdout_rows == 40
+
+
+@pytest.mark.parametrize("fault, error", [(throttled(), RetryableError), (missing(), NotFound)])
+def test_s3_errors_at_evaluation_surface_as_domain_errors(stores, churn_spec, features, fault, error):
+    training = train(stores, churn_spec)
+    stores.objects.faults.inject("get_bytes", fault)
+    with pytest.raises(error) as caught:
+        evaluate_run(stores.objects, spec=churn_spec, training=training)
+    assert type(caught.value) is error
+
+
+# --- how a run ends ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run_state(stores, churn_spec) -> PipelineState:
+    """A run that registered its dataset and stopped before training (the caller adds an error)."""
+    stores.registry.start_run(Run(model="churn", run_id=RUN_ID, bucket="b", key="k", code_version="x"))
+    dataset = DatasetResult(dataset_id="d" * 64, key="datasets/churn/x.csv", bytes=10, spec=churn_spec,
+                            readable=True)
+    return PipelineState.model_validate({
+        "run_id": RUN_ID, "model": "churn", "bucket": "mlops-test-data", "key": "datasets/churn/x.csv",
+        "dataset": dataset.model_dump(mode="json"), "validation": {"report_key": "r", "passed": True},
+        "features": {"features_key": FEATURES_KEY, "features_sha256": "s", "rows": 3, "entities": 0}})
+
+
+def finished(state: PipelineState, **results) -> PipelineState:
+    training = TrainingResult(model_key="m", model_sha256="s", trusted_types=[], train_key="t", holdout_key="h",
+                              params={"C": 1.0}, estimator="logistic_regression", seed=1, stratified=True,
+                              rows={"train": 8, "holdout": 2})
+    return state.model_copy(update={
+        "training": training, "evaluation": EvaluationResult(metrics={"roc_auc": 0.8}, holdout_rows=2),
+        "registration": RegistrationResult(version=3, format="onnx"),
+        "promotion": PromotionResult(promoted=False, champion=2, challenger=3, metric="roc_auc", reason="tie"),
+        **results})
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        ({"Error": "DatasetInvalid", "Cause": json.dumps({"errorType": "DatasetInvalid", "errorMessage": "bad file"})},
+         "bad file"),
+        ({"Error": "UnknownModel", "Cause": json.dumps({"errorType": "UnknownModel", "errorMessage": "no model spec"})},
+         "no model spec"),
+        ({"Error": "KeyError", "Cause": json.dumps({"errorType": "KeyError", "errorMessage": "'secret' at line 3"})},
+         f"internal error in the pipeline; see the logs of run {RUN_ID}"),
+        ({"Error": "States.Timeout", "Cause": "timed out"}, "step Train timed out"),
+        ({"Error": "Lambda.Unknown", "Cause": "not json at all"}, "internal error in the pipeline"),
+        (None, "internal error in the pipeline"),
+    ],
+)
+def test_record_failure_keeps_domain_messages_and_hides_internal_ones(stores, run_state, error, expected):
+    result = record_failure(stores.registry, run_state.model_copy(update={"error": error}))
+    run = stores.registry.get_run("churn", RUN_ID)
+    assert run.status == "FAILED" and expected in run.failure_reason and result.failure_reason == run.failure_reason
+    assert "secret" not in run.failure_reason and run.failed_step == "Train" == result.failed_step and run.ended_at
+    assert run.dataset_id == "d" * 64 and run.error_type == ((error or {}).get("Error") or "unknown")
+
+
+def test_a_failure_reason_is_cut_to_its_limit():
+    cause = json.dumps({"errorType": "DatasetInvalid", "errorMessage": "x" * 5000})
+    assert failure_reason({"Error": "DatasetInvalid", "Cause": cause}, RUN_ID, "Train") == "x" * 2000
+
+
+def test_record_success_records_the_run_s_outcome(stores, run_state):
+    result = record_success(stores.registry, finished(run_state))
+    assert (result.status, result.model_version, result.promoted) == ("SUCCEEDED", 3, False)
+    run = stores.registry.get_run("churn", RUN_ID)
+    assert run.status == "SUCCEEDED" and run.ended_at and run.metrics == {"roc_auc": 0.8}
+    assert (run.model_version, run.promoted, run.champion, run.promotion_reason) == (3, False, 2, "tie")
+    assert run.dataset_id == "d" * 64 and run.params == {"C": 1.0}
+
+
+@pytest.mark.parametrize("record", ["success", "failure"])
+@pytest.mark.parametrize("fault, after", [(throttled(), False), (lost_reply(), True)])
+def test_a_run_record_meeting_a_busy_table_is_retried_to_one_outcome(stores, run_state, record, fault, after):
+    def record_run():
+        if record == "success":
+            return record_success(stores.registry, finished(run_state))
+        return record_failure(stores.registry, run_state.model_copy(update={"error": None}))
+
+    stores.registry.faults.inject("update_run", fault, after=after)
+    with pytest.raises(RetryableError) as caught:
+        record_run()
+    assert type(caught.value) is RetryableError  # retried by the state machine
+    assert record_run() == record_run()
+    assert stores.registry.get_run("churn", RUN_ID).status == ("SUCCEEDED" if record == "success" else "FAILED")
+
+
+# --- whole runs on the in-memory stores -----------------------------------------------------------
+
+
+def test_a_retrain_on_the_same_data_is_registered_but_does_not_replace_an_equal_champion(
+        stores, churn_champion, churn_rows):
+    state, error = run_in_memory(stores, "churn", "again.csv", churn_rows.to_csv(index=False).encode())
+    assert error is None and state.registration.version == 2
+    assert state.promotion.promoted is False and "does not beat the champion v1" in state.promotion.reason
+    assert stores.registry.get_alias("churn") == 1 and stores.registry.get_alias("churn", "challenger") == 2
+    run = stores.registry.get_run("churn", state.run_id)
+    assert run.status == "SUCCEEDED" and run.promoted is False and run.model_version == 2
+    assert run.metrics == state.evaluation.metrics and run.dataset_id == churn_champion.dataset_id
+
+
+def test_a_model_that_beats_the_champion_on_its_holdout_replaces_it(stores, champion_factory, churn_spec, churn_rows):
+    noise = churn_rows.assign(churned=churn_rows["churned"].sample(frac=1, random_state=3).to_numpy())
+    champion_factory(churn_spec, noise)
+    state, error = run_in_memory(stores, "churn", "real.csv", churn_rows.to_csv(index=False).encode())
+    assert error is None
+    promotion = state.promotion
+    assert promotion.promoted is True and promotion.previous == 1 and promotion.champion == 2
+    assert promotion.score > promotion.champion_score
+    assert [(a.version, a.from_version) for a in stores.registry.audit_trail("churn")] == [(1, None), (2, 1)]
+
+
+def test_a_run_that_runs_out_of_retries_on_s3_is_recorded_failed_at_its_step(stores, churn_champion, churn_rows):
+    stores.objects.faults.inject("put_bytes", throttled(), times=100)
+    state, error = run_in_memory(stores, "churn", "b.csv", churn_rows.head(50).to_csv(index=False).encode())
+    assert isinstance(error, RetryableError)
+    run = stores.registry.get_run("churn", state.run_id)
+    assert run.status == "FAILED" and run.failed_step == "ValidateDataset" and "try again" in run.failure_reason
+    assert stores.registry.get_alias("churn") == 1 and len(stores.registry.list_versions("churn")) == 1
+
+
+def test_an_unreadable_upload_fails_validation_in_memory_too(stores, churn_champion):
+    state, error = run_in_memory(stores, "churn", "b.csv", b"a,b,c\n1,2,3\n")
+    assert isinstance(error, DatasetInvalid) and state.run.failed_step == "ValidateDataset"
