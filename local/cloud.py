@@ -71,12 +71,13 @@ class LocalCloud:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.server = ThreadedMotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
         self.server.start()
-        session = boto3.Session(region_name=template.region, **{k.lower(): v for k, v in FAKE_CREDENTIALS.items()})
+        session = boto3.Session(aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                                aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                                aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"], region_name=template.region)
         self.shipper = LogShipper(session.client("logs", endpoint_url=self.endpoint),
                                   session.client("cloudwatch", endpoint_url=self.endpoint))
         self.shipper.start()
         self.runtime = LambdaRuntime(self._function_environment(template), log_sink=self.shipper)
-        self.runtime.capture_output()
         patches.apply(self.runtime)
         deployer = Deployer(template, session, self.endpoint, self.runtime)
         outputs = deployer.deploy()
@@ -103,23 +104,24 @@ class LocalCloud:
         return self.outputs
 
     def stop(self) -> None:
-        # Whatever start() got to before it failed is stopped, in reverse order.
-        for part in ("scheduler", "gateway", "shipper", "server"):
+        # Whatever start() got to before it failed is stopped, in reverse order (the workers
+        # before the shipper, so that their last lines are shipped).
+        for part in ("scheduler", "gateway", "runtime", "shipper", "server"):
             if hasattr(self, part):
                 getattr(self, part).stop()
-        if hasattr(self, "runtime"):
-            self.runtime.release_output()
         patches.remove()
 
     def _function_environment(self, template: StackTemplate) -> dict[str, str]:
-        """What Lambda adds to every function's environment, pointed at the local cloud."""
+        """What Lambda adds to every function's environment, pointed at the local cloud.
+
+        Nothing else of this process's environment: a function sees what it would see on AWS.
+        """
         return {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            "PATH": os.environ.get("PATH", os.defpath),  # Lambda sets one; the machine's programs are elsewhere
             **FAKE_CREDENTIALS,
             "AWS_REGION": template.region,
             "AWS_DEFAULT_REGION": template.region,
             "AWS_ENDPOINT_URL": self.endpoint,
-            "MOTO_PORT": str(self.aws_port),
             # No X-Ray daemon runs locally.
             "POWERTOOLS_TRACE_DISABLED": "true",
             "AWS_XRAY_SDK_ENABLED": "false",

@@ -61,7 +61,7 @@ class Deployer:
             "AWS::CloudWatch::Dashboard": self._dashboard,
         }
 
-    def client(self, service: str):
+    def client(self, service: Any) -> Any:  # Any: the service names are boto3-stubs literals
         if service not in self._clients:
             self._clients[service] = self.session.client(service, endpoint_url=self.endpoint, region_name=self.t.region)
         return self._clients[service]
@@ -170,6 +170,10 @@ class Deployer:
             Environment={"Variables": environment},
             TracingConfig=p.get("TracingConfig", {"Mode": "PassThrough"}),
         )
+        reserved = p.get("ReservedConcurrentExecutions")
+        if reserved is not None:
+            self.client("lambda").put_function_concurrency(FunctionName=name,
+                                                           ReservedConcurrentExecutions=int(reserved))
         (handler,) = p["ImageConfig"]["Command"]
         self.runtime.register(
             FunctionConfig(
@@ -180,6 +184,7 @@ class Deployer:
                 memory_mb=p.get("MemorySize", 128),
                 timeout_s=p.get("Timeout", 3),
                 log_group=p.get("LoggingConfig", {}).get("LogGroup") or f"/aws/lambda/{name}",
+                reserved_concurrency=None if reserved is None else int(reserved),
             )
         )
         return {"Ref": name, "Arn": response["FunctionArn"]}
@@ -217,7 +222,8 @@ class Deployer:
 
     # --- API Gateway (the routes are served by local.gateway; keys and plans live in moto)
     def _rest_api(self, r: Resource, p: dict) -> dict:
-        api = self.client("apigateway").create_rest_api(name=p.get("Name", r.logical_id), description=p.get("Description", ""))
+        api = self.client("apigateway").create_rest_api(name=p.get("Name", r.logical_id),
+                                                        description=p.get("Description", ""))
         return {"Ref": api["id"], "RootResourceId": api["rootResourceId"]}
 
     def _stage(self, r: Resource, p: dict) -> dict:
@@ -242,7 +248,8 @@ class Deployer:
         return {"Ref": plan["id"], "Id": plan["id"]}
 
     def _usage_plan_key(self, r: Resource, p: dict) -> dict:
-        self.client("apigateway").create_usage_plan_key(usagePlanId=p["UsagePlanId"], keyId=p["KeyId"], keyType=p["KeyType"])
+        self.client("apigateway").create_usage_plan_key(usagePlanId=p["UsagePlanId"], keyId=p["KeyId"],
+                                                        keyType=p["KeyType"])
         return {"Ref": p["KeyId"]}
 
     # --- SNS and CloudWatch

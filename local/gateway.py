@@ -5,7 +5,8 @@ integrations come from the template's AWS::ApiGateway::* resources. Requests and
 follow API Gateway: `/<stage>/<path>`, 403 "Missing Authentication Token" for unknown
 routes, 403 "Forbidden" without a valid key, 429 when a key's usage plan throttles,
 413 past 10 MB, 400 "Invalid request body" when the body fails the method's model,
-502 when the integration fails. The proxy event is the REST API (v1) format.
+502 when the function fails, 500 when Lambda throttles it. The proxy event is the REST API
+(v1) format.
 """
 
 import base64
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 
-from local.runtime import LambdaRuntime
+from local.runtime import LambdaRuntime, TooManyRequestsException
 from local.template import StackTemplate
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -54,7 +55,8 @@ def routes_from_template(template: StackTemplate) -> tuple[str, list[Route]]:
     routes = []
     for method in by_type("AWS::ApiGateway::Method").values():
         props = method["Properties"]
-        segments, ref = [], props["ResourceId"].get("Ref")
+        segments: list[str] = []
+        ref = props["ResourceId"].get("Ref")
         while ref in api_resources:
             segments.insert(0, api_resources[ref]["Properties"]["PathPart"])
             ref = api_resources[ref]["Properties"]["ParentId"].get("Ref")
@@ -66,7 +68,8 @@ def routes_from_template(template: StackTemplate) -> tuple[str, list[Route]]:
         model_ref = props.get("RequestModels", {}).get("application/json", {})
         schema = models.get(model_ref.get("Ref", "")) if validator.get("ValidateRequestBody") else None
         validator = jsonschema.Draft4Validator(schema) if schema is not None else None
-        routes.append(Route(props["HttpMethod"], resource, pattern, function_arn, bool(props.get("ApiKeyRequired")), validator))
+        api_key_required = bool(props.get("ApiKeyRequired"))
+        routes.append(Route(props["HttpMethod"], resource, pattern, function_arn, api_key_required, validator))
     return stage, routes
 
 
@@ -88,7 +91,8 @@ class TokenBucket:
 
 
 class Gateway:
-    def __init__(self, template: StackTemplate, runtime: LambdaRuntime, apigateway_client, host: str, port: int):
+    def __init__(self, template: StackTemplate, runtime: LambdaRuntime, apigateway_client: Any, host: str,
+                 port: int) -> None:
         self.stage, self.routes = routes_from_template(template)
         self.runtime = runtime
         self.apigateway = apigateway_client
@@ -119,9 +123,8 @@ class Gateway:
                     for key in self.apigateway.get_usage_plan_keys(usagePlanId=plan["id"])["items"]:
                         full = self.apigateway.get_api_key(apiKey=key["id"], includeValue=True)
                         if full.get("enabled", True):
-                            keys[full["value"]] = KeyPlan(
-                                key["id"], float(throttle.get("rateLimit", 10_000)), int(throttle.get("burstLimit", 5_000))
-                            )
+                            rate = float(throttle.get("rateLimit", 10_000))
+                            keys[full["value"]] = KeyPlan(key["id"], rate, int(throttle.get("burstLimit", 5_000)))
                 self._keys, self._keys_loaded = keys, time.monotonic()
             return self._keys.get(value)
 
@@ -153,12 +156,18 @@ class Gateway:
         if route.body_validator is not None and not _valid_body(body, route.body_validator):
             return _message(400, "Invalid request body")
         event = self._proxy_event(route, found.groupdict(), path, method, headers, parts.query, body, plan)
-        result = self.runtime.invoke(route.function_arn, event)
+        try:
+            result = self.runtime.invoke(route.function_arn, event)
+        except TooManyRequestsException:
+            # Not 429: "If the Lambda API rejects the invocation request, API Gateway returns a 500
+            # error code" (Lambda developer guide, "Handling Lambda errors with an API Gateway API").
+            return _message(500, "Internal server error")
         if result.function_error:
             return _message(502, "Internal server error")
         return _proxy_response(result.payload)
 
-    def _proxy_event(self, route, path_params, path, method, headers, query, body, plan) -> dict:
+    def _proxy_event(self, route: Route, path_params: dict[str, str], path: str, method: str, headers: dict[str, str],
+                     query: str, body: bytes, plan: KeyPlan | None) -> dict:
         request_id = str(uuid.uuid4())
         multi_query = parse_qs(query, keep_blank_values=True)
         try:

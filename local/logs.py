@@ -12,8 +12,8 @@ import logging
 import queue
 import threading
 import time
-import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 log = logging.getLogger("mlops.local")
 
@@ -27,7 +27,7 @@ def metric_data(document: dict) -> list[tuple[str, list[dict]]]:
     directives = (document.get("_aws") or {}).get("CloudWatchMetrics") if isinstance(document, dict) else None
     if not isinstance(directives, list):
         return []
-    timestamp = datetime.fromtimestamp(document["_aws"].get("Timestamp", time.time() * 1000) / 1000, timezone.utc)
+    timestamp = datetime.fromtimestamp(document["_aws"].get("Timestamp", time.time() * 1000) / 1000, UTC)
     result = []
     for directive in directives:
         data = []
@@ -46,21 +46,20 @@ def metric_data(document: dict) -> list[tuple[str, list[dict]]]:
 
 
 class LogShipper:
-    """Ships invocations' output to their log groups, and their metric documents to CloudWatch.
+    """Ships what the functions print to their log streams, and their metric documents to CloudWatch.
 
     Output is shipped in batches, at most every BATCH_SECONDS (CloudWatch Logs is not
-    immediate either): a busy local API does not pay for two AWS calls per request. Each
-    function writes to one log stream per local cloud, as a warm Lambda container does.
+    immediate either): a busy local API does not pay for two AWS calls per request. Each worker
+    (execution environment) writes to its own log stream, named by the runtime as Lambda names it.
     """
 
     BATCH_SECONDS = 0.5
 
-    def __init__(self, logs_client, cloudwatch_client):
+    def __init__(self, logs_client: Any, cloudwatch_client: Any) -> None:
         self.logs, self.cloudwatch = logs_client, cloudwatch_client
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, daemon=True, name="log-shipper")
-        self._streams: dict[str, str] = {}  # log group -> its stream
-        self._instance = uuid.uuid4().hex
+        self._streams: set[tuple[str, str]] = set()  # (log group, log stream) created so far
 
     def start(self) -> None:
         self._thread.start()
@@ -69,9 +68,9 @@ class LogShipper:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def __call__(self, log_group: str, text: str) -> None:
-        """The runtime's log sink: called at the end of an invocation with what it printed."""
-        self._queue.put((log_group, int(time.time() * 1000), text))
+    def __call__(self, log_group: str, log_stream: str, text: str) -> None:
+        """The runtime's log sink: what a worker printed (whole lines), as it prints it."""
+        self._queue.put((log_group, log_stream, int(time.time() * 1000), text))
 
     def _run(self) -> None:
         stopping = False
@@ -87,33 +86,30 @@ class LogShipper:
             stopping = item is None
             try:
                 self._ship(batch)
-            except Exception:  # noqa: BLE001 - losing a log line must never stop the local cloud
+            except Exception:  # losing a log line must never stop the local cloud
                 log.exception("could not ship the functions' logs")
 
-    def _ship(self, batch: list[tuple[str, int, str]]) -> None:
-        events: dict[str, list[dict]] = {}
+    def _ship(self, batch: list[tuple[str, str, int, str]]) -> None:
+        events: dict[tuple[str, str], list[dict]] = {}
         metrics: dict[str, list[dict]] = {}
-        for group, at_ms, text in batch:
-            for line in text.splitlines():
+        for group, stream, at_ms, text in batch:
+            # Lines end with "\n" only: a "\r" joins the lines of one event (Lambda logs a traceback so).
+            for line in text.split("\n"):
                 if not line.strip():
                     continue
-                events.setdefault(group, []).append({"timestamp": at_ms, "message": line})
+                events.setdefault((group, stream), []).append({"timestamp": at_ms, "message": line})
                 for namespace, data in _metric_data_of(line):
                     metrics.setdefault(namespace, []).extend(data)
-        for group, group_events in events.items():
-            for start in range(0, len(group_events), MAX_EVENTS_PER_CALL):
-                self.logs.put_log_events(logGroupName=group, logStreamName=self._stream(group),
-                                         logEvents=group_events[start:start + MAX_EVENTS_PER_CALL])
+        for (group, stream), stream_events in events.items():
+            if (group, stream) not in self._streams:
+                self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+                self._streams.add((group, stream))
+            for start in range(0, len(stream_events), MAX_EVENTS_PER_CALL):
+                self.logs.put_log_events(logGroupName=group, logStreamName=stream,
+                                         logEvents=stream_events[start:start + MAX_EVENTS_PER_CALL])
         for namespace, data in metrics.items():
             for start in range(0, len(data), MAX_DATA_PER_CALL):
                 self.cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start:start + MAX_DATA_PER_CALL])
-
-    def _stream(self, group: str) -> str:
-        if group not in self._streams:
-            stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{self._instance}"
-            self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
-            self._streams[group] = stream
-        return self._streams[group]
 
 
 def _metric_data_of(line: str) -> list[tuple[str, list[dict]]]:

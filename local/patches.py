@@ -2,9 +2,13 @@
 
 Each patch adds the behaviour as AWS documents it and leaves everything else to moto:
 
-- Lambda `Invoke` of a function deployed from the template runs its handler in-process
-  (moto runs function code only in Docker). Step Functions' `lambda:invoke` tasks reach it
-  too, since moto's state machine interpreter calls Lambda through the server.
+- Lambda `Invoke` of a function deployed from the template runs it on the local runtime
+  (moto runs function code only in Docker): a synchronous invoke waits for the result, or is
+  throttled with HTTP 429 TooManyRequestsException past the function's concurrency; an
+  asynchronous one (`InvocationType=Event`) is queued and answered 202 at once. Step Functions'
+  `lambda:invoke` tasks reach it too, since moto's state machine interpreter calls Lambda
+  through the server, and it names a throttle `Lambda.TooManyRequestsException`, which the
+  pipeline's Retry catches.
 - EventBridge rules deliver to Lambda functions and Step Functions state machines
   (moto delivers only to logs, SQS, archives and buses and raises on the rest), and only
   enabled rules with an event pattern receive events (moto lets a schedule-only rule match
@@ -19,55 +23,68 @@ import json
 import logging
 import threading
 import uuid
+from contextlib import ExitStack
 from typing import Any
+from unittest import mock
 
+from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend
 from moto.core.config import default_user_config
 from moto.events.models import Rule
-from moto.events.utils import EventTemplateParser
+from moto.events.utils import EventMessageType, EventTemplateParser
 from moto.utilities.arns import parse_arn
 
-from local.runtime import LambdaRuntime
+from local.runtime import LambdaRuntime, TooManyRequestsException
 
 log = logging.getLogger("mlops.local")
 
-_original: dict[str, Any] = {}
+_moto_invoke = LambdaBackend.invoke
+_moto_send_to_targets = Rule.send_to_targets
 _runtime: LambdaRuntime | None = None
+_applied: ExitStack | None = None  # the active patches; closing it restores moto
 
 
 def apply(runtime: LambdaRuntime) -> None:
-    global _runtime
+    global _runtime, _applied
     _runtime = runtime
-    if _original:
-        return
-    _original["invoke"] = LambdaBackend.invoke
-    _original["send_to_targets"] = Rule.send_to_targets
-    _original["sfn_execute"] = default_user_config["stepfunctions"]["execute_state_machine"]
-    LambdaBackend.invoke = _invoke
-    Rule.send_to_targets = _send_to_targets
-    default_user_config["stepfunctions"]["execute_state_machine"] = True
+    if _applied is None:
+        _applied = ExitStack()
+        _applied.enter_context(mock.patch.object(LambdaBackend, "invoke", _invoke))
+        _applied.enter_context(mock.patch.object(Rule, "send_to_targets", _send_to_targets))
+        _applied.enter_context(mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True}))
 
 
 def remove() -> None:
-    global _runtime
-    if not _original:
-        return
-    LambdaBackend.invoke = _original.pop("invoke")
-    Rule.send_to_targets = _original.pop("send_to_targets")
-    default_user_config["stepfunctions"]["execute_state_machine"] = _original.pop("sfn_execute")
-    _runtime = None
+    global _runtime, _applied
+    if _applied is not None:
+        _applied.close()
+    _runtime, _applied = None, None
 
 
-def _invoke(self, function_name, qualifier, body, headers, response_headers):
+class _TooManyRequests(LambdaClientError):
+    """Lambda's throttling error, with the body and status Lambda answers it with."""
+
+    code = 429
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("TooManyRequestsException", "Rate Exceeded.")
+        self.description = json.dumps({"__type": "TooManyRequestsException", "message": "Rate Exceeded.",
+                                       "Reason": reason, "Type": "User"})
+
+
+def _invoke(self: LambdaBackend, function_name: str, qualifier: str | None, body: bytes, headers: Any,
+            response_headers: dict[str, str]) -> str | bytes | None:
     if _runtime is None or _runtime.resolve(function_name) is None:
-        return _original["invoke"](self, function_name, qualifier, body, headers, response_headers)
+        return _moto_invoke(self, function_name, qualifier, body, headers, response_headers)
     event = json.loads(body) if body else {}
     if (headers.get("X-Amz-Invocation-Type") or "") == "Event":
-        # Asynchronous invocation: accepted now, run in the background (HTTP 202).
-        threading.Thread(target=_runtime.invoke, args=(function_name, event), daemon=True).start()
+        _runtime.invoke_async(function_name, event)  # Lambda's event queue runs it (HTTP 202)
         response_headers["Content-Length"] = "0"
         return b""
-    result = _runtime.invoke(function_name, event)
+    try:
+        result = _runtime.invoke(function_name, event)
+    except TooManyRequestsException as throttled:
+        raise _TooManyRequests(throttled.reason) from None
     if result.function_error:
         response_headers["x-amz-function-error"] = result.function_error
     response_headers["x-amzn-RequestId"] = result.request_id
@@ -75,7 +92,7 @@ def _invoke(self, function_name, qualifier, body, headers, response_headers):
     return result.payload
 
 
-def _send_to_targets(self, original_event, transform_input: bool = True):
+def _send_to_targets(self: Rule, original_event: EventMessageType, transform_input: bool = True) -> None:
     if self.state != "ENABLED" or not self.event_pattern.get_pattern():
         return  # disabled, or a schedule-only rule: it fires on its schedule, never on events
     if not self.event_pattern.matches_event(original_event):
@@ -87,10 +104,10 @@ def _send_to_targets(self, original_event, transform_input: bool = True):
     if others:
         rule = copy.copy(self)
         rule.targets = others
-        _original["send_to_targets"](rule, original_event, transform_input)
+        _moto_send_to_targets(rule, original_event, transform_input)
 
 
-def _target_input(target: dict, event: dict, transform_input: bool) -> Any:
+def _target_input(target: dict, event: EventMessageType, transform_input: bool) -> Any:
     if "Input" in target:
         return json.loads(target["Input"])
     if "InputPath" in target:
@@ -110,21 +127,23 @@ def _target_input(target: dict, event: dict, transform_input: bool) -> Any:
 
 def deliver(target: dict, payload: Any) -> None:
     """Deliver an event to a Lambda or Step Functions target, asynchronously as EventBridge does."""
+    assert _runtime is not None, "patches.apply() first"
     arn = parse_arn(target["Arn"])
+    if arn.service == "lambda":
+        try:
+            _runtime.invoke_async(target["Arn"], payload)  # EventBridge invokes Lambda asynchronously
+        except (KeyError, RuntimeError):  # EventBridge delivery failures never reach the sender
+            log.exception("EventBridge delivery to %s failed", target["Arn"])
+        return
 
     def run() -> None:
-        try:
-            if arn.service == "lambda":
-                result = _runtime.invoke(target["Arn"], payload)
-                if result.function_error:
-                    log.warning("EventBridge target %s failed: %s", target["Arn"], result.payload[:500])
-            else:
-                from moto.stepfunctions.responses import get_backend
+        from moto.stepfunctions.responses import get_backend
 
-                get_backend(arn.account, arn.region).start_execution(
-                    target["Arn"], name=str(uuid.uuid4()), execution_input=json.dumps(payload)
-                )
-        except Exception:  # noqa: BLE001 - EventBridge delivery failures never reach the sender
+        try:
+            get_backend(arn.account, arn.region).start_execution(
+                target["Arn"], name=str(uuid.uuid4()), execution_input=json.dumps(payload)
+            )
+        except Exception:  # EventBridge delivery failures never reach the sender
             log.exception("EventBridge delivery to %s failed", target["Arn"])
 
     threading.Thread(target=run, daemon=True).start()

@@ -1,28 +1,67 @@
-"""An in-process Lambda runtime: runs handlers from functions/ with their template environment.
+"""Lambda on the local cloud: every function runs in its own warm worker processes.
 
-Each function gets what Lambda gives it: the environment variables of its template entry
-plus the runtime's own (function name, region, credentials, and the local endpoint), a
-context object, and the error shape Lambda reports for an unhandled exception
-(errorType / errorMessage). Invocations are serialized because a process has one
-os.environ; each one sees exactly its own function's environment.
+Production handlers parse their settings once, at import, from their own environment, and a
+long training step must not hold up a predict. So the runtime does what Lambda does:
 
-With a log sink, what an invocation prints (its log lines and metric documents) goes to the
-sink instead of the terminal, as Lambda sends a function's stdout to CloudWatch Logs.
+- A worker (an execution environment) runs one function with exactly the environment the
+  template gives it plus Lambda's own variables, and imports the handler only once that
+  environment is set. It is started on first use, reused while warm, and handles one
+  invocation at a time. Workers are forked from a fork server that has already imported the
+  heavy libraries (PRELOAD; see local/worker.py), so a cold start pays for the handler's own
+  modules only.
+- Different functions run at the same time, and one function up to its reserved concurrency
+  (ReservedConcurrentExecutions) or DEFAULT_CONCURRENCY. Beyond that a synchronous invoke is
+  throttled (TooManyRequestsException, HTTP 429 on AWS) and an asynchronous one waits in the
+  function's queue until a worker is free, as in Lambda's internal event queue.
+- An invocation past its function's timeout ends its worker (Sandbox.Timedout); a worker that
+  exits mid-invocation is a Runtime.ExitError; an exception is reported as Lambda reports it.
+- What a worker prints goes to the log sink as it is printed, one log stream per worker.
 """
 
-import importlib
-import io
 import json
+import logging
+import math
 import os
+import select
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+from local.worker import INIT_ERROR, RESULT, STATUS, recv_frame, send_frame
+
+log = logging.getLogger("mlops.local")
+
+# Invocations at once of a function without reserved concurrency. On AWS such functions share
+# the account's pool (1,000); locally each worker is a process on a laptop's few cores.
+DEFAULT_CONCURRENCY = 4
+INIT_TIMEOUT_S = 10.0  # Lambda's limit on a function's init phase, outside its timeout
+
+# Third-party libraries the handlers import, imported once by the fork server (which has the
+# environment all functions share, not any function's own variables). Never a functions.*
+# module: those parse their settings at import, in each worker's own environment.
+PRELOAD = (
+    "numpy", "pandas", "pyarrow.parquet", "scipy.stats",
+    "sklearn.compose", "sklearn.ensemble", "sklearn.impute", "sklearn.linear_model", "sklearn.metrics",
+    "sklearn.model_selection", "sklearn.pipeline", "sklearn.preprocessing",
+    "skops.io", "skl2onnx", "onnxruntime",
+    "boto3", "boto3.dynamodb.conditions", "pydantic",
+    "aws_lambda_powertools", "aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.parser",
+    "aws_xray_sdk.core",  # Powertools' tracer
+)
+# BLAS libraries imported before the fork keep to one thread: a fork copies no threads, and
+# Lambda gives a function one or two vCPUs anyway.
+_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_FORK_SERVER = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+                "from local.worker import serve; serve(int(sys.argv[2]), json.loads(sys.argv[3]))")
 
 
 @dataclass
@@ -32,153 +71,327 @@ class FunctionConfig:
     handler: str  # "package.module.callable", the image's CMD
     environment: dict[str, str]
     memory_mb: int = 128
-    timeout_s: int = 3
-    log_group: str = ""  # where its output goes (the deployer sets /aws/lambda/<name> by default)
+    timeout_s: float = 3
+    log_group: str = ""  # where its output goes; Lambda's default: /aws/lambda/<name>
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions
 
+    def __post_init__(self) -> None:
+        self.log_group = self.log_group or f"/aws/lambda/{self.name}"
 
-@dataclass
-class LambdaContext:
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    timeout_s: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    _started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_s - (time.monotonic() - self._started)) * 1000))
+    @property
+    def concurrency(self) -> int:
+        return DEFAULT_CONCURRENCY if self.reserved_concurrency is None else self.reserved_concurrency
 
 
 @dataclass
 class Invocation:
     payload: bytes
-    function_error: str | None = None  # "Unhandled" when the handler raised
+    function_error: str | None = None  # "Unhandled" when the function failed (error, timeout, exit)
     request_id: str = ""
 
 
-LogSink = Callable[[str, str], None]  # (log group, what one invocation printed)
+class TooManyRequestsException(Exception):
+    """Lambda's answer (HTTP 429) to a synchronous invoke beyond the function's concurrency."""
+
+    def __init__(self, config: FunctionConfig) -> None:
+        self.reason = ("ReservedFunctionConcurrentInvocationLimitExceeded" if config.reserved_concurrency is not None
+                       else "ConcurrentInvocationLimitExceeded")
+        super().__init__(f"Rate Exceeded. ({config.name}: {self.reason})")
+
+
+LogSink = Callable[[str, str, str], None]  # (log group, log stream, what a worker printed)
+
+
+@dataclass
+class _Function:
+    config: FunctionConfig
+    idle: list["_Worker"] = field(default_factory=list)  # warm workers, the most recently used last
+    running: int = 0  # invocations in flight
+    queue: deque[bytes] = field(default_factory=deque)  # asynchronous events waiting for a worker
 
 
 class LambdaRuntime:
-    def __init__(self, base_environment: dict[str, str], log_sink: LogSink | None = None):
+    def __init__(self, base_environment: dict[str, str], log_sink: LogSink | None = None,
+                 preload: Sequence[str] = PRELOAD) -> None:
         self._base = dict(base_environment)
-        self._functions: dict[str, FunctionConfig] = {}
-        self._lock = threading.RLock()
         self._log_sink = log_sink
-        self._outputs: dict[str, _InvocationOutput] = {}
-        self._buffers = threading.local()  # what the invoking thread printed, while it runs
-
-    def capture_output(self) -> None:
-        """Route what invocations print (stdout and stderr) to the log sink, until release_output."""
-        if self._log_sink is not None and not self._outputs:
-            self._outputs = {"stdout": _InvocationOutput(sys.stdout, self._buffers),
-                             "stderr": _InvocationOutput(sys.stderr, self._buffers)}
-            sys.stdout, sys.stderr = self._outputs["stdout"], self._outputs["stderr"]
-
-    def release_output(self) -> None:
-        for name, output in self._outputs.items():
-            if getattr(sys, name) is output:
-                setattr(sys, name, output.passthrough)
-        self._outputs = {}
+        self._preload = list(preload)
+        self._functions: dict[str, _Function] = {}
+        self._lock = threading.Lock()
+        self._fork_server: _ForkServer | None = None
+        self._stopped = False
 
     def register(self, config: FunctionConfig) -> None:
-        self._functions[config.name] = config
+        """Deploy a function. The first one starts the fork server, whose imports overlap the deployment."""
+        with self._lock:
+            self._functions[config.name] = _Function(config)
+            if self._fork_server is None and not self._stopped:
+                self._fork_server = _ForkServer({**self._base, **_ONE_THREAD}, self._preload)
 
     def resolve(self, name_or_arn: str) -> FunctionConfig | None:
-        name = name_or_arn.split(":function:")[-1].split(":")[0]
-        return self._functions.get(name)
+        function = self._functions.get(name_or_arn.split(":function:")[-1].split(":")[0])
+        return function.config if function else None
 
     @property
     def functions(self) -> dict[str, FunctionConfig]:
-        return dict(self._functions)
+        return {name: function.config for name, function in self._functions.items()}
 
     def invoke(self, name_or_arn: str, event: Any) -> Invocation:
+        """Run the function on the event and wait for its result (InvocationType RequestResponse)."""
+        function, payload = self._function(name_or_arn), json.dumps(event).encode()
+        with self._lock:
+            if function.running >= function.config.concurrency:
+                raise TooManyRequestsException(function.config)
+            function.running += 1
+        return self._run(function, payload)
+
+    def invoke_async(self, name_or_arn: str, event: Any) -> None:
+        """Queue the event for the function (InvocationType Event); it runs once a worker is free."""
+        function, payload = self._function(name_or_arn), json.dumps(event).encode()
+        with self._lock:
+            function.queue.append(payload)
+        self._dispatch(function)
+
+    def stop(self) -> None:
+        """End every worker, busy or idle (the fork server kills them all), and drop queued events."""
+        with self._lock:
+            self._stopped = True
+            idle = [worker for function in self._functions.values() for worker in function.idle]
+            for function in self._functions.values():
+                function.idle.clear()
+                function.queue.clear()
+            fork_server, self._fork_server = self._fork_server, None
+        if fork_server is not None:
+            fork_server.stop()
+        for worker in idle:
+            worker.close()
+
+    def _function(self, name_or_arn: str) -> _Function:
         config = self.resolve(name_or_arn)
         if config is None:
             raise KeyError(f"function {name_or_arn} is not deployed")
-        context = LambdaContext(config.name, config.arn, config.memory_mb, config.timeout_s,
-                                log_group_name=config.log_group)
+        if self._stopped:
+            raise RuntimeError("the local Lambda runtime is stopped")
+        return self._functions[config.name]
+
+    def _dispatch(self, function: _Function) -> None:
+        """Run queued events while the function has capacity, each on its own thread."""
+        while True:
+            with self._lock:
+                if self._stopped or not function.queue or function.running >= function.config.concurrency:
+                    return
+                function.running += 1
+                payload = function.queue.popleft()
+            threading.Thread(target=self._run_queued, args=(function, payload), daemon=True,
+                             name=f"event-{function.config.name}").start()
+
+    def _run_queued(self, function: _Function, payload: bytes) -> None:
+        try:
+            result = self._run(function, payload)
+        except (OSError, RuntimeError):
+            log.exception("asynchronous invocation of %s could not start", function.config.name)
+            return
+        if result.function_error:
+            log.warning("asynchronous invocation of %s failed: %s", function.config.name, result.payload[:500])
+
+    def _run(self, function: _Function, payload: bytes) -> Invocation:
+        """One invocation on a warm worker or a new one, in a slot the caller took."""
+        try:
+            with self._lock:
+                worker = function.idle.pop() if function.idle else None
+            worker = worker or self._start(function.config)
+            result = worker.invoke(function.config, payload)
+            with self._lock:
+                keep = worker.alive and not self._stopped
+                if keep:
+                    function.idle.append(worker)
+            if not keep:
+                worker.close()
+            return result
+        finally:
+            with self._lock:
+                function.running -= 1
+            self._dispatch(function)
+
+    def _start(self, config: FunctionConfig) -> "_Worker":
+        stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
         environment = {
             **self._base,
             **config.environment,
             "AWS_LAMBDA_FUNCTION_NAME": config.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_LOG_GROUP_NAME": config.log_group,
+            "AWS_LAMBDA_LOG_STREAM_NAME": stream,
             "_HANDLER": config.handler,
+            "TZ": ":UTC",
         }
-        with self._lock, _environment(environment), self._logs(config):
-            try:
-                handler = _load(config.handler)
-                result = handler(event, context)
-                return Invocation(json.dumps(result).encode(), None, context.aws_request_id)
-            except Exception as error:  # noqa: BLE001 - reported the way Lambda reports it
-                body = {
-                    "errorType": type(error).__name__,
-                    "errorMessage": str(error),
-                    "requestId": context.aws_request_id,
-                    "stackTrace": traceback.format_tb(error.__traceback__),
-                }
-                return Invocation(json.dumps(body).encode(), "Unhandled", context.aws_request_id)
+        fork_server = self._fork_server
+        if fork_server is None:
+            raise RuntimeError("the local Lambda runtime is stopped")
+        return fork_server.fork(config, environment, stream, self._log_sink)
 
-    @contextmanager
-    def _logs(self, config: FunctionConfig):
-        if not self._outputs:
-            yield
-            return
-        self._buffers.text = io.StringIO()
+
+class _ForkServer:
+    """The process workers are forked from (local.worker.serve), the heavy libraries already imported."""
+
+    def __init__(self, environment: dict[str, str], preload: list[str]) -> None:
+        self._socket, theirs = socket.socketpair()
+        with theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _FORK_SERVER, json.dumps(sys.path), str(theirs.fileno()), json.dumps(preload)],
+                env=environment, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the local cloud only, which then stops the workers
+            )
+        self._lock = threading.Lock()
+
+    def fork(self, config: FunctionConfig, environment: dict[str, str], stream: str,
+             sink: LogSink | None) -> "_Worker":
+        control, their_control = socket.socketpair()
+        output_r, output_w = os.pipe()
+        status_r, status_w = os.pipe()
+        request = {"op": "fork", "handler": config.handler, "environment": environment}
         try:
-            yield
+            with self._lock:
+                send_frame(self._socket, json.dumps(request).encode(), [their_control.fileno(), output_w, status_w])
+        except OSError:
+            for fd in (output_r, status_r):
+                os.close(fd)
+            control.close()
+            raise
         finally:
-            text, self._buffers.text = self._buffers.text.getvalue(), None
-            if text:
-                self._log_sink(config.log_group, text)
+            their_control.close()
+            os.close(output_w)
+            os.close(status_w)
+        pid = _read_status(status_r, timeout_s=None)  # written as soon as it forked (after the preload, at first)
+        if pid is None:
+            raise RuntimeError("the local Lambda fork server is gone")
+        return _Worker(self, pid, control, status_r, output_r, config.log_group, stream, sink)
+
+    def kill(self, pid: int) -> None:
+        try:
+            with self._lock:
+                send_frame(self._socket, json.dumps({"op": "kill", "pid": pid}).encode())
+        except OSError:
+            pass  # stopped: it killed every worker on its way out
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Closing its socket makes it kill every worker it forked, reap them and exit."""
+        with self._lock:
+            self._socket.shutdown(socket.SHUT_RDWR)
+            self._socket.close()
+        try:
+            self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
-class _InvocationOutput(io.TextIOBase):
-    """A sys.stdout or sys.stderr that keeps what an invoking thread prints; the rest passes through."""
+class _Worker:
+    """One execution environment, seen from the runtime: a worker process and its pipes."""
 
-    def __init__(self, passthrough, buffers: threading.local):
-        self.passthrough = passthrough
-        self._buffers = buffers
+    def __init__(self, fork_server: _ForkServer, pid: int, control: socket.socket, status_fd: int, output_fd: int,
+                 log_group: str, stream: str, sink: LogSink | None) -> None:
+        self.fork_server, self.pid, self.control, self.status_fd = fork_server, pid, control, status_fd
+        self.log_group, self.stream, self.sink = log_group, stream, sink
+        self.ready = False  # its handler is imported
+        self.alive = True
+        self.timed_out = False
+        self.pump = threading.Thread(target=self._pump, args=(output_fd,), daemon=True, name=f"logs-{pid}")
+        self.pump.start()
 
-    def write(self, text: str) -> int:
-        buffer = getattr(self._buffers, "text", None)
-        return (buffer if buffer is not None else self.passthrough).write(text)
+    def invoke(self, config: FunctionConfig, payload: bytes) -> Invocation:
+        request_id = str(uuid.uuid4())
+        began = time.monotonic()
+        if not self.ready:
+            # The init phase may take INIT_TIMEOUT_S on its own; beyond that it eats into the timeout.
+            init_by = began + INIT_TIMEOUT_S
+            frame = self._receive(init_by + config.timeout_s)
+            if frame is None:
+                return self._lost(config, request_id)
+            if frame[:1] == INIT_ERROR:
+                self.alive = False
+                return Invocation(frame[1:], "Unhandled", request_id)
+            self.ready = True
+            began = min(time.monotonic(), init_by)
+        deadline = began + config.timeout_s
+        # As Lambda's runtime API hands it over: the request's details, then the event as it came.
+        details = {"request_id": request_id, "arn": config.arn,
+                   "deadline_ms": int((time.time() + deadline - time.monotonic()) * 1000)}
+        try:
+            send_frame(self.control, json.dumps(details).encode())
+            send_frame(self.control, payload)
+        except OSError:
+            return self._lost(config, request_id)
+        frame = self._receive(deadline)
+        if frame is None:
+            return self._lost(config, request_id)
+        return Invocation(frame[1:], None if frame[:1] == RESULT else "Unhandled", request_id)
 
-    def flush(self) -> None:
-        self.passthrough.flush()
+    def close(self) -> None:
+        """Let go of the worker; an idle one exits when its socket closes, and the fork server reaps it."""
+        self.control.close()
+        os.close(self.status_fd)
+        self.pump.join(1.0)  # its last lines reach the sink
 
-    def isatty(self) -> bool:
-        return self.passthrough.isatty()
+    def _receive(self, until: float) -> bytes | None:
+        """The worker's next frame; None if it exited, or if `until` passed (then it timed out)."""
+        if not _readable(self.control, until - time.monotonic()):
+            self.timed_out = True
+            return None
+        frame = recv_frame(self.control)
+        return frame[0] if frame else None
 
-    def fileno(self) -> int:
-        return self.passthrough.fileno()
+    def _lost(self, config: FunctionConfig, request_id: str) -> Invocation:
+        """No answer: what Lambda reports when a function times out or its runtime exits."""
+        self.alive = False
+        if self.timed_out:
+            self.fork_server.kill(self.pid)
+            error_type, message = "Sandbox.Timedout", f"Task timed out after {config.timeout_s:.2f} seconds"
+            now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            logged = f"{now} {request_id} {message}"
+        else:
+            code = _read_status(self.status_fd, timeout_s=1.0)
+            error_type = "Runtime.ExitError"
+            message = (f"Runtime exited with error: {_exit_reason(code)}" if code
+                       else "Runtime exited without providing a reason")
+            logged = f"RequestId: {request_id} Error: {message}\n{error_type}"
+        self.pump.join(1.0)  # what it printed before it ended comes first in its log stream
+        self._log(f"{logged}\nEND RequestId: {request_id}\n")
+        body = {"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: {message}"}
+        return Invocation(json.dumps(body).encode(), "Unhandled", request_id)
 
-    @property
-    def encoding(self) -> str:
-        return getattr(self.passthrough, "encoding", "utf-8")
+    def _pump(self, output_fd: int) -> None:
+        """Ship what the worker prints to its log stream, line by line as it prints it."""
+        pending = b""
+        with open(output_fd, "rb", buffering=0) as output:
+            while chunk := output.read(65536):
+                lines, newline, pending = (pending + chunk).rpartition(b"\n")
+                if newline:
+                    self._log(lines.decode("utf-8", "replace") + "\n")
+        if pending:
+            self._log(pending.decode("utf-8", "replace"))
+
+    def _log(self, text: str) -> None:
+        if self.sink is not None:
+            self.sink(self.log_group, self.stream, text)
 
 
-def _load(handler: str):
-    module, _, name = handler.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+def _readable(source: socket.socket | int, timeout_s: float | None) -> bool:
+    poller = select.poll()  # not select(): a busy local cloud may hold descriptors past FD_SETSIZE
+    poller.register(source, select.POLLIN)
+    return bool(poller.poll(None if timeout_s is None else max(0, math.ceil(timeout_s * 1000))))
 
 
-class _environment:
-    """Swap os.environ for the duration of one invocation."""
+def _read_status(fd: int, timeout_s: float | None) -> int | None:
+    """The next number the fork server wrote for a worker (its pid, then its exit code)."""
+    if not _readable(fd, timeout_s):
+        return None
+    data = os.read(fd, STATUS.size)
+    return STATUS.unpack(data)[0] if len(data) == STATUS.size else None
 
-    def __init__(self, values: dict[str, str]):
-        self.values = values
 
-    def __enter__(self):
-        self.saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(self.values)
-
-    def __exit__(self, *exc):
-        os.environ.clear()
-        os.environ.update(self.saved)
-        return False
+def _exit_reason(code: int) -> str:
+    """As Lambda words it: "exit status 3", "signal: killed"."""
+    return f"exit status {code}" if code > 0 else f"signal: {(signal.strsignal(-code) or str(-code)).lower()}"

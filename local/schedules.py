@@ -8,7 +8,8 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from local import patches
 
@@ -27,7 +28,7 @@ def scheduled_event(rule_arn: str, account: str, region: str) -> dict:
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": account,
-        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": region,
         "resources": [rule_arn],
         "detail": {},
@@ -35,7 +36,7 @@ def scheduled_event(rule_arn: str, account: str, region: str) -> dict:
 
 
 class Scheduler:
-    def __init__(self, events_client, account: str, region: str):
+    def __init__(self, events_client: Any, account: str, region: str) -> None:
         self.events = events_client
         self.account, self.region = account, region
         self._stop = threading.Event()

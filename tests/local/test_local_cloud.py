@@ -1,11 +1,13 @@
-"""The local cloud's own parts: template resolution, the Lambda runtime, routes, schedules."""
+"""The local cloud's own parts: template resolution, deployment, routes, schedules."""
 
 import json
-import os
 
+import boto3
 import pytest
+from moto import mock_aws
 
-from local.gateway import TokenBucket, routes_from_template
+from local.deploy import Deployer
+from local.gateway import Gateway, TokenBucket, routes_from_template
 from local.runtime import FunctionConfig, LambdaRuntime
 from local.schedules import rate_seconds, scheduled_event
 from local.template import StackTemplate
@@ -20,7 +22,8 @@ def test_intrinsics_resolve_against_created_resources():
     t.attributes["B"] = {"Ref": "demo-b", "Arn": "arn:aws:s3:::demo-b"}
     assert t.resolve({"Ref": "B"}) == "demo-b"
     assert t.resolve({"Fn::GetAtt": ["B", "Arn"]}) == "arn:aws:s3:::demo-b"
-    assert t.resolve({"Fn::Join": ["/", [{"Fn::GetAtt": ["B", "Arn"]}, "datasets/*"]]}) == "arn:aws:s3:::demo-b/datasets/*"
+    joined = {"Fn::Join": ["/", [{"Fn::GetAtt": ["B", "Arn"]}, "datasets/*"]]}
+    assert t.resolve(joined) == "arn:aws:s3:::demo-b/datasets/*"
     assert t.resolve({"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/x"}) == (
         "123456789012.dkr.ecr.us-east-1.amazonaws.com/x"
     )
@@ -48,40 +51,10 @@ def test_resources_are_created_after_what_they_refer_to():
 
 
 def test_circular_references_are_refused():
-    t = make_template({"A": {"Type": "X", "Properties": {"P": {"Ref": "B"}}}, "B": {"Type": "X", "Properties": {"P": {"Ref": "A"}}}})
+    t = make_template({"A": {"Type": "X", "Properties": {"P": {"Ref": "B"}}},
+                       "B": {"Type": "X", "Properties": {"P": {"Ref": "A"}}}})
     with pytest.raises(ValueError, match="circular"):
         t.creation_order()
-
-
-def _runtime() -> LambdaRuntime:
-    runtime = LambdaRuntime({"BASE": "1"})
-    for name, env in [("one", {"WHO": "one"}), ("two", {"WHO": "two"})]:
-        runtime.register(FunctionConfig(name, f"arn:aws:lambda:us-east-1:123456789012:function:{name}", "tests.local.handlers.echo_env", env))
-    runtime.register(FunctionConfig("boom", "arn:aws:lambda:us-east-1:123456789012:function:boom", "tests.local.handlers.boom", {}))
-    return runtime
-
-
-def test_each_invocation_sees_exactly_its_functions_environment():
-    runtime = _runtime()
-    os.environ["LEAK_CHECK"] = "outer"
-    one = json.loads(runtime.invoke("one", {}).payload)
-    two = json.loads(runtime.invoke("arn:aws:lambda:us-east-1:123456789012:function:two", {}).payload)
-    assert (one["WHO"], two["WHO"]) == ("one", "two")
-    assert one["AWS_LAMBDA_FUNCTION_NAME"] == "one" and one["BASE"] == "1"
-    assert "LEAK_CHECK" not in one
-    assert os.environ["LEAK_CHECK"] == "outer", "the caller's environment is restored"
-
-
-def test_an_exception_is_reported_as_lambda_reports_it():
-    result = _runtime().invoke("boom", {"x": 1})
-    assert result.function_error == "Unhandled"
-    body = json.loads(result.payload)
-    assert body["errorType"] == "ValueError" and body["errorMessage"] == "bad input 1"
-
-
-def test_unknown_function_is_refused():
-    with pytest.raises(KeyError, match="not deployed"):
-        _runtime().invoke("nope", {})
 
 
 def test_routes_come_from_the_template(template_dict):
@@ -103,7 +76,9 @@ def test_token_bucket_allows_the_burst_then_throttles():
     assert [bucket.take() for _ in range(5)] == [True, True, True, False, False]
 
 
-@pytest.mark.parametrize("expression, seconds", [("rate(1 hour)", 3600), ("rate(5 minutes)", 300), ("rate(2 days)", 172800), ("cron(0 * * * ? *)", None)])
+@pytest.mark.parametrize("expression, seconds", [
+    ("rate(1 hour)", 3600), ("rate(5 minutes)", 300), ("rate(2 days)", 172800), ("cron(0 * * * ? *)", None),
+])
 def test_rate_expressions(expression, seconds):
     assert rate_seconds(expression) == seconds
 
@@ -115,11 +90,6 @@ def test_scheduled_event_has_the_documented_shape():
 
 
 def test_the_bucket_policy_keeps_every_statement_but_the_tls_only_one():
-    import boto3
-    from moto import mock_aws
-
-    from local.deploy import Deployer
-
     tls_only = {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*", "Resource": "*",
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
     no_deletes = {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:DeleteBucket",
@@ -134,3 +104,48 @@ def test_the_bucket_policy_keeps_every_statement_but_the_tls_only_one():
         Deployer(t, session, None, LambdaRuntime({})).deploy()
         policy = json.loads(session.client("s3").get_bucket_policy(Bucket="demo-b")["Policy"])
     assert policy["Statement"] == [no_deletes]
+
+
+def test_a_functions_reserved_concurrency_is_deployed() -> None:
+    t = make_template({
+        "Role": {"Type": "AWS::IAM::Role",
+                 "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}}},
+        "Fn": {"Type": "AWS::Lambda::Function", "Properties": {
+            "FunctionName": "demo-fn", "Role": {"Fn::GetAtt": ["Role", "Arn"]}, "PackageType": "Image",
+            "Code": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/fn:latest"},
+            "ImageConfig": {"Command": ["functions.data.handler.register_dataset"]},
+            "ReservedConcurrentExecutions": 2, "Environment": {"Variables": {"A": "1"}}}},
+    })
+    runtime = LambdaRuntime({}, preload=[])
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        Deployer(t, session, None, runtime).deploy()
+        reserved = session.client("lambda").get_function_concurrency(FunctionName="demo-fn")
+    runtime.stop()
+    assert reserved["ReservedConcurrentExecutions"] == 2
+    deployed = runtime.functions["demo-fn"]
+    assert (deployed.reserved_concurrency, deployed.concurrency, deployed.environment) == (2, 2, {"A": "1"})
+    assert deployed.log_group == "/aws/lambda/demo-fn"
+
+
+def test_a_throttled_integration_is_api_gateways_500() -> None:
+    lambda_arn = "arn:aws:lambda:us-east-1:123456789012:function:health"
+    uri = f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{lambda_arn}/invocations"
+    t = make_template({
+        "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": "api"}},
+        "Health": {"Type": "AWS::ApiGateway::Resource",
+                   "Properties": {"PathPart": "health", "ParentId": {"Fn::GetAtt": ["Api", "RootResourceId"]}}},
+        "Get": {"Type": "AWS::ApiGateway::Method", "Properties": {
+            "HttpMethod": "GET", "ResourceId": {"Ref": "Health"},
+            "Integration": {"Uri": uri}}},
+        "Stage": {"Type": "AWS::ApiGateway::Stage", "Properties": {"StageName": "prod"}},
+    })
+    runtime = LambdaRuntime({}, preload=[])
+    runtime.register(FunctionConfig("health", lambda_arn, "tests.local.handlers.echo_env", {}, reserved_concurrency=0))
+    gateway = Gateway(t, runtime, None, "127.0.0.1", 0)
+    try:
+        status, _, body = gateway.handle("GET", "/prod/health", {}, b"")
+    finally:
+        gateway.server.server_close()
+        runtime.stop()
+    assert (status, json.loads(body)) == (500, {"message": "Internal server error"})
