@@ -36,10 +36,12 @@ LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 def _state_in_result_out(handler: Callable[[Any, LambdaContext], StepResult], event: dict[str, Any],
                          context: LambdaContext) -> dict[str, Any]:
     started = time.perf_counter()
-    result = handler(parse_state(event), context)
-    metrics.add_metric(name="StepDuration", unit=MetricUnit.Milliseconds,
-                       value=round((time.perf_counter() - started) * 1000, 3))
-    return result.model_dump(mode="json")
+    try:
+        return handler(parse_state(event), context).model_dump(mode="json")
+    finally:  # failed steps are timed too (and the metrics are flushed, so nothing carries over)
+        metrics.add_dimension(name="step", value=handler.__name__)
+        metrics.add_metric(name="StepDuration", unit=MetricUnit.Milliseconds,
+                           value=round((time.perf_counter() - started) * 1000, 3))
 
 
 def pipeline_step(step: Callable[[PipelineState], R]) -> LambdaHandler:
@@ -49,7 +51,6 @@ def pipeline_step(step: Callable[[PipelineState], R]) -> LambdaHandler:
     @_state_in_result_out
     @functools.wraps(step)
     def handler(state: PipelineState, context: LambdaContext) -> R:
-        metrics.add_dimension(name="step", value=step.__name__)
         result = step(state)
         logger.info("step done", extra={"step": step.__name__, "model": state.model})
         return result
