@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from moto import mock_aws
+from moto.core.config import default_user_config
 
+from tests.background import background
 from tests.fakes import MemoryDatasetStore, MemoryExecutions, MemoryObjectStore, MemoryOnlineStore, MemoryRegistryStore
 
 PIPELINE_BUCKET = "mlops-test-data"
@@ -32,25 +35,48 @@ for _name, _value in {
     os.environ[_name] = _value
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+# moto otherwise drops boto3's default session at every mock_aws, and a new session parses botocore's
+# endpoint and service data again (0.1-0.4 s a test). moto is imported above, so every session carries
+# its request hook.
+default_user_config["core"]["reset_boto3_session"] = False
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The slow processes some tests need: started once the tests are collected, waited for when needed.
+TEMPLATE_FIXTURES = {"synthesized_template", "template_dict"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read the synthesized app run last (the end-to-end ones very last), so that its synth and
+    the local cloud boot in the background (tests/background.py) while the unit tests run."""
+    def stage(item: pytest.Item) -> int:
+        names = set(getattr(item, "fixturenames", ()))
+        if "local_cloud" in names:
+            return 2
+        return 1 if names & TEMPLATE_FIXTURES or item.path.parent.name == "infra" else 0
+
+    items.sort(key=stage)
+    stages = {stage(item) for item in items}
+    background.start(synth=bool(stages - {0}), cloud=2 in stages)
+
+
+def pytest_sessionfinish() -> None:
+    background.stop()
+
+
 @pytest.fixture(scope="session")
-def cloud_assembly(tmp_path_factory):
-    """The app synthesized once per session (jsii starts Node.js: seconds, not milliseconds)."""
-    from app import build_app
-
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    app, stack = build_app(outdir=str(outdir))
-    assembly = app.synth()
-    return assembly, stack
+def synthesized_template() -> Path:
+    """The template `npx cdk synth` made from cdk.json (the app `cdk deploy` uses), with cdk-nag's checks."""
+    background.start(synth=True)
+    assert background.synth is not None
+    assert background.synth.wait() == 0, background.synth.output()[-3000:]
+    return background.template
 
 
 @pytest.fixture(scope="session")
-def template_dict(cloud_assembly) -> dict:
-    assembly, stack = cloud_assembly
-    return json.loads(Path(assembly.directory, stack.template_file).read_text())
+def template_dict(synthesized_template) -> dict:
+    return json.loads(synthesized_template.read_text())
 
 
 CHURN_SPEC = {
@@ -135,16 +161,17 @@ class PipelineAws:
         """Copy what in-memory stores hold (a session's champion, say) into the moto resources."""
         from functions.data.dynamo import DynamoDatasetStore
         from functions.registry.dynamo import DynamoRegistryStore
+        from functions.storage.objects import sha256
 
         for key, versions in stores.objects.versions.items():
             for _, data in versions:
                 self.s3.put_object(Bucket=self.bucket, Key=key, Body=data,
-                                   Metadata={"sha256": __import__("hashlib").sha256(data).hexdigest()})
+                                   Metadata={"sha256": sha256(data)})
         registry = DynamoRegistryStore(self.tables["registry"])
         memory = stores.registry
         for name in memory.specs:
             registry.put_spec(memory.get_spec(name))
-        for (model, run_id), item in memory.runs.items():
+        for model, run_id in memory.runs:
             registry.start_run(memory.get_run(model, run_id))
         for version in memory.versions.values():
             registry.put_version(version)
@@ -164,8 +191,6 @@ class PipelineAws:
 @pytest.fixture
 def pipeline_aws():
     """moto AWS with the platform's storage; the handlers' environment (set above) points at it."""
-    from moto import mock_aws
-
     reset_execution_environment()
     with mock_aws():
         yield PipelineAws()
@@ -174,14 +199,10 @@ def pipeline_aws():
 
 @pytest.fixture(scope="session")
 def boto_session():
-    """One boto3 session for the run, for adapter tests that build only the moto resources they use:
-    mock_aws renews boto3's default session, and a new session parses botocore's endpoint data again."""
-    import importlib
-
+    """boto3's default session, kept for the whole run (see reset_boto3_session above)."""
     import boto3
 
-    importlib.import_module("moto")  # a session created before moto is imported is not intercepted
-    return boto3.session.Session()
+    return boto3._get_default_session()
 
 
 # --- in-memory stores, for domain tests ---------------------------------------------------------
@@ -310,6 +331,8 @@ def churn_champion(_churn_trained, stores) -> Champion:
     """Version 1 of `churn`, trained on churn_rows, served as ONNX, in this test's `stores`."""
     trained, champion = _churn_trained
     vars(stores).update(vars(trained.copy()))
+    for store in vars(stores).values():
+        store.faults.calls.clear()  # a test counts its own calls, not the training's
     return champion
 
 
@@ -318,3 +341,4 @@ def churn_champion_aws(churn_champion, stores, pipeline_aws) -> Champion:
     """The same champion in moto's S3 and DynamoDB, for handler tests."""
     pipeline_aws.seed(stores)
     return churn_champion
+

@@ -1,59 +1,32 @@
 """The local cloud, started as a user starts it (`mlops up`), in its own process."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import boto3
 import pytest
 import requests
 
 from cli.demo_data import churn_frame
+from tests.background import background
 from tests.conftest import CHURN_SPEC
 
 SPEC = {key: value for key, value in CHURN_SPEC.items() if key != "name"}  # a spec file names no model
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="package")  # `mlops up` stops when the e2e tests end
-def local_cloud(cloud_assembly, tmp_path_factory):
-    assembly, stack = cloud_assembly
-    workdir = tmp_path_factory.mktemp("mlops-up")
-    template = Path(assembly.directory, stack.template_file)
-    mlops = Path(sys.executable).with_name("mlops")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    # A file, not a pipe: the functions log every invocation, and a pipe nobody reads fills up and blocks them.
-    log = workdir / "mlops-up.log"
-    process = subprocess.Popen(
-        [str(mlops), "up", "--template", str(template), "--aws-port", str(_free_port()), "--api-port", str(_free_port())],
-        cwd=workdir, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-    )
-    outputs_file = workdir / ".mlops" / "outputs.json"
-    deadline = time.monotonic() + 120
-    while not outputs_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"`mlops up` did not start: {log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    outputs = json.loads(outputs_file.read_text())
-    outputs["workdir"] = str(workdir)
-    outputs["log"] = str(log)
-    yield outputs
-    process.send_signal(signal.SIGTERM)
+def local_cloud():
+    """`mlops up`, started in the background when the tests were collected (tests/background.py)."""
+    background.start(cloud=True)
+    assert background.cloud is not None
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        outputs = json.loads(background.wait_for_cloud().read_text())
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    outputs["workdir"] = str(background.cloud_dir)
+    outputs["log"] = str(background.cloud.log)
+    yield outputs
+    background.cloud.stop()
 
 
 @pytest.fixture(scope="package")

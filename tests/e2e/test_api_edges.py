@@ -28,7 +28,8 @@ def test_unknown_routes_answer_as_api_gateway_does(api):
 
 
 def test_malformed_json_is_rejected_before_the_function(api):
-    response = api("POST", "/v1/models/churn/predict", data=b'{"instances": [', headers={"Content-Type": "application/json"})
+    response = api("POST", "/v1/models/churn/predict", data=b'{"instances": [',
+                   headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert_clean(response)
 

@@ -96,7 +96,8 @@ def test_drift_check_reads_captured_requests_and_stores_a_report(trained, api, a
         ("empty", b"", "empty"),
     ],
 )
-def test_a_bad_dataset_fails_its_run_with_a_reason_and_keeps_the_champion(trained, api, aws, local_cloud, name, body, reason):
+def test_a_bad_dataset_fails_its_run_with_a_reason_and_keeps_the_champion(trained, api, aws, local_cloud, name, body,
+                                                                          reason):
     before_champion = champion(api)
     versions_before = [i for i in registry_items(aws, local_cloud) if i["sk"]["S"].startswith("VERSION#")]
     execution = upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/{name}.csv", body)

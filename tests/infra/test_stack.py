@@ -83,7 +83,8 @@ def test_pipeline_runs_the_steps_in_order_with_retry_and_catch(template_dict):
     ]
     for step in order:
         assert "RetryableError" in states[step]["Retry"][0]["ErrorEquals"]
-        assert states[step]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
+        catch = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
+        assert states[step]["Catch"] == catch
     assert states["RecordFailure"]["Next"] == "RunFailed"
     assert states["RunFailed"]["Type"] == "Fail"
 
@@ -107,7 +108,8 @@ def test_upload_under_datasets_prefix_starts_the_pipeline(template_dict):
 
 
 def test_drift_check_runs_on_a_schedule(template_dict):
-    (rule,) = [r for r in resources(template_dict, "AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
+    rules = resources(template_dict, "AWS::Events::Rule").values()
+    (rule,) = [r for r in rules if "ScheduleExpression" in r["Properties"]]
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
     target = rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
     command = template_dict["Resources"][target]["Properties"]["ImageConfig"]["Command"]
@@ -183,7 +185,8 @@ def test_api_is_throttled_per_key_and_per_stage(template):
 
 def test_alarms_cover_serving_errors_latency_drift_and_failed_runs(template_dict):
     metrics = {
-        a["Properties"]["MetricName"]: a["Properties"] for a in resources(template_dict, "AWS::CloudWatch::Alarm").values()
+        alarm["Properties"]["MetricName"]: alarm["Properties"]
+        for alarm in resources(template_dict, "AWS::CloudWatch::Alarm").values()
     }
     assert set(metrics) == {"5XXError", "Latency", "DriftDetected", "ExecutionsFailed"}
     assert metrics["DriftDetected"]["Namespace"] == "Mlops"
