@@ -1,7 +1,9 @@
 """cdk-nag (AwsSolutions), cfn-lint and the real CDK CLI on the synthesized app (run in tests/background.py)."""
 
 import json
+
 from tests.background import background
+
 
 def test_cdk_nag_fails_the_synth_on_an_unacknowledged_finding():
     """The control: the same plugin set-up rejects a stack with a finding (so a green synth means zero findings)."""
