@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from tests.conftest import Champion, Stores, client_error, train_champion
+from tests.conftest import Champion, client_error
 from tests.fakes import lost_reply, throttled
 
 # The registry's writes a fault can hit, and how the fake plans each, as (operation, after) for a throttled
@@ -87,22 +87,9 @@ def backend(request, monkeypatch) -> RegistryBackend:
     return RegistryBackend("dynamo", DynamoRegistryStore(request.getfixturevalue("registry_table")), monkeypatch)
 
 
-@pytest.fixture(scope="session")
-def _churn_registered() -> tuple[Stores, Champion]:
-    from cli.demo_data import churn_frame
-    from functions.spec import ModelSpec
-    from tests.conftest import CHURN_SPEC
-
-    trained = Stores()
-    return trained, train_champion(trained, ModelSpec.model_validate(CHURN_SPEC), churn_frame(rows=200, seed=11),
-                                   promote=False)
-
-
 @pytest.fixture
-def churn_v1(_churn_registered, stores) -> Champion:
-    """Version 1 of churn (trained on churn_rows) in this test's `stores`, registered but with no alias yet."""
-    trained, registered = _churn_registered
-    vars(stores).update(vars(trained.copy()))
-    for store in vars(stores).values():
-        store.faults.calls.clear()  # a test counts its own calls, not the training's
-    return registered
+def churn_v1(churn_champion, stores) -> Champion:
+    """Version 1 of churn (the session's champion) in this test's `stores`, registered but with no alias yet."""
+    stores.registry.aliases.clear()
+    stores.registry.audit.clear()
+    return churn_champion
