@@ -18,6 +18,7 @@ from functions.spec import ModelSpec
 MODEL = "churn"
 SPEC_FILE = Path(__file__).resolve().parent.parent / "examples" / "churn.yaml"
 PREDICTIONS = 200
+PREDICTIONS_PER_SECOND = 40  # the usage plan allows 50 a second (infra/settings.py)
 
 
 def run_demo(console: Console, aws_port: int = 4566, api_port: int = 3000) -> dict:
@@ -118,7 +119,10 @@ def _predict(platform: Platform, progress: Progress) -> tuple[list[float], list[
     frame = churn_frame(rows=PREDICTIONS, seed=11, shift=1.0)
     features = ["tenure_months", "monthly_charges", "support_calls", "plan"]
     latencies, statuses = [], []
+    next_at = time.perf_counter()
     for record in frame[features].to_dict("records"):
+        time.sleep(max(0.0, next_at - time.perf_counter()))  # within the usage plan's rate
+        next_at += 1 / PREDICTIONS_PER_SECOND
         started = time.perf_counter()
         response = platform.api("POST", f"/v1/models/{MODEL}/predict", {"instances": [record]})
         latencies.append((time.perf_counter() - started) * 1000)

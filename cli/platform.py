@@ -14,6 +14,8 @@ from typing import Any
 import boto3
 import requests
 from botocore.exceptions import ClientError
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from functions.errors import NotFound
 from functions.records import Run
@@ -24,6 +26,7 @@ from functions.training.start import run_id_for
 
 OUTPUTS_FILE = Path(".mlops/outputs.json")
 # The outputs of infra/stack.py the CLI needs.
+THROTTLE_RETRIES = 6
 STACK_OUTPUTS = ("DataBucketName", "RegistryTableName", "ApiUrl", "ApiKeyId", "DriftFunctionName")
 
 
@@ -111,14 +114,20 @@ class Platform:
         raise PlatformError(f"run {run_id} did not finish within {timeout_s:.0f} s")
 
     # --- serving
+    @cached_property
+    def http(self) -> requests.Session:
+        """The API's client: a throttled request (429) is retried with backoff, after Retry-After when given,
+        as the AWS SDKs do (API Gateway throttles before the function runs, so a retry repeats nothing)."""
+        retry = Retry(total=THROTTLE_RETRIES, status_forcelist=[429], allowed_methods=None, backoff_factor=0.2,
+                      respect_retry_after_header=True, raise_on_status=False)
+        session = requests.Session()
+        session.mount("http://", HTTPAdapter(max_retries=retry))
+        session.mount("https://", HTTPAdapter(max_retries=retry))
+        session.headers["x-api-key"] = self.outputs["ApiKey"]
+        return session
+
     def api(self, method: str, path: str, body: dict | None = None, timeout: float = 30) -> requests.Response:
-        return requests.request(
-            method,
-            self.outputs["ApiUrl"].rstrip("/") + path,
-            json=body,
-            headers={"x-api-key": self.outputs["ApiKey"]},
-            timeout=timeout,
-        )
+        return self.http.request(method, self.outputs["ApiUrl"].rstrip("/") + path, json=body, timeout=timeout)
 
     # --- monitoring
     def check_drift(self, model: str | None = None) -> dict:

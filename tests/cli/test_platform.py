@@ -45,3 +45,37 @@ def test_a_stack_that_is_not_ours_is_a_clear_error(aws_account):
     _deploy({"Something": "else"})
     with pytest.raises(PlatformError, match="not an MLOps platform stack"):
         Platform.deployed("Mlops")
+
+
+def test_the_api_client_honours_throttling_as_the_aws_sdks_do():
+    """429 answers (API Gateway throttled the key) are retried after Retry-After; then the answer is returned."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Throttling(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.headers["x-api-key"])
+            self.rfile.read(int(self.headers["Content-Length"]))
+            status = 429 if len(seen) < 3 else 200
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Throttling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        outputs = {"ApiUrl": f"http://127.0.0.1:{server.server_address[1]}/prod/", "ApiKey": "key"}
+        response = Platform(outputs, boto3.Session(region_name="us-east-1")).api("POST", "/v1/models/m/predict", {})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 200
+    assert seen == ["key", "key", "key"], "two throttled attempts, then the answer"
