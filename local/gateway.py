@@ -107,7 +107,8 @@ class Gateway:
         self.url = f"http://{host}:{self.server.server_address[1]}/{self.stage}/"
 
     def start(self) -> None:
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="gateway").start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
+                         name="gateway").start()  # a stop waits one poll: keep it short
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -39,6 +39,7 @@ class Command:
         self.process: subprocess.Popen[bytes] | None = None
         self.failure: str | None = None
         self._launched = threading.Event()
+        self._lock = threading.Lock()  # a stop and a launch never cross: a stopped command starts nothing
         threading.Thread(target=self._launch, daemon=True, name=f"background-{log.stem}").start()
 
     def _launch(self) -> None:
@@ -47,9 +48,11 @@ class Command:
                 self.failure = f"{' '.join(self.after.args[:3])} failed: {self.after.output()[-3000:]}"
                 return
             # A file, not a pipe: a pipe nobody reads fills up and blocks the process.
-            with self.log.open("wb") as out:
-                self.process = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=out,
-                                                stderr=subprocess.STDOUT)
+            with self._lock, self.log.open("wb") as out:
+                if self.failure is None:
+                    # A session of its own: a stop reaches the children it starts (npx starts node, node python).
+                    self.process = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=out,
+                                                    stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             self._launched.set()
 
@@ -64,14 +67,17 @@ class Command:
         return self.failure or (self.log.read_text(errors="replace") if self.log.exists() else "")
 
     def stop(self) -> None:
-        self._launched.wait(TIMEOUT_S)
-        if self.process is None or self.process.poll() is not None:
+        with self._lock:
+            if self.process is None:
+                self.failure = self.failure or "stopped before it started"
+                return
+        if self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 class Background:

@@ -48,17 +48,18 @@ TEMPLATE_FIXTURES = {"synthesized_template", "template_dict"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that read the synthesized app run last (the end-to-end ones very last), so that its synth and
-    the local cloud boot in the background (tests/background.py) while the unit tests run."""
+    """Tests that read the synthesized app run last (the end-to-end ones very last, those that need the
+    trained model after the others), so that the synth, the local cloud and its first training run in the
+    background (tests/background.py, tests/e2e/conftest.py) while other tests run."""
     def stage(item: pytest.Item) -> int:
         names = set(getattr(item, "fixturenames", ()))
         if "local_cloud" in names:
-            return 2
+            return 3 if "trained_model" in names else 2
         return 1 if names & TEMPLATE_FIXTURES or item.path.parent.name == "infra" else 0
 
     items.sort(key=stage)
     stages = {stage(item) for item in items}
-    background.start(synth=bool(stages - {0}), cloud=2 in stages)
+    background.start(synth=bool(stages - {0}), cloud=bool(stages & {2, 3}))
 
 
 def pytest_sessionfinish() -> None:

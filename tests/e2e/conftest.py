@@ -50,11 +50,18 @@ def api(local_cloud):
 MODEL = "churn-e2e"
 
 
-@pytest.fixture(scope="package")
-def trained_model(local_cloud, aws) -> str:
-    """A model trained and promoted through the whole pipeline, once per session."""
+@pytest.fixture(scope="package", autouse=True)
+def _training(local_cloud, aws) -> dict:
+    """The upload that trains MODEL, made as the e2e tests start: the tests that do not need the
+    model run first (tests/conftest.py orders them) while the pipeline trains it."""
     register_spec(aws, local_cloud, MODEL)
-    execution = upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/train.csv", csv_bytes(300))
+    return upload(aws, local_cloud, f"datasets/{MODEL}/train.csv", csv_bytes(300))
+
+
+@pytest.fixture(scope="package")
+def trained_model(_training, aws) -> str:
+    """A model trained and promoted through the whole pipeline, once per session."""
+    execution = wait_for(aws, _training)
     assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution
     return MODEL
 
@@ -70,22 +77,32 @@ def register_spec(aws, outputs, name: str, spec: dict = SPEC) -> None:
 
 def upload_and_wait(aws, outputs, key: str, body: bytes, timeout: float = 240) -> dict:
     """Upload with plain boto3, then follow the execution through the Step Functions API."""
-    s3, sfn = aws("s3"), aws("stepfunctions")
-    version = s3.put_object(Bucket=outputs["DataBucketName"], Key=key, Body=body)["VersionId"]
+    return wait_for(aws, upload(aws, outputs, key, body), timeout)
+
+
+def upload(aws, outputs, key: str, body: bytes) -> dict:
+    """Upload with plain boto3: the run it starts, and the execution that runs it."""
     from functions.training.start import run_id_for
 
+    version = aws("s3").put_object(Bucket=outputs["DataBucketName"], Key=key, Body=body)["VersionId"]
     run_id = run_id_for(key.split("/")[1], outputs["DataBucketName"], key, version)
     arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + f":{run_id}"
+    return {"run_id": run_id, "version_id": version, "executionArn": arn}
+
+
+def wait_for(aws, started: dict, timeout: float = 240) -> dict:
+    """The execution of an upload once it has ended, as the Step Functions API describes it."""
+    sfn = aws("stepfunctions")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            execution = sfn.describe_execution(executionArn=arn)
+            execution = sfn.describe_execution(executionArn=started["executionArn"])
             if execution["status"] != "RUNNING":
-                return {"run_id": run_id, "version_id": version, **execution}
+                return {**started, **execution}
         except sfn.exceptions.ExecutionDoesNotExist:
             pass
-        time.sleep(0.5)
-    pytest.fail(f"execution {run_id} did not finish in {timeout} s")
+        time.sleep(0.1)
+    pytest.fail(f"execution {started['run_id']} did not finish in {timeout} s")
 
 
 def csv_bytes(rows: int = 300, seed: int = 7, shift: float = 0.0) -> bytes:
