@@ -9,12 +9,16 @@ import io
 import re
 import warnings
 from collections import Counter
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 import pandas as pd
 
 from functions.errors import DatasetInvalid, NotFound, ObjectTooLarge, shown
 from functions.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # A profile of even 3,000 of the narrowest columns does not fit its DynamoDB item.
 MAX_COLUMNS = 5_000
@@ -56,6 +60,7 @@ def read_dataset(data: bytes, key: str) -> pd.DataFrame:
         except Exception as error:
             raise DatasetInvalid(f"the dataset {name!r} is not a readable Parquet file") from error
         _check_width(metadata.num_columns, name)
+        _check_flat(metadata.schema.to_arrow_schema(), name)
         # The size limit is on the compressed file: a few MB of Parquet can hold billions of values.
         if metadata.num_rows * metadata.num_columns > MAX_CELLS:
             raise DatasetInvalid(f"the dataset {name!r} holds {metadata.num_rows} rows of {metadata.num_columns} "
@@ -75,6 +80,31 @@ def read_dataset(data: bytes, key: str) -> pd.DataFrame:
 def _check_width(columns: int, name: str) -> None:
     if columns > MAX_COLUMNS:
         raise DatasetInvalid(f"the dataset {name!r} has {columns} columns; at most {MAX_COLUMNS} are supported")
+
+
+def _check_flat(schema: "pa.Schema", name: str) -> None:
+    """Nested columns (struct, list, map, union) hold no value a feature, a label or an id can be."""
+    import pyarrow as pa
+
+    nested = [field for field in schema if pa.types.is_nested(field.type)
+              or (pa.types.is_dictionary(field.type) and pa.types.is_nested(field.type.value_type))]
+    if nested:
+        columns = ", ".join(f"{shown(field.name, 40)} ({_cut(_type_name(field.type), 60)})" for field in nested[:5])
+        more = f" and {len(nested) - 5} more" if len(nested) > 5 else ""
+        raise DatasetInvalid(f"the dataset {name!r} has nested column(s): {columns}{more}; only flat columns "
+                             "(numbers, text, booleans, dates) are supported: flatten or drop them")
+
+
+def _type_name(kind: "pa.DataType") -> str:
+    import pyarrow as pa
+
+    if pa.types.is_map(kind):  # str() of a map names its column again
+        return f"map<{kind.key_type}, {kind.item_type}>"
+    return str(kind)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_header(data: bytes, name: str) -> None:

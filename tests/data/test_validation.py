@@ -117,3 +117,27 @@ def test_infinite_targets_are_problems_for_every_task(churn_spec, churn_rows):
     text = churn_rows.astype({"churned": object})
     text.loc[0, "churned"] = "-inf"
     assert any("1 infinite value(s)" in p for p in check_frame(text, regression)[0])
+
+
+def test_a_nested_parquet_column_fails_validation_with_a_report(stores, churn_spec, churn_rows):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.training.helpers import run_in_memory
+
+    table = pa.Table.from_pandas(churn_rows, preserve_index=False).replace_schema_metadata(None)
+    index = table.schema.get_field_index("churned")
+    table = table.set_column(index, "churned", pa.array([{"label": int(v)} for v in churn_rows["churned"]]))
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    stores.registry.put_spec(churn_spec)
+
+    state, error = run_in_memory(stores, "churn", "nested.parquet", buffer.getvalue())
+
+    assert isinstance(error, DatasetInvalid) and state.failed_step() == "ValidateDataset"
+    assert "nested column(s): 'churned' (struct<label: int64>)" in error.message
+    report = stores.objects.get_json(f"runs/churn/{state.run_id}/validation.json")
+    assert report["passed"] is False and "'churned' (struct<label: int64>)" in report["problems"][0]
+    assert stores.registry.get_run("churn", state.run_id).status == "FAILED"

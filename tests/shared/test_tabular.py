@@ -119,3 +119,23 @@ def test_a_parquet_file_that_unpacks_too_large_is_refused_from_its_metadata(monk
     pd.DataFrame({"a": [0] * 600, "b": [0] * 600}).to_parquet(buffer, index=False)  # compresses to almost nothing
     with pytest.raises(DatasetInvalid, match="holds 600 rows of 2 columns; at most 1000 values"):
         read_dataset(buffer.getvalue(), "d/m/f.parquet")
+
+
+@pytest.mark.parametrize(
+    "column, kind",
+    [
+        ([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], "struct<a: int64, b: string>"),
+        ([[1, 2], [3]], "list<element: int64>"),
+        ([[("k", 1)], [("k", 2)]], "map<string, int64>"),
+    ],
+)
+def test_a_nested_parquet_column_is_refused_naming_it_and_its_type(column, kind):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = pa.array(column, type=pa.map_(pa.string(), pa.int64())) if kind.startswith("map") else pa.array(column)
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"a": [1, 2], "nested col": values}), buffer)
+    with pytest.raises(DatasetInvalid) as caught:
+        read_dataset(buffer.getvalue(), "d/m/f.parquet")
+    assert f"nested column(s): 'nested col' ({kind})" in caught.value.message
