@@ -10,6 +10,7 @@ import pandas as pd
 
 from functions.errors import DatasetInvalid, shown
 from functions.pipeline.state import ValidationResult
+from functions.shared.limits import MAX_CATEGORY_LENGTH, MAX_NUMERIC_MAGNITUDE
 from functions.shared.tabular import read_dataset, read_upload
 from functions.spec import ModelSpec
 from functions.storage.objects import ObjectStore
@@ -36,15 +37,43 @@ def _not_numeric(what: str, series: pd.Series) -> str | None:
     return f"{what} should be numeric but {len(bad)} value(s) are not numbers (e.g. {shown(bad.iloc[0], 40)})"
 
 
+def _as_numbers(series: pd.Series, parse_text: bool) -> pd.Series:
+    """The numbers of `series` as floats (numbers written as text count when `parse_text`); empty for booleans."""
+    if pd.api.types.is_bool_dtype(series) or not (parse_text or pd.api.types.is_numeric_dtype(series)):
+        return pd.Series([], dtype="float64")
+    if not pd.api.types.is_numeric_dtype(series):
+        series = pd.to_numeric(series[series.notna()], errors="coerce")
+    return series.astype("float64")
+
+
 def _infinite(series: pd.Series, parse_text: bool) -> int:
     """How many values of `series` are +-inf (numbers written as text count when `parse_text`)."""
-    if pd.api.types.is_bool_dtype(series):
-        return 0
-    if not pd.api.types.is_numeric_dtype(series):
-        if not parse_text:
-            return 0
-        series = pd.to_numeric(series[series.notna()], errors="coerce")
-    return int((series.abs() == float("inf")).sum())
+    return int((_as_numbers(series, parse_text).abs() == float("inf")).sum())
+
+
+def _out_of_range(what: str, series: pd.Series) -> str | None:
+    """The problem of numbers that are infinite or too large for a served model (float32), or None."""
+    magnitude = _as_numbers(series, parse_text=True).abs()
+    infinite = int((magnitude == float("inf")).sum())
+    too_large = int(((magnitude > MAX_NUMERIC_MAGNITUDE) & (magnitude != float("inf"))).sum())
+    found = [f"{infinite} infinite value(s)"] * bool(infinite) + [
+        f"{too_large} value(s) beyond +-{MAX_NUMERIC_MAGNITUDE:.7g}"] * bool(too_large)
+    if not found:
+        return None
+    return (f"{what} has {' and '.join(found)}: numbers must be finite and within +-{MAX_NUMERIC_MAGNITUDE:.7g}, "
+            "the range of the served model (float32)")
+
+
+def _too_long(what: str, series: pd.Series, kind: str) -> str | None:
+    """The problem of text values longer than MAX_CATEGORY_LENGTH characters, or None."""
+    if pd.api.types.is_numeric_dtype(series):  # a number's text is short
+        return None
+    lengths = series[series.notna()].map(lambda value: len(str(value)))
+    long = int((lengths > MAX_CATEGORY_LENGTH).sum())
+    if not long:
+        return None
+    return (f"{what} has {long} {kind}(s) longer than {MAX_CATEGORY_LENGTH} characters "
+            f"(the longest {int(lengths.max())}); at most {MAX_CATEGORY_LENGTH} are supported")
 
 
 def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) -> tuple[list[str], list[str]]:
@@ -70,10 +99,18 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
         if present == 0:
             problems.append(f"feature {feature.name!r} has no values")
             continue
-        if feature.type == "numeric" and (problem := _not_numeric(f"feature {feature.name!r}", series)):
+        if feature.type == "numeric":
+            if problem := (_not_numeric(f"feature {feature.name!r}", series)
+                           or _out_of_range(f"feature {feature.name!r}", series)):
+                problems.append(problem)
+        elif problem := _too_long(f"feature {feature.name!r}", series, "value"):
             problems.append(problem)
         if len(frame) and (len(frame) - present) / len(frame) > WARN_MISSING_FRACTION:
             warnings.append(f"feature {feature.name!r} is missing in {len(frame) - present} of {len(frame)} rows")
+
+    if spec.entity_id in columns and (
+            problem := _too_long(f"the entity id {spec.entity_id!r}", frame[spec.entity_id], "value")):
+        problems.append(problem)
 
     if spec.target in columns:
         target = frame[spec.target]
@@ -81,14 +118,15 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
         if absent:
             problems.append(f"the target {spec.target!r} is missing in {absent} row(s)")
         if spec.task == "regression":
-            if problem := _not_numeric(f"the target {spec.target!r}", target):
+            if problem := (_not_numeric(f"the target {spec.target!r}", target)
+                           or _out_of_range(f"the target {spec.target!r}", target)):
                 problems.append(problem)
-            elif infinite := _infinite(target, parse_text=True):
-                problems.append(f"the target {spec.target!r} has {infinite} infinite value(s)")
         else:
             # A float label of inf is no class scikit-learn accepts (text labels "inf" are fine).
             if infinite := _infinite(target, parse_text=False):
                 problems.append(f"the target {spec.target!r} has {infinite} infinite value(s)")
+            if problem := _too_long(f"the target {spec.target!r}", target, "label"):
+                problems.append(problem)
             classes = target.dropna().nunique()
             if classes < 2 and len(frame):
                 problems.append(f"the target {spec.target!r} has {classes} class(es); classification needs at least 2")

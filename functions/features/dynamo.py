@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions import aws
 from functions.errors import InvalidInput, RetryableError
-from functions.features.store import entity_key
-from functions.jsonable import jsonable
+from functions.features.store import entity_key, row_json
 from functions.settings import settings
 from functions.storage.errors import storage_errors
 
@@ -42,7 +41,7 @@ class DynamoOnlineStore:
                     "sk": "LATEST",
                     "model": model,
                     "entity": key,
-                    "features": json.dumps(jsonable(row)),
+                    "features": row_json(row),
                     "dataset_id": dataset_id,
                     "updated_at": now.isoformat(timespec="seconds"),
                     "expires_at": expires_at,

@@ -141,3 +141,46 @@ def test_a_nested_parquet_column_fails_validation_with_a_report(stores, churn_sp
     report = stores.objects.get_json(f"runs/churn/{state.run_id}/validation.json")
     assert report["passed"] is False and "'churned' (struct<label: int64>)" in report["problems"][0]
     assert stores.registry.get_run("churn", state.run_id).status == "FAILED"
+
+
+def test_infinite_and_float32_overflowing_features_are_refused_naming_column_and_count(stores, churn_spec,
+                                                                                       churn_rows):
+    from functions.shared.limits import MAX_NUMERIC_MAGNITUDE
+
+    assert float(np.finfo(np.float32).max) == MAX_NUMERIC_MAGNITUDE
+    rows = churn_rows.astype({"monthly_charges": float, "tenure_months": float})
+    rows.loc[[0, 1], "monthly_charges"] = [np.inf, -np.inf]
+    rows.loc[2, "monthly_charges"] = -1e308
+    rows.loc[3, "tenure_months"] = 3.5e38
+    rows.loc[4, "tenure_months"] = MAX_NUMERIC_MAGNITUDE  # the largest a served model holds is fine
+    with pytest.raises(DatasetInvalid) as caught:  # as uploaded: a CSV that writes them as inf and 1e308
+        validate(stores.objects, spec=churn_spec, key="datasets/churn/x.csv", version_id=None, dataset_id="d",
+                 run_id="r6", data=rows.to_csv(index=False).encode())
+    (charges,) = [p for p in caught.value.details["problems"] if "'monthly_charges'" in p]
+    assert "feature 'monthly_charges' has 2 infinite value(s) and 1 value(s) beyond +-3.402823e+38" in charges
+    (tenure,) = [p for p in caught.value.details["problems"] if "'tenure_months'" in p]
+    assert "has 1 value(s) beyond" in tenure and "float32" in tenure
+    regression = churn_spec.model_copy(update={"task": "regression", "metric": "rmse"})
+    huge = churn_rows.astype({"churned": float})
+    huge.loc[0, "churned"] = 1e300
+    assert any("the target 'churned' has 1 value(s) beyond" in p for p in check_frame(huge, regression)[0])
+
+
+def test_strings_longer_than_the_served_limit_are_refused_in_features_labels_and_entity_ids(churn_spec,
+                                                                                           churn_rows):
+    from functions.serving.predict import MAX_CATEGORY_LENGTH as SERVED
+    from functions.shared.limits import MAX_CATEGORY_LENGTH
+
+    assert SERVED == MAX_CATEGORY_LENGTH == 256  # training data is held to what the predict API accepts
+    rows = churn_rows.astype({"plan": object, "customer_id": object, "churned": object})
+    rows.loc[[0, 1], "plan"] = "p" * 2_000_000
+    rows.loc[2, "customer_id"] = "c" * 257
+    rows.loc[3, "churned"] = "x" * 300
+    problems, _ = check_frame(rows, churn_spec)
+    text = " | ".join(problems)
+    assert "feature 'plan' has 2 value(s) longer than 256 characters (the longest 2000000)" in text
+    assert "the entity id 'customer_id' has 1 value(s) longer than 256 characters" in text
+    assert "the target 'churned' has 1 label(s) longer than 256 characters" in text
+    assert len(text) < 1000
+    rows.loc[[0, 1], "plan"] = "p" * 256
+    assert not any("'plan'" in p for p in check_frame(rows, churn_spec)[0])

@@ -68,3 +68,20 @@ def test_a_vanished_upload_is_not_found(stores, churn_spec):
     with pytest.raises(NotFound, match="no longer exists"):
         build_run_features(stores.objects, stores.online, spec=churn_spec, key="datasets/churn/gone.csv",
                            version_id="v1", run_id="run-1", dataset_id="d" * 64, ttl_days=30)
+
+
+def test_an_entity_whose_features_would_not_fit_an_online_item_fails_before_anything_is_written(stores, churn_spec,
+                                                                                                churn_rows):
+    from functions.errors import DatasetInvalid
+    from functions.features.store import MAX_ONLINE_ROW_BYTES
+    from functions.shared.limits import MAX_CATEGORY_LENGTH
+    from functions.spec import ModelSpec
+
+    wide = MAX_ONLINE_ROW_BYTES // (4 * MAX_CATEGORY_LENGTH) + 50  # features of the longest 4-byte-character values
+    spec = ModelSpec.model_validate({**churn_spec.model_dump(), "features": [
+        {"name": f"c{i}", "type": "categorical"} for i in range(wide)]})
+    rows = churn_rows.head(30).assign(**{f"c{i}": "\U0001f600" * MAX_CATEGORY_LENGTH for i in range(wide)})
+    rows.loc[rows.index[1:], "c0"] = "short"
+    with pytest.raises(DatasetInvalid, match=f"more than {MAX_ONLINE_ROW_BYTES} bytes, what an online item holds"):
+        build(stores, spec, rows)
+    assert stores.online.rows == {}

@@ -138,7 +138,7 @@ def test_items_carry_a_ttl_and_their_dataset(dynamo_online):
     dynamo_online.put_latest("churn", {"a": {"x": np.nan, "plan": "basic"}}, dataset_id="d1", ttl_days=2)
     item = dynamo_online.table.get_item(Key={"pk": "churn#a", "sk": "LATEST"})["Item"]
     assert item["dataset_id"] == "d1" and item["entity"] == "a" and item["model"] == "churn"
-    assert item["features"] == '{"x": null, "plan": "basic"}'
+    assert item["features"] == '{"x":null,"plan":"basic"}'  # compact: DynamoDB counts every byte
     assert abs(int(item["expires_at"]) - (time.time() + 2 * 86_400)) < 120
 
 
