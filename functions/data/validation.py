@@ -18,6 +18,9 @@ from functions.storage.objects import ObjectStore
 MIN_ROWS = 20
 MAX_CLASSES = 100  # more distinct labels than this is a regression target, or an id
 WARN_MISSING_FRACTION = 0.5
+# Exact copies of a row are reported; past this share of the rows the dataset is refused: a model
+# graded on copies of its training rows looks far better than it is.
+MAX_DUPLICATE_FRACTION = 0.5
 
 
 def _not_numbers(series: pd.Series) -> pd.Series:
@@ -91,6 +94,13 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
     if spec.entity_id and spec.entity_id not in columns:
         problems.append(f"the entity id column {spec.entity_id!r} is missing")
 
+    if duplicated := int(frame.duplicated().sum()):
+        share = f"{duplicated} of {len(frame)} rows ({duplicated / len(frame):.1%}) are exact duplicates of another row"
+        if duplicated / len(frame) > MAX_DUPLICATE_FRACTION:
+            problems.append(f"{share}; at most {MAX_DUPLICATE_FRACTION:.0%} may be: remove the repeated rows")
+        else:
+            warnings.append(share)
+
     for feature in spec.features:
         if feature.name not in columns:
             continue
@@ -159,6 +169,7 @@ def validate(objects: ObjectStore, *, spec: ModelSpec, key: str, version_id: str
             "features": [f.model_dump() for f in spec.features],
             "entity_id": spec.entity_id,
             "min_rows": MIN_ROWS,
+            "max_duplicate_fraction": MAX_DUPLICATE_FRACTION,
         },
         "passed": not problems,
         "problems": problems,

@@ -59,6 +59,7 @@ class TrainingResult(StepResult):
     seed: int
     stratified: bool
     rows: dict[str, int]
+    grouped: bool = False  # split by entity id: no entity on both sides
 
 
 class EvaluationResult(StepResult):

@@ -44,7 +44,7 @@ def train_run(objects: ObjectStore, *, spec: ModelSpec, run_id: str, features_ke
     return TrainingResult(
         model_key=model_key, model_sha256=objects.put_bytes(model_key, model_bytes), trusted_types=trusted_types,
         train_key=train_key, holdout_key=holdout_key, params=result.params, estimator=spec.estimator.name,
-        seed=result.seed, stratified=result.stratified,
+        seed=result.seed, stratified=result.stratified, grouped=result.grouped,
         rows={"train": len(result.train), "holdout": len(result.holdout)},
     )
 

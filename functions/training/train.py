@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -41,6 +41,7 @@ class TrainResult:
     params: dict
     seed: int
     stratified: bool
+    grouped: bool = False  # split by entity: no entity on both sides
 
 
 def seed_for(dataset_id: str) -> int:
@@ -84,9 +85,29 @@ def build_pipeline(spec: ModelSpec, seed: int = 0) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("estimator", estimator_for(spec, seed))])
 
 
-def split(frame: pd.DataFrame, spec: ModelSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
-    """Train and holdout frames; stratified by the target for classification when every class allows it."""
+def entity_groups(frame: pd.DataFrame, spec: ModelSpec) -> pd.Series | None:
+    """The entity of each row (a row without an id is its own), or None when no entity has several rows."""
+    if not spec.entity_id or spec.entity_id not in frame.columns:
+        return None
+    codes = pd.Series(pd.factorize(frame[spec.entity_id])[0], index=frame.index)
+    missing = codes < 0
+    codes[missing] = -np.arange(1, int(missing.sum()) + 1)  # each its own group
+    if codes.nunique() == len(codes):
+        return None
+    return codes
+
+
+def split(frame: pd.DataFrame, spec: ModelSpec, seed: int,
+          groups: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """Train and holdout frames; stratified by the target for classification when every class allows it.
+
+    With `groups` (the entity of each row) no entity is on both sides, so the holdout measures
+    how the model does on entities it never saw: about `holdout_fraction` of the entities go to
+    the holdout (classification: one fold of round(1 / holdout_fraction) stratified group folds).
+    """
     n = len(frame)
+    if groups is not None:
+        return _grouped_split(frame, spec, seed, groups)
     n_holdout = max(1, int(np.ceil(n * spec.holdout_fraction)))
     if n - n_holdout < MIN_TRAIN_ROWS:
         raise DatasetInvalid(f"the dataset has {n} rows: too few to keep a holdout and train on the rest")
@@ -99,11 +120,35 @@ def split(frame: pd.DataFrame, spec: ModelSpec, seed: int) -> tuple[pd.DataFrame
     return train, holdout, stratify is not None
 
 
+def _grouped_split(frame: pd.DataFrame, spec: ModelSpec, seed: int,
+                   groups: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    entities = groups.nunique()
+    if entities < 2:
+        raise DatasetInvalid(f"every row is of one entity ({spec.entity_id!r}): a holdout of other entities "
+                             "needs at least 2")
+    folds = max(2, round(1 / spec.holdout_fraction))
+    stratified = False
+    if spec.task == "classification" and entities >= folds:
+        counts = frame[spec.target].value_counts()
+        stratified = len(counts) >= 2 and counts.min() >= folds
+    if stratified:
+        splitter: Any = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        train_rows, holdout_rows = next(splitter.split(frame, frame[spec.target], groups))
+    else:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=spec.holdout_fraction, random_state=seed)
+        train_rows, holdout_rows = next(splitter.split(frame, groups=groups))
+    if len(holdout_rows) == 0 or len(train_rows) < MIN_TRAIN_ROWS:
+        raise DatasetInvalid(f"the dataset has {len(frame)} rows of {entities} entities: too few to keep a holdout "
+                             "of whole entities and train on the rest")
+    return frame.iloc[train_rows], frame.iloc[holdout_rows], stratified
+
+
 def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:
     """Split `frame` (features + target) and fit the spec's pipeline on the training part."""
     data = model_input(frame, spec).reset_index(drop=True)
     seed = seed_for(dataset_id)
-    train, holdout, stratified = split(data, spec, seed)
+    groups = entity_groups(frame.reset_index(drop=True), spec)
+    train, holdout, stratified = split(data, spec, seed, groups)
     y = train[spec.target]
     if spec.task == "classification" and y.nunique() < 2:
         raise DatasetInvalid(f"the target {spec.target!r} has a single class in the training rows: nothing to learn")
@@ -122,7 +167,7 @@ def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:
             logger.warning("the estimator did not converge; consider raising max_iter")
             break
     params = {k: jsonable(v) for k, v in pipeline.named_steps["estimator"].get_params().items() if _is_plain(v)}
-    return TrainResult(pipeline, train, holdout, params, seed, stratified)
+    return TrainResult(pipeline, train, holdout, params, seed, stratified, grouped=groups is not None)
 
 
 def _parameter_error(spec: ModelSpec, error: ValueError) -> Exception:

@@ -184,3 +184,19 @@ def test_strings_longer_than_the_served_limit_are_refused_in_features_labels_and
     assert len(text) < 1000
     rows.loc[[0, 1], "plan"] = "p" * 256
     assert not any("'plan'" in p for p in check_frame(rows, churn_spec)[0])
+
+
+def test_exact_duplicate_rows_are_a_warning_with_their_share_and_refused_past_half(stores, churn_spec, churn_rows):
+    from functions.data.validation import MAX_DUPLICATE_FRACTION
+
+    some = pd.concat([churn_rows, churn_rows.head(50)], ignore_index=True)
+    problems, warnings = check_frame(some, churn_spec)
+    assert problems == [] and warnings == ["50 of 250 rows (20.0%) are exact duplicates of another row"]
+    result = validate(stores.objects, spec=churn_spec, key="datasets/churn/d.csv", version_id=None, dataset_id="d",
+                      run_id="r7", data=some.to_csv(index=False).encode())
+    assert result.warnings == warnings and stores.objects.get_json(result.report_key)["warnings"] == warnings
+    assert MAX_DUPLICATE_FRACTION == 0.5
+    mostly = pd.concat([churn_rows] * 3, ignore_index=True)
+    problems, _ = check_frame(mostly, churn_spec)
+    assert problems == ["400 of 600 rows (66.7%) are exact duplicates of another row; at most 50% may be: "
+                        "remove the repeated rows"]

@@ -116,3 +116,31 @@ def test_non_finite_parameters_are_refused_not_stored_as_null(churn_spec, value)
     raw = {**churn_spec.model_dump(), "estimator": {"name": "logistic_regression", "params": {"C": value}}}
     with pytest.raises(ValidationError, match="'C' must be a finite number"):
         ModelSpec.model_validate(raw)
+
+
+def test_with_an_entity_id_no_entity_is_on_both_sides_of_the_split(churn_spec, churn_rows):
+    # Each customer appears in several rows (later snapshots): a plain split would grade the model on
+    # customers it was trained on.
+    snapshots = pd.concat([churn_rows.assign(tenure_months=churn_rows["tenure_months"] + i) for i in range(4)],
+                          ignore_index=True)
+    result = fit(snapshots, churn_spec, "a" * 64)
+    train_ids = set(snapshots.loc[result.train.index, "customer_id"])
+    holdout_ids = set(snapshots.loc[result.holdout.index, "customer_id"])
+    assert result.grouped and train_ids.isdisjoint(holdout_ids)
+    assert len(holdout_ids) == 40 and len(result.holdout) == 160  # a fifth of the customers, all their rows
+    assert result.stratified  # and both classes in proportion
+    assert abs(result.holdout["churned"].mean() - snapshots["churned"].mean()) < 0.05
+    regression = ModelSpec.model_validate({**churn_spec.model_dump(), "task": "regression", "metric": "rmse",
+                                           "target": "monthly_charges", "features": churn_spec.model_dump()[
+                                               "features"][:1] + churn_spec.model_dump()["features"][2:],
+                                           "estimator": {"name": "linear_regression"}})
+    result = fit(snapshots, regression, "a" * 64)
+    assert result.grouped and not result.stratified
+    assert set(snapshots.loc[result.train.index, "customer_id"]).isdisjoint(
+        snapshots.loc[result.holdout.index, "customer_id"])
+
+
+def test_unique_entities_split_as_plain_rows_and_one_entity_cannot_be_split(churn_spec, churn_rows):
+    assert not fit(churn_rows, churn_spec, "a" * 64).grouped  # one row per customer: nothing to group
+    with pytest.raises(DatasetInvalid, match="every row is of one entity"):
+        fit(churn_rows.assign(customer_id=7), churn_spec, "a" * 64)
