@@ -34,6 +34,7 @@ METRICS: dict[str, dict[str, bool]] = {
 }
 
 Task = Literal["classification", "regression"]
+MAX_CLASSES = 100  # more distinct labels than this is a regression target, or an id
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
@@ -76,6 +77,9 @@ class ModelSpec(BaseModel):
     estimator: Estimator
     metric: str
     entity_id: str | None = Field(None, pattern=COLUMN_PATTERN)
+    # Classification: the labels the model predicts (its output shape). Validation refuses rows of
+    # other labels, and a dataset that lacks one; unset, the dataset's labels decide.
+    classes: list[bool | int | float | str] | None = Field(None, min_length=2, max_length=MAX_CLASSES)
     holdout_fraction: float = Field(0.2, gt=0.05, lt=0.5)
     description: str = Field("", max_length=1000)
 
@@ -91,6 +95,14 @@ class ModelSpec(BaseModel):
         if self.estimator.name not in ESTIMATORS[self.task]:
             allowed = ", ".join(sorted(ESTIMATORS[self.task]))
             raise ValueError(f"estimator {self.estimator.name!r} is not one of {allowed} for {self.task}")
+        if self.classes is not None:
+            if self.task != "classification":
+                raise ValueError("classes are for classification; a regression target has none")
+            labels = [label_text(c) for c in self.classes]
+            if len(set(labels)) != len(labels):
+                raise ValueError("classes must be distinct")
+            if any(isinstance(c, float) and not math.isfinite(c) for c in self.classes):
+                raise ValueError("classes must be finite numbers or strings")
         if self.metric not in METRICS[self.task]:
             allowed = ", ".join(sorted(METRICS[self.task]))
             raise ValueError(f"metric {self.metric!r} is not one of {allowed} for {self.task}")
@@ -120,6 +132,13 @@ class ModelSpec(BaseModel):
     def trained_as(self, signature: list[Feature], task: Task) -> "ModelSpec":
         """This spec with the signature and task a registered version was trained with."""
         return self.model_copy(update={"features": list(signature) or self.features, "task": task})
+
+
+def label_text(value: object) -> str:
+    """The canonical text of a class label: 1, 1.0 and "1" are one class, as in the feature transformation."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def is_model_name(name: object) -> bool:

@@ -6,17 +6,18 @@ upload); `validate` builds the report, stores it, and fails with all problems in
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from functions.errors import DatasetInvalid, shown
 from functions.pipeline.state import ValidationResult
 from functions.shared.limits import MAX_CATEGORY_LENGTH, MAX_NUMERIC_MAGNITUDE
 from functions.shared.tabular import read_dataset, read_upload
-from functions.spec import ModelSpec
+from functions.shared.transform import categories, category
+from functions.spec import MAX_CLASSES, ModelSpec
 from functions.storage.objects import ObjectStore
 
 MIN_ROWS = 20
-MAX_CLASSES = 100  # more distinct labels than this is a regression target, or an id
 WARN_MISSING_FRACTION = 0.5
 # Exact copies of a row are reported; past this share of the rows the dataset is refused: a model
 # graded on copies of its training rows looks far better than it is.
@@ -79,6 +80,34 @@ def _too_long(what: str, series: pd.Series, kind: str) -> str | None:
             f"(the longest {int(lengths.max())}); at most {MAX_CATEGORY_LENGTH} are supported")
 
 
+def _label(value: object) -> str:
+    """A label as a message shows it: text quoted (and cut), numbers as they are."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return shown(value, 20) if isinstance(value, str) else repr(value)
+
+
+def _class_problems(name: str, classes: list, target: pd.Series) -> list[str]:
+    """The labels of `target` against the spec's classes: none other, and each of them present."""
+    present = target[target.notna()]
+    texts = categories(present)
+    counts = texts.value_counts()
+    first = dict(zip(texts.iloc[::-1], present.iloc[::-1], strict=True))  # each label as the file writes it
+    expected = {category(label) for label in classes}
+    listed = ", ".join(map(_label, classes))
+    problems = []
+    other = counts[~counts.index.isin(list(expected))]
+    if len(other):
+        found = ", ".join(f"{_label(first[text])} ({count} rows)" for text, count in other.iloc[:5].items())
+        more = f" and {len(other) - 5} more" if len(other) > 5 else ""
+        problems.append(f"the target {name!r} has label(s) that are not among the spec's classes [{listed}]: "
+                        f"{found}{more}")
+    absent = [label for label in classes if category(label) not in counts.index]
+    if absent:
+        problems.append(f"the target {name!r} has no rows of the spec's class(es) {', '.join(map(_label, absent))}: "
+                        "a model must learn every class it predicts")
+    return problems
+
+
 def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) -> tuple[list[str], list[str]]:
     """(problems, warnings) of `frame` against the spec's data contract."""
     problems: list[str] = []
@@ -137,6 +166,8 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
                 problems.append(f"the target {spec.target!r} has {infinite} infinite value(s)")
             if problem := _too_long(f"the target {spec.target!r}", target, "label"):
                 problems.append(problem)
+            if spec.classes is not None:
+                problems.extend(_class_problems(spec.target, spec.classes, target))
             classes = target.dropna().nunique()
             if classes < 2 and len(frame):
                 problems.append(f"the target {spec.target!r} has {classes} class(es); classification needs at least 2")
@@ -168,6 +199,7 @@ def validate(objects: ObjectStore, *, spec: ModelSpec, key: str, version_id: str
             "task": spec.task,
             "features": [f.model_dump() for f in spec.features],
             "entity_id": spec.entity_id,
+            "classes": spec.classes,
             "min_rows": MIN_ROWS,
             "max_duplicate_fraction": MAX_DUPLICATE_FRACTION,
         },

@@ -12,13 +12,14 @@ from importlib import metadata
 
 import pandas as pd
 
-from functions.errors import Conflict, NotFound
+from functions.errors import Conflict, DatasetInvalid, NotFound
 from functions.pipeline.state import PromotionResult, RegistrationResult, TrainingResult
 from functions.records import ModelVersion
 from functions.registry.artifacts import load_predictor, save_model
 from functions.registry.store import RegistryStore
 from functions.shared.models import classes_of, load_verified_pipeline
 from functions.shared.scoring import beats, score
+from functions.shared.transform import category
 from functions.spec import ModelSpec
 from functions.storage.objects import ObjectStore
 
@@ -110,6 +111,16 @@ def _decide(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, v
         reason = f"v{version} is the first champion of model {spec.name!r}"
         registry.set_alias(spec.name, "champion", version, expected=None, reason=reason)
         return decided(reason)
+    if reshaped := _output_change(registry, spec.name, version, champion):
+        if spec.classes is None:  # the data changed the model's output, not the user
+            raise DatasetInvalid(
+                f"{reshaped}: a model whose output has another shape is neither compared with the champion nor "
+                f"put in its place (v{version} stays registered, without an alias); fix the labels of the "
+                "dataset, or list the classes in the spec (`classes`) to change the model's output on purpose"
+            )
+        reason = f"v{version} replaces the champion: {reshaped}, as the spec's classes now say"
+        registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
+        return decided(reason)
     holdout = objects.get_frame(holdout_key)
     # Both sides are scored as they are served (ONNX when they have it) on the same rows,
     # so float32 noise cannot decide between two equal models.
@@ -130,6 +141,19 @@ def _decide(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, v
     if challenger != version:
         registry.set_alias(spec.name, "challenger", version, expected=challenger, reason=reason)
     return decided(reason, promoted=False)
+
+
+def _output_change(registry: RegistryStore, model: str, version: int, champion: int) -> str | None:
+    """How `version` predicts other classes than the champion (same task and target), or None."""
+    new, current = registry.get_version(model, version), registry.get_version(model, champion)
+    if new.task != "classification" or current.task != new.task or current.target != new.target:
+        return None  # another question altogether: served_score says so
+    if new.classes is None or current.classes is None:
+        return None
+    if {category(c) for c in new.classes} == {category(c) for c in current.classes}:
+        return None
+    return (f"v{version} predicts the classes [{', '.join(map(repr, new.classes))}] but the champion v{champion} "
+            f"predicts [{', '.join(map(repr, current.classes))}]")
 
 
 def _fmt(value: float | None) -> str:

@@ -24,7 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from functions.errors import DatasetInvalid, SpecInvalid
 from functions.jsonable import jsonable
-from functions.shared.transform import MISSING, model_input
+from functions.shared.transform import MISSING, category, model_input
 from functions.spec import ESTIMATORS, ModelSpec
 from functions.storage.objects import sha256
 
@@ -152,6 +152,12 @@ def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:
     y = train[spec.target]
     if spec.task == "classification" and y.nunique() < 2:
         raise DatasetInvalid(f"the target {spec.target!r} has a single class in the training rows: nothing to learn")
+    if spec.classes is not None:
+        learned = {category(label) for label in y.unique()}
+        lacking = [label for label in spec.classes if category(label) not in learned]
+        if lacking:  # the model's output would lack them: another shape than the spec says
+            raise DatasetInvalid(f"class(es) {', '.join(map(repr, lacking))} of the target {spec.target!r} have too "
+                                 "few rows: none is left in the training rows once the holdout is kept")
     empty = [name for name in spec.numeric_features if train[name].isna().all()]
     if empty:  # the imputer would drop such a column and the scaler then fails on nothing
         raise DatasetInvalid(f"numeric feature(s) {', '.join(map(repr, empty))} have no values in the training rows")

@@ -200,3 +200,33 @@ def test_exact_duplicate_rows_are_a_warning_with_their_share_and_refused_past_ha
     problems, _ = check_frame(mostly, churn_spec)
     assert problems == ["400 of 600 rows (66.7%) are exact duplicates of another row; at most 50% may be: "
                         "remove the repeated rows"]
+
+
+def test_the_specs_classes_fix_the_labels_a_dataset_may_have(churn_spec, churn_rows):
+    binary = churn_spec.model_copy(update={"classes": [0, 1]})
+    three = churn_rows.assign(churned=[2 if i % 10 == 0 else c for i, c in enumerate(churn_rows["churned"])])
+    (problem,) = check_frame(three, binary)[0]
+    assert problem == "the target 'churned' has label(s) that are not among the spec's classes [0, 1]: 2 (20 rows)"
+    assert check_frame(churn_rows, binary)[0] == []
+    assert check_frame(churn_rows.astype({"churned": float}), binary)[0] == []  # 1.0 is the class 1
+    named = churn_spec.model_copy(update={"classes": ["no", "yes", "maybe"]})
+    words = churn_rows.assign(churned=churn_rows["churned"].map({0: "no", 1: "yes"}))
+    (problem,) = check_frame(words, named)[0]
+    assert problem.startswith("the target 'churned' has no rows of the spec's class(es) 'maybe'")
+
+
+def test_a_spec_lists_distinct_classes_for_classification_only(churn_spec):
+    from pydantic import ValidationError
+
+    from functions.spec import ModelSpec
+
+    raw = churn_spec.model_dump()
+    assert ModelSpec.model_validate({**raw, "classes": ["no", "yes"]}).classes == ["no", "yes"]
+    assert ModelSpec.model_validate({**raw, "classes": [0, 1]}).classes == [0, 1]
+    for classes, message in [([1, 1.0], "distinct"), (["a", "a"], "distinct"), ([1], "at least 2"),
+                             ([0, float("nan")], "finite")]:
+        with pytest.raises(ValidationError, match=message):
+            ModelSpec.model_validate({**raw, "classes": classes})
+    with pytest.raises(ValidationError, match="classes are for classification"):
+        ModelSpec.model_validate({**raw, "task": "regression", "metric": "rmse", "classes": [0, 1],
+                                  "estimator": {"name": "linear_regression"}})

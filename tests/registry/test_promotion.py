@@ -212,3 +212,23 @@ def test_rollback_is_an_audited_alias_move(stores, churn_v1):
     assert registry.get_alias("churn") == 1 and registry.audit_trail("churn")[-1].reason == "rollback: v2 misbehaves"
     assert rollback(registry, "churn", 1, "again") == {"champion": 1, "previous": 1}
     assert len(registry.audit_trail("churn")) == 2, "rolling back to the champion moves nothing"
+
+
+def test_a_version_of_other_classes_is_neither_compared_with_the_champion_nor_replaces_it(stores, churn_champion,
+                                                                                         churn_rows):
+    from functions.errors import DatasetInvalid
+
+    # A third label slipped into the data: its model's probabilities would be three wide, not two.
+    three = churn_rows.assign(churned=[2 if i % 5 == 0 else c for i, c in enumerate(churn_rows["churned"])])
+    v2, training2, metrics2 = register(stores, churn_champion.spec, three, "run-2", "b" * 64)
+    with pytest.raises(DatasetInvalid) as caught:
+        decide(stores, churn_champion.spec, v2, training2.holdout_key, metrics2)
+    assert "v2 predicts the classes [0, 1, 2] but the champion v1 predicts [0, 1]" in caught.value.message
+    assert "list the classes in the spec" in caught.value.message
+    assert stores.registry.get_alias("churn") == 1 and stores.registry.get_alias("churn", "challenger") is None
+    assert len(stores.registry.audit_trail("churn")) == 1
+    # When the spec says the model now predicts three classes, the new shape is the user's decision.
+    three_classes = respec(churn_champion.spec, classes=[0, 1, 2])
+    decision = decide(stores, three_classes, v2, training2.holdout_key, metrics2)
+    assert decision.promoted and "as the spec's classes now say" in decision.reason
+    assert stores.registry.get_alias("churn") == 2

@@ -144,3 +144,15 @@ def test_unique_entities_split_as_plain_rows_and_one_entity_cannot_be_split(chur
     assert not fit(churn_rows, churn_spec, "a" * 64).grouped  # one row per customer: nothing to group
     with pytest.raises(DatasetInvalid, match="every row is of one entity"):
         fit(churn_rows.assign(customer_id=7), churn_spec, "a" * 64)
+
+
+def test_a_class_of_the_spec_left_out_of_the_training_rows_is_a_dataset_error(churn_spec, churn_rows):
+    spec = churn_spec.model_copy(update={"classes": [0, 1, 2], "entity_id": None})
+    rows = churn_rows.astype({"churned": int}).reset_index(drop=True)
+    rows.loc[0, "churned"] = 2  # one row: too few to stratify, so it may land in the holdout
+    data = model_input(rows, spec)
+    in_holdout = next(d * 64 for d in "0123456789abcdef" if 0 in split(data, spec, seed_for(d * 64))[1].index)
+    with pytest.raises(DatasetInvalid, match="class\\(es\\) 2 of the target 'churned' have too few rows"):
+        fit(rows, spec, in_holdout)
+    in_training = next(d * 64 for d in "0123456789abcdef" if 0 in split(data, spec, seed_for(d * 64))[0].index)
+    assert list(fit(rows, spec, in_training).pipeline.classes_) == [0, 1, 2]
