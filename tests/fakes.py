@@ -186,21 +186,37 @@ class MemoryRegistryStore:
         return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
 
     def version_for_run(self, model: str, run_id: str) -> int:
+        """As the adapter: read the reservation (fault point "version_for_run"), else move the counter and
+        record the reservation in one conditional write (fault point "reserve_version")."""
         self.faults.before("version_for_run")
-        if (model, run_id) not in self.reservations:
+        key = (model, run_id)
+        if key not in self.reservations:
+            self.faults.before("reserve_version")
             self.counters[model] = self.counters.get(model, 0) + 1
-            self.faults.after("next_version")
-            self.reservations[(model, run_id)] = self.counters[model]
-        self.faults.after("version_for_run")
-        return self.reservations[(model, run_id)]
+            self.reservations[key] = self.counters[model]
+            self.faults.after("reserve_version")
+        return self.reservations[key]
 
     def put_version(self, version: ModelVersion) -> None:
         self.faults.before("put_version")
         key = (version.model, version.version)
         if key in self.versions:
-            raise condition_failed(f"registering version {version.version} of model {version.model!r}")
+            if self.versions[key].run_id == version.run_id:
+                return  # the same run registered it: a retry whose first reply was lost
+            raise Conflict(f"version {version.version} of model {version.model!r} is already registered "
+                           "by another run")
         self.versions[key] = version
         self.faults.after("put_version")
+
+    def release_version(self, model: str, run_id: str) -> bool:
+        self.faults.before("release_version")
+        number = self.reservations.get((model, run_id))
+        if number is None or self.counters.get(model) != number or (model, number) in self.versions:
+            return False
+        del self.reservations[(model, run_id)]
+        self.counters[model] = number - 1
+        self.faults.after("release_version")
+        return True
 
     def get_version(self, model: str, version: int) -> ModelVersion:
         self.faults.before("get_version")

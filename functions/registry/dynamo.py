@@ -2,6 +2,11 @@
 
 Partition `MODEL#<model>`; the sort key says what an item is: SPEC, RUN#<id>, VERSION#<n>,
 COUNTER, RUNVERSION#<run id>, ALIAS#<alias>, AUDIT#<time>#<uuid>.
+
+COUNTER holds the last version number reserved (`next_version`), RUNVERSION#<run id> the number
+a run reserved. Both change only together, in one transaction conditioned on the counter's value
+as read and on the run having no reservation yet: a throttled reservation changes nothing, a
+retry after a lost reply reads the reservation it made, and two runs never get one number.
 """
 
 import uuid
@@ -19,6 +24,9 @@ from functions.settings import settings
 from functions.spec import ModelSpec
 from functions.storage.dynamo import attributes, from_item, query_all, to_item
 from functions.storage.errors import storage_errors
+
+# Reading the counter and reserving the next number again, when other runs keep taking it first.
+RESERVATION_ATTEMPTS = 10
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -98,36 +106,75 @@ class DynamoRegistryStore:
 
     # --- versions
     def version_for_run(self, model: str, run_id: str) -> int:
-        key = {"pk": _pk(model), "sk": f"RUNVERSION#{run_id}"}
-        item = self._get(key, f"reading the version of run {run_id}")
-        if item:
-            return int(item["version"])
-        version = self._next_version(model)
-        try:
-            with storage_errors(f"reserving version {version} for run {run_id}"):
-                self.table.put_item(Item={**key, "version": version}, ConditionExpression="attribute_not_exists(pk)")
-        except Conflict:  # a concurrent copy of the same step reserved first: use its number
+        # Read the run's reservation, else the counter; then move the counter from what was read and record
+        # the reservation in one transaction. A throttled transaction moves nothing; one whose reply was
+        # lost is found by the retry's first read; one that lost a race to another run reads again.
+        key = self._reservation_key(model, run_id)
+        for _ in range(RESERVATION_ATTEMPTS):
             item = self._get(key, f"reading the version of run {run_id}")
-            if not item:
-                raise
-            return int(item["version"])
-        return version
-
-    def _next_version(self, model: str) -> int:
-        with storage_errors(f"allocating a version of model {model!r}"):
-            response = self.table.update_item(
-                Key={"pk": _pk(model), "sk": "COUNTER"},
-                UpdateExpression="ADD #n :one",
-                ExpressionAttributeNames={"#n": "next_version"},
-                ExpressionAttributeValues={":one": 1},
-                ReturnValues="UPDATED_NEW",
-            )
-        return int(response["Attributes"]["next_version"])  # type: ignore[arg-type]
+            if item:
+                return int(item["version"])
+            counter = self._get(self._counter_key(model), f"reading the version counter of model {model!r}")
+            current = int(counter["next_version"]) if counter else 0
+            version = current + 1
+            counter_update = {"Update": {
+                "TableName": self.table.name, "Key": self._counter_key(model),
+                "UpdateExpression": "SET #n = :version",
+                "ConditionExpression": "#n = :current" if counter else "attribute_not_exists(pk)",
+                "ExpressionAttributeNames": {"#n": "next_version"},
+                "ExpressionAttributeValues": {":version": version, **({":current": current} if counter else {})},
+            }}
+            reservation = {"Put": {
+                "TableName": self.table.name,
+                "Item": {**key, "version": version, "run_id": run_id, "reserved_at": now_iso()},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }}
+            try:
+                self._transact([counter_update, reservation], f"reserving version {version} for run {run_id}")
+            except Conflict:  # another run took the number, or a concurrent copy of this step reserved: read again
+                continue
+            return version
+        raise RetryableError(f"reserving a version of model {model!r}: other runs kept taking the next number; "
+                             "try again")
 
     def put_version(self, version: ModelVersion) -> None:
         item = to_item(version, pk=_pk(version.model), sk=_version_sk(version.version))
-        with storage_errors(f"registering version {version.version} of model {version.model!r}"):
-            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        what = f"registering version {version.version} of model {version.model!r}"
+        try:
+            with storage_errors(what):
+                self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except Conflict:
+            existing = self._get({"pk": _pk(version.model), "sk": _version_sk(version.version)}, what)
+            if existing is None or existing.get("run_id") != version.run_id:
+                raise Conflict(f"version {version.version} of model {version.model!r} is already registered "
+                               "by another run") from None
+            # The same run registered it: a retry whose first reply was lost.
+
+    def release_version(self, model: str, run_id: str) -> bool:
+        key = self._reservation_key(model, run_id)
+        item = self._get(key, f"reading the version of run {run_id}")
+        if not item:
+            return False
+        version = int(item["version"])
+        # All or nothing: the reservation goes and the counter steps back only if no later number was
+        # reserved and the version was never registered.
+        give_back = [
+            {"Delete": {"TableName": self.table.name, "Key": key, "ConditionExpression": "#v = :version",
+                        "ExpressionAttributeNames": {"#v": "version"},
+                        "ExpressionAttributeValues": {":version": version}}},
+            {"Update": {"TableName": self.table.name, "Key": self._counter_key(model),
+                        "UpdateExpression": "SET #n = :previous", "ConditionExpression": "#n = :version",
+                        "ExpressionAttributeNames": {"#n": "next_version"},
+                        "ExpressionAttributeValues": {":previous": version - 1, ":version": version}}},
+            {"ConditionCheck": {"TableName": self.table.name,
+                                "Key": {"pk": _pk(model), "sk": _version_sk(version)},
+                                "ConditionExpression": "attribute_not_exists(pk)"}},
+        ]
+        try:
+            self._transact(give_back, f"releasing version {version} of run {run_id}")
+        except Conflict:  # registered, or a later number was reserved: the number stays taken
+            return False
+        return True
 
     def get_version(self, model: str, version: int) -> ModelVersion:
         key = {"pk": _pk(model), "sk": _version_sk(version)}
@@ -171,9 +218,26 @@ class DynamoRegistryStore:
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
+        self._transact([alias_update, audit_put], f"moving the {alias} of model {model!r}",
+                       conflict=f"the {alias} of model {model!r} moved while it was being changed; try again")
+
+    def audit_trail(self, model: str) -> list[AuditEntry]:
+        return [from_item(AuditEntry, i) for i in self._query(model, "AUDIT#")]
+
+    # --- helpers
+    @staticmethod
+    def _counter_key(model: str) -> dict[str, str]:
+        return {"pk": _pk(model), "sk": "COUNTER"}
+
+    @staticmethod
+    def _reservation_key(model: str, run_id: str) -> dict[str, str]:
+        return {"pk": _pk(model), "sk": f"RUNVERSION#{run_id}"}
+
+    def _transact(self, items: list[dict[str, Any]], what: str, conflict: str | None = None) -> None:
+        """One TransactWriteItems: Conflict when a condition failed, RetryableError when DynamoDB was busy."""
         # The resource's client takes Python values (it serializes them), not the low-level shapes its stubs name.
-        transaction: list[Any] = [alias_update, audit_put]
-        with storage_errors(f"moving the {alias} of model {model!r}"):
+        transaction: list[Any] = items
+        with storage_errors(what):
             try:
                 self.table.meta.client.transact_write_items(TransactItems=transaction)
             except ClientError as error:
@@ -181,17 +245,11 @@ class DynamoRegistryStore:
                     raise
                 reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}
                 if "ConditionalCheckFailed" in reasons:
-                    raise Conflict(f"the {alias} of model {model!r} moved while it was being changed; "
-                                   "try again") from error
+                    raise Conflict(conflict or f"{what}: the record changed or already exists") from error
                 if reasons & {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}:
-                    raise RetryableError(f"moving the {alias} of model {model!r}: storage is busy, "
-                                         "try again") from error
+                    raise RetryableError(f"{what}: storage is busy, try again") from error
                 raise
 
-    def audit_trail(self, model: str) -> list[AuditEntry]:
-        return [from_item(AuditEntry, i) for i in self._query(model, "AUDIT#")]
-
-    # --- helpers
     def _get(self, key: dict[str, str], what: str) -> dict[str, Any] | None:
         with storage_errors(what):
             return self.table.get_item(Key=key, ConsistentRead=True).get("Item")

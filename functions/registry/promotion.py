@@ -43,17 +43,26 @@ def package_versions() -> dict[str, str]:
 def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, run_id: str,
                      dataset_id: str, training: TrainingResult, metrics: dict[str, float],
                      code_version: str) -> RegistrationResult:
-    """Store the run's model under models/<model>/v<n>/ and record version n (once per run)."""
+    """Store the run's model under models/<model>/v<n>/ and record version n (once per run).
+
+    Idempotent per run: a retried step (throttled, or its reply lost) gets the number the first
+    attempt reserved and finds the version if it was registered. What can fail without writing
+    (reading and verifying the run's model and holdout) is done before a number is reserved; a
+    run that fails after reserving gives its number back (RecordFailure, see training.runs).
+    """
+    pipeline = load_verified_pipeline(objects, training.model_key, training.model_sha256, training.trusted_types)
+    holdout = objects.get_frame(training.holdout_key)
     version = registry.version_for_run(spec.name, run_id)
     try:
         existing = registry.get_version(spec.name, version)
     except NotFound:
         existing = None
-    if existing is not None:  # a retried step: the version is already there
-        return RegistrationResult(version=existing.version, format=existing.artifacts.format)
+    if existing is not None:
+        if existing.run_id != run_id:  # the store gives a number to one run only: this is not a retry
+            raise Conflict(f"version {version} of model {spec.name!r} is already registered by run "
+                           f"{existing.run_id}, not by run {run_id}")
+        return RegistrationResult(version=existing.version, format=existing.artifacts.format)  # a retried step
     # A retry after a failure below writes the same keys again: the number was reserved for this run.
-    pipeline = load_verified_pipeline(objects, training.model_key, training.model_sha256, training.trusted_types)
-    holdout = objects.get_frame(training.holdout_key)
     artifacts = save_model(objects, f"models/{spec.name}/v{version}", pipeline, spec, holdout.head(SAMPLE_ROWS))
     registry.put_version(ModelVersion(
         model=spec.name, version=version, run_id=run_id, dataset_id=dataset_id, task=spec.task, target=spec.target,

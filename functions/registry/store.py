@@ -2,7 +2,13 @@
 
 Domain code receives a `RegistryStore`; registry.dynamo implements it on one DynamoDB table
 (and tests use an in-memory twin). Every alias move is conditional and audited in one
-transaction; a run's version number is reserved once, however often it asks.
+transaction.
+
+Version numbers are 1, 2, 3... per model, none skipped and none given twice. A run reserves its
+number in one conditional write that moves the counter and records the reservation together,
+so a retried reservation (throttled, or written but its reply lost) finds the number it took
+the first time; registering is idempotent per run; and a run that fails before registering
+gives its number back while no later number has been reserved.
 """
 
 from typing import Any, Protocol
@@ -35,11 +41,26 @@ class RegistryStore(Protocol):
         ...
 
     def version_for_run(self, model: str, run_id: str) -> int:
-        """The version number of a run's model, reserved on first call; every later call returns it."""
+        """The version number of a run's model, reserved on first call; every later call returns it.
+
+        The counter moves only with the run's reservation (one conditional write), so a failed or
+        retried call never skips a number, and concurrent runs never share one.
+        """
         ...
 
     def put_version(self, version: ModelVersion) -> None:
-        """Conflict when that version number is already registered."""
+        """Record a version; a no-op when the same run already registered it (a retry whose reply was lost).
+
+        Conflict when another run registered that version number.
+        """
+        ...
+
+    def release_version(self, model: str, run_id: str) -> bool:
+        """Give back the number a failed run reserved but never registered; True when it was given back.
+
+        Only the latest number can go back (nothing later reserved), so no gap opens; a registered
+        version, or a run without a reservation, changes nothing (a retried release is a no-op).
+        """
         ...
 
     def get_version(self, model: str, version: int) -> ModelVersion: ...

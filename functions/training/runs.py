@@ -99,13 +99,41 @@ def failure_reason(error: dict[str, Any] | None, run_id: str, step: str) -> str:
 
 
 def record_failure(registry: RegistryStore, state: PipelineState) -> RunResult:
+    """Record why the run failed and what it had done; give back a version number it reserved but never registered.
+
+    Each write is tried even when the other fails (the first failure is raised, for the state
+    machine to retry the step; both writes are idempotent).
+    """
     step = state.failed_step()
     reason = failure_reason(state.error, state.run_id, step)
     error_type = str((state.error or {}).get("Error", "")) or "unknown"
+    outcome: dict[str, Any] = {}
+    if state.registration is not None:  # the version stays registered: the record says which
+        outcome["model_version"] = state.registration.version
+    if state.promotion is not None:  # it failed after the promotion gate (recording its success)
+        promotion = state.promotion
+        outcome.update(promoted=promotion.promoted, champion=promotion.champion,
+                       promotion_reason=promotion.reason)
+        became = "the champion" if promotion.promoted else "the challenger"
+        version = state.registration.version if state.registration else "?"
+        reason = f"v{version} became {became}, but the run's success was not recorded: {reason}"
+        reason = reason[:MAX_REASON_CHARS]
     logger.warning("run failed", extra={"run_id": state.run_id, "failed_step": step, "error": error_type})
-    registry.update_run(
-        state.model, state.run_id,
-        status="FAILED", ended_at=now_iso(), failure_reason=reason, failed_step=step, error_type=error_type,
-        dataset_id=state.dataset.dataset_id if state.dataset else None,
-    )
+    failures: list[MlopsError] = []
+    try:
+        registry.update_run(
+            state.model, state.run_id,
+            status="FAILED", ended_at=now_iso(), failure_reason=reason, failed_step=step, error_type=error_type,
+            dataset_id=state.dataset.dataset_id if state.dataset else None, **outcome,
+        )
+    except MlopsError as error:
+        failures.append(error)
+    if step == "RegisterModel":  # it may have reserved a number it never registered
+        try:
+            if registry.release_version(state.model, state.run_id):
+                logger.info("version number given back", extra={"run_id": state.run_id})
+        except MlopsError as error:
+            failures.append(error)
+    if failures:
+        raise failures[0]
     return RunResult(status="FAILED", failure_reason=reason, failed_step=step)

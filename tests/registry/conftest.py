@@ -10,40 +10,60 @@ from botocore.exceptions import ReadTimeoutError
 from tests.conftest import Champion, client_error
 from tests.fakes import lost_reply, throttled
 
-# The registry's writes a fault can hit, and how the fake plans each, as (operation, after) for a throttled
-# call (nothing written) and for a lost reply (written, but the caller hears a timeout). The fake reserves
-# a version in one call: a refused counter fails it before anything moves, a refused reservation after
-# the counter moved.
+# The registry's calls a fault can hit, and how the fake plans each, as (operation, after) for a throttled
+# call (nothing written) and for a lost reply (written, but the caller hears a timeout). A reservation is
+# one write on both backends: the counter and the run's reservation move together or not at all.
 MEMORY_FAULTS = {
-    "counter": (("version_for_run", False), ("next_version", True)),
-    "reservation": (("next_version", True), ("version_for_run", True)),
+    "reservation read": (("version_for_run", False), None),
+    "reservation": (("reserve_version", False), ("reserve_version", True)),
+    "registration": (("put_version", False), ("put_version", True)),
+    "release": (("release_version", False), ("release_version", True)),
     "run": (("update_run", False), ("update_run", True)),
     "alias": (("set_alias", False), ("set_alias", True)),
 }
-# The same writes as DynamoDB calls: (table method, which of its calls).
-DYNAMO_CALLS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
-    "counter": ("update_item", lambda call: call["Key"]["sk"] == "COUNTER"),
-    "reservation": ("put_item", lambda call: call["Item"]["sk"].startswith("RUNVERSION#")),
-    "run": ("update_item", lambda call: call["Key"]["sk"].startswith("RUN#")),
+
+
+def _transaction_with(kind: str, sk_prefix: str) -> Callable[[dict[str, Any]], bool]:
+    """A TransactWriteItems call holding a `kind` (Put, Update, Delete) of an item whose sort key starts so."""
+    def matches(call: dict[str, Any]) -> bool:
+        for action in call["TransactItems"]:
+            if kind in action:
+                key = action[kind].get("Item") or action[kind].get("Key") or {}
+                if str(key.get("sk", "")).startswith(sk_prefix):
+                    return True
+        return False
+
+    return matches
+
+
+# The same calls on DynamoDB: (the table or its client, the method, which of its calls).
+DYNAMO_CALLS: dict[str, tuple[str, str, Callable[[dict[str, Any]], bool]]] = {
+    "reservation read": ("table", "get_item", lambda call: call["Key"]["sk"].startswith("RUNVERSION#")),
+    "reservation": ("client", "transact_write_items", _transaction_with("Put", "RUNVERSION#")),
+    "registration": ("table", "put_item", lambda call: call["Item"]["sk"].startswith("VERSION#")),
+    "release": ("client", "transact_write_items", _transaction_with("Delete", "RUNVERSION#")),
+    "run": ("table", "update_item", lambda call: call["Key"]["sk"].startswith("RUN#")),
+    "alias": ("client", "transact_write_items", _transaction_with("Update", "ALIAS#")),
 }
 
 
 class RegistryBackend:
-    """A registry store, and `fail(write)` to make its next such write fail on either backend."""
+    """A registry store, and `fail(call)` to make its next such call fail on either backend."""
 
     def __init__(self, kind: str, store, monkeypatch):
         self.kind, self.store, self._monkeypatch = kind, store, monkeypatch
 
-    def fail(self, write: str, *, reply_lost: bool = False) -> None:
-        """The next `write` is throttled (nothing written), or is written and its reply lost (a timeout)."""
+    def fail(self, call: str, *, reply_lost: bool = False) -> None:
+        """The next `call` is throttled (nothing written), or is written and its reply lost (a timeout)."""
         if self.kind == "memory":
-            operation, after = MEMORY_FAULTS[write][reply_lost]
+            plan = MEMORY_FAULTS[call][reply_lost]
+            assert plan is not None, f"{call} writes nothing: no reply of it can be lost"
+            operation, after = plan
             self.store.faults.inject(operation, lost_reply() if reply_lost else throttled(), after=after)
-        elif write == "alias":
-            self._fail_once(self.store.table.meta.client, "transact_write_items", lambda call: True, reply_lost)
         else:
-            method, matches = DYNAMO_CALLS[write]
-            self._fail_once(self.store.table, method, matches, reply_lost)
+            target, method, matches = DYNAMO_CALLS[call]
+            self._fail_once(self.store.table if target == "table" else self.store.table.meta.client, method,
+                            matches, reply_lost)
 
     def _fail_once(self, target, method: str, matches, reply_lost: bool) -> None:
         real = getattr(target, method)

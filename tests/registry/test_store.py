@@ -126,40 +126,81 @@ def test_an_unknown_alias_is_refused_and_nothing_moves(backend):
     assert backend.store.get_alias("m", "latest") is None and backend.store.audit_trail("m") == []
 
 
-# --- faults: both backends fail the same way (the next issue's matrix builds on these) -----------
+# --- version numbers under faults: none skipped, none given twice (issue 6 item 14) --------------
 
 
-def test_a_throttled_version_counter_is_retried_to_the_same_number(backend):
-    backend.fail("counter")
+def reserved(store, model: str = "m") -> list[int]:
+    """The numbers the next two runs get: what a failed call left of the counter."""
+    return [store.version_for_run(model, "next-1"), store.version_for_run(model, "next-2")]
+
+
+@pytest.mark.parametrize("reply_lost", [False, True], ids=["throttled", "reply lost"])
+def test_a_failed_reservation_is_retried_to_the_same_number_and_skips_none(backend, reply_lost):
+    backend.fail("reservation", reply_lost=reply_lost)
     with pytest.raises(RetryableError):
         backend.store.version_for_run("m", "run-a")
     assert backend.store.version_for_run("m", "run-a") == 1
+    assert backend.store.version_for_run("m", "run-a") == 1
+    assert reserved(backend.store) == [2, 3], "no number was skipped or taken twice"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 item 14: the counter moved but nothing was reserved, "
-                                       "so the retry takes the next number and version 1 is never used")
-def test_a_lost_counter_reply_skips_a_version_number(backend):
-    backend.fail("counter", reply_lost=True)
+def test_a_throttled_read_of_the_reservation_reserves_nothing(backend):
+    backend.fail("reservation read")
     with pytest.raises(RetryableError):
         backend.store.version_for_run("m", "run-a")
-    assert backend.store.version_for_run("m", "run-a") == 1
+    assert backend.store.version_for_run("m", "run-a") == 1 and reserved(backend.store) == [2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 item 14: the counter moved before the reservation failed, "
-                                       "so the retry takes the next number and version 1 is never used")
-def test_a_throttled_reservation_skips_a_version_number(backend):
-    backend.fail("reservation")
+def test_a_registration_is_idempotent_for_its_run_and_refused_to_another(backend):
+    store = backend.store
+    first = version(1, metrics={"rmse": 1.5})
+    store.put_version(first)
+    store.put_version(version(1, metrics={"rmse": 9.9}))  # the same run again: a no-op, the first record stays
+    assert store.get_version("m", 1).metrics == {"rmse": 1.5}
+    with pytest.raises(Conflict, match="version 1 of model 'm' is already registered by another run"):
+        store.put_version(version(1, run_id="r2"))
+    assert [v.run_id for v in store.list_versions("m")] == ["r1"]
+
+
+@pytest.mark.parametrize("reply_lost", [False, True], ids=["throttled", "reply lost"])
+def test_a_failed_registration_is_retried_to_one_version(backend, reply_lost):
+    backend.fail("registration", reply_lost=reply_lost)
     with pytest.raises(RetryableError):
-        backend.store.version_for_run("m", "run-a")
-    assert backend.store.version_for_run("m", "run-a") == 1
+        backend.store.put_version(version(1))
+    assert [v.run_id for v in backend.store.list_versions("m")] == (["r1"] if reply_lost else [])
+    backend.store.put_version(version(1))  # the step's retry: never "version 1 already exists"
+    assert [v.version for v in backend.store.list_versions("m")] == [1]
 
 
-def test_a_reservation_whose_reply_is_lost_is_found_by_the_retry(backend):
-    backend.fail("reservation", reply_lost=True)
+def test_a_failed_run_gives_back_the_number_it_never_registered(backend):
+    store = backend.store
+    assert store.version_for_run("m", "run-a") == 1
+    assert store.release_version("m", "run-a") is True
+    assert store.release_version("m", "run-a") is False, "a retried release changes nothing"
+    assert store.release_version("m", "never-reserved") is False
+    assert reserved(store) == [1, 2], "the next run takes the number back: no gap"
+
+
+def test_a_registered_number_or_one_followed_by_a_later_reservation_is_kept(backend):
+    store = backend.store
+    assert [store.version_for_run("m", r) for r in ("r1", "r2", "r3")] == [1, 2, 3]
+    store.put_version(version(3))
+    assert store.release_version("m", "r3") is False  # registered
+    assert store.release_version("m", "r1") is False  # r2 and r3 reserved after it: giving it back leaves a gap
+    assert store.version_for_run("m", "r1") == 1 and store.version_for_run("m", "r4") == 4
+
+
+@pytest.mark.parametrize("reply_lost", [False, True], ids=["throttled", "reply lost"])
+def test_a_failed_release_is_retried_to_one_outcome(backend, reply_lost):
+    backend.store.version_for_run("m", "run-a")
+    backend.fail("release", reply_lost=reply_lost)
     with pytest.raises(RetryableError):
-        backend.store.version_for_run("m", "run-a")
-    assert backend.store.version_for_run("m", "run-a") == 1
-    assert backend.store.version_for_run("m", "run-b") == 2, "no number was taken twice"
+        backend.store.release_version("m", "run-a")
+    assert backend.store.release_version("m", "run-a") is not reply_lost  # done now, or done by the lost call
+    assert reserved(backend.store) == [1, 2]
+
+
+# --- other faults: both backends fail the same way ------------------------------------------------
 
 
 @pytest.mark.parametrize("reply_lost", [False, True])
@@ -211,6 +252,41 @@ def test_a_corrupt_stored_spec_is_a_clear_error(dynamo):
     dynamo.table.put_item(Item={"pk": "MODEL#broken", "sk": "SPEC", "spec": "{not json"})
     with pytest.raises(MlopsError, match="stored spec of model 'broken' is unreadable"):
         dynamo.get_spec("broken")
+
+
+def test_a_reservation_is_one_item_beside_the_counter(dynamo):
+    assert dynamo.version_for_run("m", "run-a") == 1
+    counter = dynamo.table.get_item(Key={"pk": "MODEL#m", "sk": "COUNTER"})["Item"]
+    reservation = dynamo.table.get_item(Key={"pk": "MODEL#m", "sk": "RUNVERSION#run-a"})["Item"]
+    assert counter["next_version"] == 1 and reservation["version"] == 1 and reservation["run_id"] == "run-a"
+
+
+def test_a_run_that_loses_the_race_for_a_number_takes_the_next_one(dynamo, monkeypatch):
+    from functions.registry.dynamo import DynamoRegistryStore
+
+    other = DynamoRegistryStore(dynamo.table)
+    real_transact = dynamo.table.meta.client.transact_write_items
+    races: list[int] = []
+
+    def transact(**kwargs):  # another run reserves between this run's read of the counter and its write
+        if not races:
+            races.append(0)
+            races[0] = other.version_for_run("m", "run-b")
+        return real_transact(**kwargs)
+
+    monkeypatch.setattr(dynamo.table.meta.client, "transact_write_items", transact)
+    assert dynamo.version_for_run("m", "run-a") == 2 and races == [1]
+    assert [dynamo.version_for_run("m", r) for r in ("run-a", "run-b", "run-c")] == [2, 1, 3]
+
+
+def test_a_number_that_keeps_being_taken_is_a_retryable_error(dynamo, monkeypatch):
+    def cancelled(**kwargs):
+        raise client_error("TransactionCanceledException", "TransactWriteItems",
+                           CancellationReasons=[{"Code": "ConditionalCheckFailed"}, {"Code": "None"}])
+
+    monkeypatch.setattr(dynamo.table.meta.client, "transact_write_items", cancelled)
+    with pytest.raises(RetryableError, match="other runs kept taking the next number"):
+        dynamo.version_for_run("m", "run-a")
 
 
 def test_version_items_sort_numerically(dynamo):
