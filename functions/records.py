@@ -64,6 +64,12 @@ class Run(Record):
     failure_reason: str | None = None
     failed_step: str | None = None
     error_type: str | None = None
+    warnings: list[str] = Field(default_factory=list)  # what validation and evaluation found worth a look
+    # The run's identity (dataset content + spec + code version): an identical earlier run that
+    # succeeded is not repeated, unless the upload asks for a retrain.
+    run_key: str | None = None
+    retrain: bool = False
+    duplicate_of: str | None = None  # the earlier run this one matches (it then trained nothing)
 
 
 class Artifacts(Record):
@@ -100,6 +106,7 @@ class ModelVersion(Record):
     code_version: str
     packages: dict[str, str] = Field(default_factory=dict)
     holdout_key: str
+    warnings: list[str] = Field(default_factory=list)  # e.g. it scores at chance level on its holdout
     status: str = "registered"
     created_at: str = Field(default_factory=now_iso)
 

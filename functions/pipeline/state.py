@@ -65,6 +65,7 @@ class TrainingResult(StepResult):
 class EvaluationResult(StepResult):
     metrics: dict[str, float]
     holdout_rows: int
+    warnings: list[str] = Field(default_factory=list)  # e.g. a model that scores at chance level
 
 
 class RegistrationResult(StepResult):
@@ -137,6 +138,11 @@ class PipelineState(BaseModel):
     def spec(self) -> ModelSpec:
         """The spec as the run registered its dataset (a spec edited mid-run does not change the run)."""
         return self.result(DatasetResult).spec
+
+    def warnings(self) -> list[str]:
+        """What the run found worth a look so far: validation's warnings, then evaluation's."""
+        found = list(self.validation.warnings) if self.validation else []
+        return found + (list(self.evaluation.warnings) if self.evaluation else [])
 
     def failed_step(self) -> str:
         return next((step for path, step, _ in STEPS if getattr(self, path) is None), "unknown")

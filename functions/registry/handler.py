@@ -24,6 +24,7 @@ def register_model(state: PipelineState) -> RegistrationResult:
         data_objects(), registry_store(), spec=state.spec, run_id=state.run_id,
         dataset_id=state.result(DatasetResult).dataset_id, training=state.result(TrainingResult),
         metrics=state.result(EvaluationResult).metrics, code_version=settings().code_version,
+        warnings=state.warnings(),
     )
 
 

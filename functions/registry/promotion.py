@@ -42,7 +42,7 @@ def package_versions() -> dict[str, str]:
 
 def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, run_id: str,
                      dataset_id: str, training: TrainingResult, metrics: dict[str, float],
-                     code_version: str) -> RegistrationResult:
+                     code_version: str, warnings: list[str] | None = None) -> RegistrationResult:
     """Store the run's model under models/<model>/v<n>/ and record version n (once per run).
 
     Idempotent per run: a retried step (throttled, or its reply lost) gets the number the first
@@ -68,7 +68,7 @@ def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: Mod
         model=spec.name, version=version, run_id=run_id, dataset_id=dataset_id, task=spec.task, target=spec.target,
         signature=spec.signature, classes=classes_of(pipeline, spec), metric=spec.metric, metrics=metrics,
         artifacts=artifacts, estimator=spec.estimator.name, params=training.params, code_version=code_version,
-        packages=package_versions(), holdout_key=training.holdout_key,
+        packages=package_versions(), holdout_key=training.holdout_key, warnings=list(warnings or []),
     ))
     logger.info("version registered", extra={"model": spec.name, "version": version, "format": artifacts.format})
     return RegistrationResult(version=version, format=artifacts.format)

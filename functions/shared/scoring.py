@@ -81,6 +81,35 @@ def score(predictor: Predictor, holdout: pd.DataFrame, spec: ModelSpec) -> dict[
     return regression_metrics(y_true, predictions)
 
 
+CHANCE_AUC_MARGIN = 0.02  # a ROC AUC this close to 0.5 is a coin toss
+
+
+def chance_warnings(spec: ModelSpec, metrics: dict[str, float], y_true: Sequence[Any]) -> list[str]:
+    """Warnings when the holdout metrics are no better than chance (the model learned nothing usable).
+
+    Classification: ROC AUC within CHANCE_AUC_MARGIN of 0.5, or accuracy not above the share of the
+    holdout's most frequent class. Regression: r2 not above 0 (no better than predicting the mean).
+    """
+    warnings = []
+    if spec.task == "classification":
+        auc = metrics.get("roc_auc")
+        if auc is not None and abs(auc - 0.5) <= CHANCE_AUC_MARGIN:
+            warnings.append(f"the model scores at chance level: ROC AUC {auc:.3f} on the holdout is within "
+                            f"{CHANCE_AUC_MARGIN} of 0.5")
+        accuracy = metrics.get("accuracy")
+        labels = pd.Series(list(y_true), dtype=object)
+        majority = float(labels.value_counts(normalize=True).iloc[0]) if len(labels) else None
+        if accuracy is not None and majority is not None and accuracy <= majority:
+            warnings.append(f"the model is no better than always answering the most frequent class: accuracy "
+                            f"{accuracy:.3f} on the holdout is not above that class's share {majority:.3f}")
+    else:
+        r2 = metrics.get("r2")
+        if r2 is not None and r2 <= 0:
+            warnings.append(f"the model is no better than predicting the mean: r2 {r2:.3f} on the holdout is not "
+                            "above 0")
+    return warnings
+
+
 def beats(new: float | None, current: float | None, higher_is_better: bool) -> bool:
     """Whether a score strictly beats another (an undefined score never wins, and loses to any)."""
     if new is None:

@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from functions.errors import MlopsError
+from functions.jsonable import jsonable
 from functions.pipeline.state import (
     DatasetResult,
     EvaluationResult,
@@ -17,7 +18,7 @@ from functions.pipeline.state import (
 from functions.records import now_iso
 from functions.registry.store import RegistryStore
 from functions.shared.models import SkopsPredictor, dumps_skops, load_verified_pipeline
-from functions.shared.scoring import score
+from functions.shared.scoring import chance_warnings, score
 from functions.spec import ModelSpec
 from functions.storage.objects import ObjectStore
 from functions.training.train import fit
@@ -50,10 +51,14 @@ def train_run(objects: ObjectStore, *, spec: ModelSpec, run_id: str, features_ke
 
 
 def evaluate_run(objects: ObjectStore, *, spec: ModelSpec, training: TrainingResult) -> EvaluationResult:
-    """The run's model scored on its holdout."""
+    """The run's model scored on its holdout, with a warning when it scores at chance level."""
     pipeline = load_verified_pipeline(objects, training.model_key, training.model_sha256, training.trusted_types)
     holdout = objects.get_frame(training.holdout_key)
-    return EvaluationResult(metrics=score(SkopsPredictor(pipeline, spec), holdout, spec), holdout_rows=len(holdout))
+    metrics = score(SkopsPredictor(pipeline, spec), holdout, spec)
+    warnings = chance_warnings(spec, metrics, jsonable(holdout[spec.target].tolist()))
+    if warnings:
+        logger.warning("the model scores at chance level", extra={"model": spec.name, "metrics": metrics})
+    return EvaluationResult(metrics=metrics, holdout_rows=len(holdout), warnings=warnings)
 
 
 def record_success(registry: RegistryStore, state: PipelineState) -> RunResult:
@@ -64,7 +69,7 @@ def record_success(registry: RegistryStore, state: PipelineState) -> RunResult:
         status="SUCCEEDED", ended_at=now_iso(), metrics=state.result(EvaluationResult).metrics,
         model_version=registration.version, promoted=promotion.promoted, champion=promotion.champion,
         promotion_reason=promotion.reason, dataset_id=state.result(DatasetResult).dataset_id,
-        params=state.result(TrainingResult).params,
+        params=state.result(TrainingResult).params, warnings=state.warnings(),
     )
     return RunResult(status="SUCCEEDED", model_version=registration.version, promoted=promotion.promoted)
 

@@ -80,3 +80,19 @@ def test_score_grades_a_predictor_on_the_target_column_by_task(churn_spec):
 )
 def test_beats_respects_the_metric_direction_and_needs_a_strict_win(new, current, higher, expected):
     assert beats(new, current, higher) is expected
+
+
+def test_chance_level_scores_are_warned_about(churn_spec):
+    from functions.shared.scoring import chance_warnings
+
+    y = [0] * 6 + [1] * 4
+    good = {"accuracy": 0.9, "roc_auc": 0.95}
+    assert chance_warnings(churn_spec, good, y) == []
+    (coin,) = chance_warnings(churn_spec, {"accuracy": 0.7, "roc_auc": 0.515}, y)
+    assert "chance level: ROC AUC 0.515 on the holdout is within 0.02 of 0.5" in coin
+    (majority,) = chance_warnings(churn_spec, {"accuracy": 0.6, "roc_auc": 0.8}, y)
+    assert "accuracy 0.600 on the holdout is not above that class's share 0.600" in majority
+    regression = churn_spec.model_copy(update={"task": "regression", "metric": "rmse"})
+    assert chance_warnings(regression, {"r2": 0.4}, [1.0, 2.0]) == []
+    (mean,) = chance_warnings(regression, {"r2": -0.01}, [1.0, 2.0])
+    assert "no better than predicting the mean: r2 -0.010" in mean

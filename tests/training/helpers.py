@@ -96,7 +96,7 @@ DOMAIN_STEPS: list[tuple[str, DomainStep]] = [
     ("registration", lambda s, state: register_version(
         s.objects, s.registry, spec=state.spec, run_id=state.run_id, dataset_id=state.result(DatasetResult).dataset_id,
         training=state.result(TrainingResult), metrics=state.result(EvaluationResult).metrics,
-        code_version="test-1")),
+        code_version="test-1", warnings=state.warnings())),
     ("promotion", lambda s, state: promote(
         s.objects, s.registry, spec=state.spec, version=state.result(RegistrationResult).version,
         holdout_key=state.result(TrainingResult).holdout_key, metrics=state.result(EvaluationResult).metrics)),

@@ -205,3 +205,29 @@ def test_a_run_that_runs_out_of_retries_on_s3_is_recorded_failed_at_its_step(sto
 def test_an_unreadable_upload_fails_validation_in_memory_too(stores, churn_champion):
     state, error = run_in_memory(stores, "churn", "b.csv", b"a,b,c\n1,2,3\n")
     assert isinstance(error, DatasetInvalid) and state.run.failed_step == "ValidateDataset"
+
+
+def test_a_model_at_chance_level_is_registered_with_a_warning_in_its_record_and_its_run(stores, churn_spec, churn_rows):
+    # Features that say nothing about the target: the model can only answer the same for everyone.
+    rows = churn_rows.assign(tenure_months=12, monthly_charges=50.0, support_calls=1, plan="basic")
+    stores.registry.put_spec(churn_spec)
+    state, error = run_in_memory(stores, "churn", "noise.csv", rows.to_csv(index=False).encode())
+    assert error is None and state.evaluation is not None
+    assert state.evaluation.metrics["roc_auc"] == 0.5
+    version = stores.registry.get_version("churn", state.result(RegistrationResult).version)
+    assert any("chance level: ROC AUC 0.500" in w for w in version.warnings)
+    assert any("most frequent class" in w for w in version.warnings)
+    run = stores.registry.get_run("churn", state.run_id)
+    assert run.status == "SUCCEEDED" and run.warnings == version.warnings
+
+
+def test_a_good_model_has_no_warnings_and_validation_warnings_reach_the_records(stores, churn_spec, churn_rows):
+    import pandas as pd
+
+    stores.registry.put_spec(churn_spec)
+    repeated = pd.concat([churn_rows, churn_rows.head(10)], ignore_index=True)
+    state, error = run_in_memory(stores, "churn", "ok.csv", repeated.to_csv(index=False).encode())
+    assert error is None and state.result(EvaluationResult).warnings == []
+    version = stores.registry.get_version("churn", state.result(RegistrationResult).version)
+    assert version.warnings == ["10 of 210 rows (4.8%) are exact duplicates of another row"]
+    assert stores.registry.get_run("churn", state.run_id).warnings == version.warnings
