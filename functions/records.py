@@ -81,6 +81,8 @@ class Artifacts(Record):
     onnx_key: str | None = None
     onnx_sha256: str | None = None
     onnx_skipped: str | None = None  # why there is no ONNX model (serving then uses skops)
+    # The ONNX input of each signature feature, in order (f0, f1, ...); None: named after the features.
+    onnx_inputs: list[str] | None = None
 
     @property
     def format(self) -> Literal["onnx", "skops"]:

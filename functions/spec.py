@@ -7,9 +7,10 @@ redeploy. Every part reads it: data validation (the contract), features, trainin
 
 import math
 import re
-from typing import Any, Literal
+import unicodedata
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from functions.errors import UnknownModel, shown
 
@@ -37,13 +38,31 @@ Task = Literal["classification", "regression"]
 MAX_CLASSES = 100  # more distinct labels than this is a regression target, or an id
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
-COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# A column name is any text of 1 to MAX_COLUMN_NAME_LENGTH characters, spaces, dots, parentheses and
+# any script included, but no control character (line breaks, tabs, NUL) and no lone surrogate (no
+# UTF-8 text holds one). Where a store or ONNX needs safe names, the column is mapped to one
+# (ONNX inputs are f0, f1, ... in signature order; see registry.artifacts).
+MAX_COLUMN_NAME_LENGTH = 128
+
+
+def check_column_name(name: str) -> str:
+    if not 1 <= len(name) <= MAX_COLUMN_NAME_LENGTH:
+        raise ValueError(f"a column name has 1 to {MAX_COLUMN_NAME_LENGTH} characters, not {len(name)}")
+    if not name.strip():
+        raise ValueError("a column name cannot be only spaces")
+    unusable = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in {"Cc", "Cs"}})
+    if unusable:
+        raise ValueError(f"a column name cannot hold control characters or lone surrogates ({', '.join(unusable)})")
+    return name
+
+
+ColumnName = Annotated[str, AfterValidator(check_column_name)]
 
 
 class Feature(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=COLUMN_PATTERN)
+    name: ColumnName
     type: Literal["numeric", "categorical"]
 
 
@@ -72,11 +91,11 @@ class ModelSpec(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     task: Task
-    target: str = Field(pattern=COLUMN_PATTERN)
+    target: ColumnName
     features: list[Feature] = Field(min_length=1, max_length=500)
     estimator: Estimator
     metric: str
-    entity_id: str | None = Field(None, pattern=COLUMN_PATTERN)
+    entity_id: ColumnName | None = None
     # Classification: the labels the model predicts (its output shape). Validation refuses rows of
     # other labels, and a dataset that lacks one; unset, the dataset's labels decide.
     classes: list[bool | int | float | str] | None = Field(None, min_length=2, max_length=MAX_CLASSES)

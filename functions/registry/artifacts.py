@@ -46,7 +46,12 @@ def save_model(objects: ObjectStore, key_prefix: str, pipeline: "Pipeline", spec
     onnx_key = f"{key_prefix.rstrip('/')}/model.onnx"
     onnx_sha256 = objects.put_bytes(onnx_key, onnx_bytes)
     return Artifacts(skops_key=skops_key, skops_sha256=skops_sha256, skops_trusted_types=trusted,
-                     onnx_key=onnx_key, onnx_sha256=onnx_sha256)
+                     onnx_key=onnx_key, onnx_sha256=onnx_sha256, onnx_inputs=onnx_input_names(spec))
+
+
+def onnx_input_names(spec: ModelSpec) -> list[str]:
+    """The ONNX model's input of each signature feature: f0, f1, ... (whatever the column names are)."""
+    return [f"f{index}" for index in range(len(spec.features))]
 
 
 def _to_onnx(pipeline: "Pipeline", spec: ModelSpec, sample_frame: "pd.DataFrame") -> tuple[bytes | None, str]:
@@ -54,9 +59,10 @@ def _to_onnx(pipeline: "Pipeline", spec: ModelSpec, sample_frame: "pd.DataFrame"
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
+    # Safe input names, one per feature in signature order (skl2onnx would mangle "monthly charges ($)").
     initial_types = [
-        (f.name, FloatTensorType([None, 1]) if f.type == "numeric" else StringTensorType([None, 1]))
-        for f in spec.features
+        (name, FloatTensorType([None, 1]) if f.type == "numeric" else StringTensorType([None, 1]))
+        for name, f in zip(onnx_input_names(spec), spec.features, strict=True)
     ]
     options = {id(pipeline): {"zipmap": False}} if spec.task == "classification" else None
     try:

@@ -119,12 +119,17 @@ class OnnxPredictor(Predictor):
         options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
+        # One input per signature feature, in its order: f0, f1, ... (older models: the feature names).
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        if len(self.inputs) != len(spec.features):
+            raise IntegrityError(f"the ONNX model takes {len(self.inputs)} inputs, not the {len(spec.features)} "
+                                 "features of its signature")
 
     def _predict(self, features: "pd.DataFrame") -> tuple[Any, Any]:
         feeds = {}
-        for feature in self.spec.features:
-            column = features[[feature.name]]
-            feeds[feature.name] = column.to_numpy(np.float32) if feature.type == "numeric" else column.to_numpy(object)
+        for position, (name, feature) in enumerate(zip(self.inputs, self.spec.features, strict=True)):
+            column = features.iloc[:, [position]]
+            feeds[name] = column.to_numpy(np.float32) if feature.type == "numeric" else column.to_numpy(object)
         results = dict(zip(self.outputs, self.session.run(None, feeds), strict=True))
         if self.spec.task == "classification":
             return results["label"], results.get("probabilities")

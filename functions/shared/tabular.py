@@ -70,6 +70,8 @@ def read_dataset(data: bytes, key: str) -> pd.DataFrame:
         except Exception as error:
             raise DatasetInvalid(f"the dataset {name!r} is not a readable Parquet file") from error
     frame.columns = [str(c) for c in frame.columns]
+    if "" in frame.columns:  # a Parquet column may have an empty name; no store or request can use one
+        raise DatasetInvalid(f"the dataset {name!r} has a column without a name")
     if len(frame.columns) == 0:
         raise DatasetInvalid(f"the dataset {name!r} is empty: it has no columns")
     if len(frame) == 0:

@@ -68,11 +68,17 @@ def estimator_for(spec: ModelSpec, seed: int) -> Any:
 
 
 def build_pipeline(spec: ModelSpec, seed: int = 0) -> Pipeline:
-    """Preprocessing per feature type, then the estimator."""
+    """Preprocessing per feature type, then the estimator.
+
+    The pipeline takes the features in the spec's order and selects them by position, not by
+    name: a column name may be any text, and the ONNX model of the pipeline names its inputs
+    f0, f1, ... (registry.artifacts).
+    """
+    positions = {feature.name: index for index, feature in enumerate(spec.features)}
     transformers = []
     if spec.numeric_features:
         numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-        transformers.append(("numeric", numeric, spec.numeric_features))
+        transformers.append(("numeric", numeric, [positions[name] for name in spec.numeric_features]))
     if spec.categorical_features:
         # Missing categories arrive as the MISSING string (see shared.transform); the imputer
         # replaces them with the most frequent one (a string marker also converts to ONNX).
@@ -80,7 +86,7 @@ def build_pipeline(spec: ModelSpec, seed: int = 0) -> Pipeline:
             ("impute", SimpleImputer(strategy="most_frequent", missing_values=MISSING)),
             ("encode", OneHotEncoder(handle_unknown="ignore")),
         ])
-        transformers.append(("categorical", categorical, spec.categorical_features))
+        transformers.append(("categorical", categorical, [positions[name] for name in spec.categorical_features]))
     preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0)
     return Pipeline([("preprocess", preprocess), ("estimator", estimator_for(spec, seed))])
 

@@ -1,5 +1,7 @@
 """The data contract: every problem reported at once, the report stored before the run fails."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -230,3 +232,30 @@ def test_a_spec_lists_distinct_classes_for_classification_only(churn_spec):
     with pytest.raises(ValidationError, match="classes are for classification"):
         ModelSpec.model_validate({**raw, "task": "regression", "metric": "rmse", "classes": [0, 1],
                                   "estimator": {"name": "linear_regression"}})
+
+
+@pytest.mark.parametrize("name", ["monthly charges ($)", "plan.type", "Ölçü (ü)", "客户 id", "2024", "a" * 128,
+                                  " padded ", "emoji \U0001f600"])
+def test_any_readable_column_name_up_to_128_characters_is_a_valid_column(churn_spec, name):
+    from functions.spec import ModelSpec
+
+    raw = churn_spec.model_dump()
+    spec = ModelSpec.model_validate({**raw, "features": [*raw["features"][:3], {"name": name, "type": "categorical"}],
+                                     "target": f"{name[:100]}?", "entity_id": f"{name[:100]} id"})
+    assert spec.feature_names[-1] == name and spec.target == f"{name[:100]}?"
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("", "1 to 128 characters"), ("a" * 129, "1 to 128 characters, not 129"), ("   ", "only spaces"),
+    ("line\nbreak", "U+000A"), ("tab\there", "U+0009"), ("nul\x00", "U+0000"), ("lone \ud800", "U+D800"),
+])
+def test_column_names_that_no_file_or_request_can_carry_are_refused(churn_spec, name, message):
+    from pydantic import ValidationError
+
+    from functions.spec import ModelSpec
+
+    raw = churn_spec.model_dump()
+    for changes in ({"target": name}, {"entity_id": name},
+                    {"features": [*raw["features"][:3], {"name": name, "type": "numeric"}]}):
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            ModelSpec.model_validate({**raw, **changes})

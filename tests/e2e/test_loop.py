@@ -122,3 +122,27 @@ def test_upload_for_an_unknown_model_fails_its_run_clearly(local_cloud, aws):
         Key={"pk": {"S": "MODEL#nobody"}, "sk": {"S": f"RUN#{execution['run_id']}"}},
     )["Item"]
     assert "no model spec named 'nobody'" in run["failure_reason"]["S"]
+
+
+def test_column_names_with_spaces_dots_parentheses_and_unicode_train_and_predict_over_http(local_cloud, aws, api):
+    from tests.e2e.conftest import SPEC, register_spec
+
+    names = {"tenure_months": "tenure (months)", "monthly_charges": "monthly.charges $",
+             "support_calls": "Destek çağrıları", "plan": "план тарифа", "churned": "churned?",
+             "customer_id": "客户 id"}
+    spec = {**SPEC, "target": names["churned"], "entity_id": names["customer_id"],
+            "features": [{**f, "name": names[f["name"]]} for f in SPEC["features"]]}
+    register_spec(aws, local_cloud, "named-e2e", spec)
+    from cli.demo_data import churn_frame
+
+    body = churn_frame(rows=200, seed=5).rename(columns=names).to_csv(index=False).encode()
+    execution = upload_and_wait(aws, local_cloud, "datasets/named-e2e/named columns.csv", body)
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    described = api("GET", "/v1/models/named-e2e").json()
+    assert [f["name"] for f in described["signature"]] == [names[f] for f in CHURN_FEATURES]
+    instance = {"tenure (months)": 3, "monthly.charges $": 95.5, "Destek çağrıları": 4, "план тарифа": "basic"}
+    response = api("POST", "/v1/models/named-e2e/predict", json={"instances": [instance]})
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 1 and len(response.json()["probabilities"][0]) == 2
+    wrong = api("POST", "/v1/models/named-e2e/predict", json={"instances": [{**instance, "plan": "basic"}]})
+    assert wrong.status_code == 422 and "'plan'" in wrong.json()["error"]["message"]

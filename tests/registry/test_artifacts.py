@@ -172,3 +172,43 @@ def test_a_throttled_artifact_write_is_retryable_and_the_retry_writes_the_same_k
     artifacts = saved(objects, "models/churn/v1", trained, spec)
     assert objects.keys("models/churn/v1/") == ["models/churn/v1/model.onnx", "models/churn/v1/model.skops"]
     assert load_predictor(objects, as_version(artifacts, spec, trained), spec).format == "onnx"
+
+
+NAMES = {"tenure_months": "tenure (months)", "monthly_charges": "monthly.charges $",
+         "support_calls": "Destek çağrıları", "plan": "план тарифа"}
+
+
+def test_any_column_names_are_served_as_onnx_through_safe_input_names(objects, spec, rows):
+    named = ModelSpec.model_validate({**spec.model_dump(), "target": "churned?", "entity_id": "client id",
+                                      "features": [{"name": NAMES[f.name], "type": f.type} for f in spec.features]})
+    result = fit(rows.rename(columns={**NAMES, "churned": "churned?", "customer_id": "client id"}), named, "a" * 64)
+    artifacts = saved(objects, "models/named/v1", result, named)
+    assert artifacts.format == "onnx" and artifacts.onnx_inputs == ["f0", "f1", "f2", "f3"]
+    predictor = load_predictor(objects, as_version(artifacts, named, result), named)
+    instances = pd.DataFrame([{"tenure (months)": 2, "monthly.charges $": 120.0, "Destek çağrıları": 6,
+                               "план тарифа": "basic"}])
+    _, probabilities = predictor.predict(instances)
+    expected = result.pipeline.predict_proba(instances[named.feature_names].astype({"план тарифа": object}))
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+
+
+def test_an_onnx_model_whose_inputs_are_named_after_the_features_still_predicts(objects, spec, trained):
+    # Versions registered before inputs were f0, f1, ...: their inputs are the feature names, in the same order.
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from sklearn.base import clone
+    from sklearn.compose import ColumnTransformer
+
+    pipeline = clone(trained.pipeline)
+    preprocess = pipeline.named_steps["preprocess"]
+    pipeline.set_params(preprocess=ColumnTransformer(
+        [(name, step, [spec.feature_names[i] for i in columns]) for name, step, columns in preprocess.transformers],
+        sparse_threshold=0))
+    pipeline.fit(trained.train[spec.feature_names], trained.train["churned"])
+    types = [(f.name, FloatTensorType([None, 1]) if f.type == "numeric" else StringTensorType([None, 1]))
+             for f in spec.features]
+    legacy = convert_sklearn(pipeline, initial_types=types, options={id(pipeline): {"zipmap": False}})
+    predictor = OnnxPredictor(legacy.SerializeToString(), spec, [0, 1])
+    assert predictor.inputs == spec.feature_names
+    _, probabilities = predictor.predict(trained.holdout)
+    np.testing.assert_allclose(probabilities, pipeline.predict_proba(trained.holdout[spec.feature_names]), atol=1e-4)

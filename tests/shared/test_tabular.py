@@ -139,3 +139,10 @@ def test_a_nested_parquet_column_is_refused_naming_it_and_its_type(column, kind)
     with pytest.raises(DatasetInvalid) as caught:
         read_dataset(buffer.getvalue(), "d/m/f.parquet")
     assert f"nested column(s): 'nested col' ({kind})" in caught.value.message
+
+
+def test_a_parquet_column_without_a_name_is_refused():
+    buffer = io.BytesIO()
+    pd.DataFrame({"": [1, 2], "b": [3, 4]}).to_parquet(buffer, index=False)
+    with pytest.raises(DatasetInvalid, match="has a column without a name"):
+        read_dataset(buffer.getvalue(), "d/m/f.parquet")

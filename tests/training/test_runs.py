@@ -3,6 +3,7 @@ and what S3 and DynamoDB faults do to them (the state machine retries a Retryabl
 
 import json
 
+import pandas as pd
 import pytest
 
 from functions.errors import DatasetInvalid, IntegrityError, NotFound, RetryableError
@@ -231,3 +232,38 @@ def test_a_good_model_has_no_warnings_and_validation_warnings_reach_the_records(
     version = stores.registry.get_version("churn", state.result(RegistrationResult).version)
     assert version.warnings == ["10 of 210 rows (4.8%) are exact duplicates of another row"]
     assert stores.registry.get_run("churn", state.run_id).warnings == version.warnings
+
+
+def test_column_names_with_spaces_dots_parentheses_and_unicode_work_through_the_whole_loop(stores, churn_spec,
+                                                                                           churn_rows):
+    from functions.monitoring.drift import drift_report
+    from functions.registry.artifacts import load_predictor
+    from functions.spec import ModelSpec
+
+    names = {"tenure_months": "tenure (months)", "monthly_charges": "monthly.charges $",
+             "support_calls": "Destek çağrıları", "plan": "план тарифа", "churned": "churned?",
+             "customer_id": "客户 id"}
+    raw = churn_spec.model_dump()
+    features = [{"name": names[f["name"]], "type": f["type"]} for f in raw["features"]]
+    spec = ModelSpec.model_validate({**raw, "target": names["churned"], "entity_id": names["customer_id"],
+                                     "features": features})
+    stores.registry.put_spec(spec)
+    rows = churn_rows.rename(columns=names)
+
+    state, error = run_in_memory(stores, "churn", "named.csv", rows.to_csv(index=False).encode())
+
+    assert error is None and state.result(PromotionResult).promoted
+    version = stores.registry.get_version("churn", 1)
+    assert [f.name for f in version.signature] == spec.feature_names and version.artifacts.onnx_inputs[0] == "f0"
+    assert version.artifacts.format == "onnx" and state.result(EvaluationResult).metrics["roc_auc"] > 0.6
+    online = stores.online.get_latest("churn", rows[names["customer_id"]].iloc[0])
+    assert online is not None and set(online) == set(spec.feature_names)
+    predictor = load_predictor(stores.objects, version, version.trained_spec(spec))
+    instances = rows[spec.feature_names].head(40).to_dict("records")  # JSON keys as a client sends them
+    labels, probabilities = predictor.predict(pd.DataFrame.from_records(instances, columns=spec.feature_names))
+    assert len(labels) == 40 and all(abs(sum(p) - 1) < 1e-5 for p in probabilities)
+    profile = stores.datasets.get_dataset("churn", state.result(DatasetResult).dataset_id).profile
+    report = drift_report(model="churn", version=1, signature=version.signature, profile=profile, instances=instances,
+                          window_hours=24, psi_threshold=0.2, ks_pvalue=0.01)
+    assert set(report["features"]) == set(spec.feature_names)
+    assert all(f["samples"] == 40 and f["psi"] is not None for f in report["features"].values())

@@ -24,7 +24,7 @@ def test_the_pipeline_preprocesses_each_feature_type_then_estimates(churn_spec):
     preprocess, estimator = pipeline.named_steps["preprocess"], pipeline.named_steps["estimator"]
     assert isinstance(preprocess, ColumnTransformer) and isinstance(estimator, LogisticRegression)
     transformers = {name: (steps, columns) for name, steps, columns in preprocess.transformers}
-    assert transformers["numeric"][1] == ["tenure_months", "monthly_charges", "support_calls"]
+    assert transformers["numeric"][1] == [0, 1, 2] and transformers["categorical"][1] == [3]  # by position
     assert isinstance(transformers["numeric"][0].named_steps["scale"], StandardScaler)
     encoder = transformers["categorical"][0].named_steps["encode"]
     assert isinstance(encoder, OneHotEncoder) and encoder.handle_unknown == "ignore"
