@@ -156,10 +156,14 @@ def models_show(name: str, stack: StackOption = None) -> None:
         console.print(f"[bold]{name}[/bold]: {spec.task}, target {spec.target!r}, metric {spec.metric}, champion "
                       f"{'v' + str(champion) if champion else '-'}")
         versions = Table("version", "run", "dataset", "metrics", "format")
-        for v in p.registry.list_versions(name):
+        listed = p.registry.list_versions(name)
+        for v in listed:
             versions.add_row(f"v{v.version}", v.run_id, v.dataset_id[:12],
                              ", ".join(f"{k}={x:.3f}" for k, x in v.metrics.items()), v.artifacts.format)
         console.print(versions)
+        for v in listed:  # in full, not cut to a table cell
+            for warning in v.warnings:
+                console.print(f"[yellow]v{v.version} warning:[/yellow] {escape(warning)}", soft_wrap=True)
         runs = Table("run", "status", "started", "reason")
         for r in p.registry.list_runs(name, limit=10):
             runs.add_row(r.run_id, r.status, r.started_at, r.failure_reason or "")
@@ -173,13 +177,19 @@ def data_push(
     model: str,
     file: Path,
     wait: bool = typer.Option(True, help="Wait for the training run the upload starts."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train even if the same data, spec and code trained "
+                                                          "a model before (otherwise that run is not repeated)."),
     stack: StackOption = None,
 ) -> None:
-    """Upload a dataset for MODEL; the upload starts its training pipeline."""
+    """Upload a dataset for MODEL; the upload starts its training pipeline.
+
+    A run identical to one that succeeded (the same data, spec and code version) trains nothing:
+    it ends at once, naming the run it matches, unless --retrain asks for a new training.
+    """
 
     def action() -> None:
         p = platform(stack)
-        pushed = p.push_dataset(model, file)
+        pushed = p.push_dataset(model, file, retrain=retrain)
         console.print(f"Uploaded s3://{pushed['bucket']}/{pushed['key']} (version {pushed['version_id']}); "
                       f"run {pushed['run_id']}")
         if not wait:
@@ -188,8 +198,15 @@ def data_push(
             run = p.wait_for_run(model, pushed["run_id"])
         if run.status == "FAILED":
             raise PlatformError(f"run {run.run_id} failed: {run.failure_reason or 'see its logs'}")
+        if run.duplicate_of:
+            console.print(f"[green]Run {run.run_id} succeeded[/green] without training: the same data, spec and "
+                          f"code trained model v{run.model_version} in run {run.duplicate_of} (push with --retrain "
+                          "to train again)", soft_wrap=True)
+            return
         console.print(f"[green]Run {run.run_id} succeeded[/green]: model v{run.model_version}, "
                       f"promoted: {run.promoted}")
+        for warning in run.warnings:
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
 
     _run(action)
 

@@ -81,7 +81,9 @@ class Platform:
         return self.outputs["DataBucketName"]
 
     # --- data
-    def push_dataset(self, model: str, path: Path) -> dict:
+    def push_dataset(self, model: str, path: Path, retrain: bool = False) -> dict:
+        """Upload a dataset; with `retrain`, its run trains even when an identical run succeeded before
+        (the object's metadata says so: functions.data.datasets.RETRAIN_METADATA)."""
         if not is_model_name(model):
             raise PlatformError("model names are lowercase letters, digits and dashes (at most 63), "
                                 "starting with a letter")
@@ -91,7 +93,8 @@ class Platform:
             raise PlatformError("datasets are CSV (.csv) or Parquet (.parquet) files")
         key = f"datasets/{model}/{path.name}"
         body = path.read_bytes()
-        response = self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body)
+        metadata = {"retrain": "true"} if retrain else {}
+        response = self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)
         return {
             "bucket": self.bucket,
             "key": key,

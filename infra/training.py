@@ -107,10 +107,17 @@ class Training(Construct):
             state.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
             states.append(state)
         self.step_functions["RecordFailure"] = record_failure_fn
-        definition = sfn.Chain.start(states[0])
-        for state in states[1:]:
-            definition = definition.next(state)
-        definition = definition.next(sfn.Succeed(self, "RunSucceeded"))
+        # RegisterDataset names an earlier run of the same identity (dataset content, spec, code version)
+        # that succeeded, unless the upload asks for a retrain: such a run trains nothing and goes
+        # straight to RecordSuccess, which records the run it matches.
+        register, *trains, record_success = states
+        for state, following in zip(trains, [*trains[1:], record_success], strict=True):
+            state.next(following)
+        record_success.next(sfn.Succeed(self, "RunSucceeded"))
+        register.next(sfn.Choice(self, "AlreadyTrained")
+                      .when(sfn.Condition.is_string("$.dataset.duplicate_of"), record_success)
+                      .otherwise(trains[0]))
+        definition = register
 
         self.state_machine = sfn.StateMachine(
             self,

@@ -296,7 +296,7 @@ def train_champion(stores: Stores, spec, rows, *, promote: bool = True) -> Champ
     stores.registry.start_run(Run(model=spec.name, run_id=run_id, bucket=stores.objects.bucket, key=key,
                                   version_id=version_id, code_version="test-1"))
     dataset_id = register_dataset(stores.objects, stores.datasets, stores.registry, model=spec.name, key=key,
-                                  version_id=version_id, run_id=run_id).dataset_id
+                                  version_id=version_id, run_id=run_id, code_version="test-1").dataset_id
     features_key = f"runs/{spec.name}/{run_id}/features.parquet"
     stores.objects.put_frame(features_key, model_frame(rows, spec))
     training = train_run(stores.objects, spec=spec, run_id=run_id, features_key=features_key, dataset_id=dataset_id)

@@ -19,7 +19,7 @@ from functions.features.store import entity_key
 from functions.jsonable import jsonable
 from functions.records import AliasName, AuditEntry, DatasetVersion, ModelVersion, Run, now_iso
 from functions.spec import ModelSpec
-from functions.storage.objects import ObjectStore, sha256
+from functions.storage.objects import ObjectHead, ObjectStore, sha256
 
 
 def throttled(what: str = "storage") -> RetryableError:
@@ -89,6 +89,7 @@ class MemoryObjectStore(ObjectStore):
         super().__init__(bucket)
         self.faults = Faults()
         self.versions: dict[str, list[tuple[str, bytes]]] = {}  # key -> [(version id, bytes)], newest last
+        self.metadata: dict[tuple[str, str], dict[str, str]] = {}  # (key, version id) -> user metadata
 
     def get_bytes(self, key: str, *, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
         self.faults.before("get_bytes")
@@ -112,11 +113,22 @@ class MemoryObjectStore(ObjectStore):
         self.faults.before("list_keys")
         yield from sorted(key for key in self.versions if key.startswith(prefix))
 
-    def put(self, key: str, data: bytes) -> str:
-        """Store a version without faults (a test's own upload); returns its version id."""
+    def head(self, key: str, *, version_id: str | None = None) -> ObjectHead:
+        self.faults.before("head")
+        versions = self.versions.get(key) or []
+        if version_id and version_id != "null":
+            versions = [v for v in versions if v[0] == version_id]
+        if not versions:
+            raise missing(f"reading the metadata of {key}")
+        found, data = versions[-1]
+        return ObjectHead(size=len(data), metadata=dict(self.metadata.get((key, found), {})))
+
+    def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> str:
+        """Store a version without faults (a test's own upload, with its user metadata); returns its version id."""
         versions = self.versions.setdefault(key, [])
         version_id = f"v{len(versions) + 1}-{sha256(data)[:8]}"
         versions.append((version_id, bytes(data)))
+        self.metadata[(key, version_id)] = {name.lower(): value for name, value in (metadata or {}).items()}
         return version_id
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -251,6 +263,7 @@ class MemoryDatasetStore:
     def __init__(self) -> None:
         self.faults = Faults()
         self.datasets: dict[tuple[str, str], DatasetVersion] = {}
+        self.identities: dict[tuple[str, str], str] = {}  # (model, run key) -> the run that holds it
 
     def put_dataset(self, dataset: DatasetVersion) -> bool:
         self.faults.before("put_dataset")
@@ -272,6 +285,18 @@ class MemoryDatasetStore:
     def list_datasets(self, model: str) -> list[DatasetVersion]:
         self.faults.before("list_datasets")
         return sorted((d for (m, _), d in self.datasets.items() if m == model), key=lambda d: d.created_at)
+
+    def identified_run(self, model: str, run_key: str) -> str | None:
+        self.faults.before("identified_run")
+        return self.identities.get((model, run_key))
+
+    def claim_identity(self, model: str, run_key: str, run_id: str, *, expected: str | None) -> bool:
+        self.faults.before("claim_identity")
+        if self.identities.get((model, run_key)) != expected:
+            return self.identities.get((model, run_key)) == run_id  # a retried claim whose reply was lost
+        self.identities[(model, run_key)] = run_id
+        self.faults.after("claim_identity")
+        return True
 
 
 class MemoryOnlineStore:

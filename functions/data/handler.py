@@ -6,12 +6,13 @@ from functions.data.validation import validate_upload
 from functions.pipeline.state import DatasetResult, PipelineState, ValidationResult
 from functions.pipeline.step import pipeline_step, uploads
 from functions.registry.dynamo import registry_store
+from functions.settings import settings
 
 
 @pipeline_step
 def register_dataset(state: PipelineState) -> DatasetResult:
     return register(uploads(state), dataset_store(), registry_store(), model=state.model, key=state.key,
-                    version_id=state.version_id, run_id=state.run_id)
+                    version_id=state.version_id, run_id=state.run_id, code_version=settings().code_version)
 
 
 @pipeline_step

@@ -33,6 +33,10 @@ class DatasetResult(StepResult):
     columns: dict[str, str] = Field(default_factory=dict)
     readable: bool
     new: bool | None = None  # None: unreadable, so not recorded
+    run_key: str | None = None  # the run's identity: sha256 of dataset content, spec and code version
+    retrain: bool = False  # the upload asked for a retrain (object metadata retrain=true)
+    duplicate_of: str | None = None  # an earlier run of the same identity that succeeded: nothing to repeat
+    duplicate_version: int | None = None  # the model version that run registered
 
 
 class ValidationResult(StepResult):
@@ -92,6 +96,7 @@ class RunResult(StepResult):
     promoted: bool | None = None
     failure_reason: str | None = None
     failed_step: str | None = None
+    duplicate_of: str | None = None
 
 
 # The steps in order, with the path of their results: the first missing one is where a run stopped.

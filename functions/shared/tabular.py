@@ -42,6 +42,16 @@ def read_upload(objects: ObjectStore, key: str, version_id: str | None) -> bytes
     raise NotFound(f"the uploaded dataset {key} (version {version_id}) no longer exists")
 
 
+def upload_metadata(objects: ObjectStore, key: str, version_id: str | None) -> dict[str, str]:
+    """The user metadata of exactly the uploaded object version (names in lower case)."""
+    for candidate in dict.fromkeys([key, unquote_plus(key)]):
+        try:
+            return objects.head(candidate, version_id=version_id).metadata
+        except NotFound:
+            continue
+    raise NotFound(f"the uploaded dataset {key} (version {version_id}) no longer exists")
+
+
 def read_dataset(data: bytes, key: str) -> pd.DataFrame:
     """The rows of an uploaded file (.csv or .parquet, by its key); DatasetInvalid when unusable."""
     name = key.rsplit("/", 1)[-1]

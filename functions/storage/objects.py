@@ -1,6 +1,6 @@
 """The object-storage port: bytes, JSON, Parquet frames and sha256-verified reads under keys.
 
-An adapter implements three calls (get_bytes, put_bytes, list_keys) and raises domain errors
+An adapter implements four calls (get_bytes, put_bytes, list_keys, head) and raises domain errors
 only (NotFound, RetryableError, ObjectTooLarge, MlopsError); the rest is built on them here,
 once. pandas is imported only by the frame methods: serving never loads it through this port.
 """
@@ -10,6 +10,7 @@ import io
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from functions.errors import IntegrityError
@@ -21,6 +22,12 @@ if TYPE_CHECKING:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    size: int
+    metadata: dict[str, str]  # the object's user metadata (S3: x-amz-meta-<name>), names in lower case
 
 
 class ObjectStore(ABC):
@@ -40,6 +47,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Keys under `prefix`, in key order."""
+
+    @abstractmethod
+    def head(self, key: str, *, version_id: str | None = None) -> "ObjectHead":
+        """The object's size and user metadata (a given version of it), without its bytes."""
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))

@@ -8,7 +8,7 @@ from functions import aws
 from functions.errors import ObjectTooLarge
 from functions.settings import settings
 from functions.storage.errors import storage_errors
-from functions.storage.objects import ObjectStore, sha256
+from functions.storage.objects import ObjectHead, ObjectStore, sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -37,6 +37,15 @@ class S3ObjectStore(ObjectStore):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
                                    Metadata={"sha256": digest})
         return digest
+
+    def head(self, key: str, *, version_id: str | None = None) -> ObjectHead:
+        with storage_errors(f"reading the metadata of {key}"):
+            if version_id and version_id != "null":
+                response = self.client.head_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+            else:
+                response = self.client.head_object(Bucket=self.bucket, Key=key)
+        metadata = {name.lower(): value for name, value in (response.get("Metadata") or {}).items()}
+        return ObjectHead(size=int(response.get("ContentLength") or 0), metadata=metadata)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")

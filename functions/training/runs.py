@@ -62,6 +62,15 @@ def evaluate_run(objects: ObjectStore, *, spec: ModelSpec, training: TrainingRes
 
 
 def record_success(registry: RegistryStore, state: PipelineState) -> RunResult:
+    """The run's success: what it trained, registered and promoted; or, for a run identical to an earlier one
+    that succeeded (RegisterDataset found it), that run's id and model version: it trained nothing."""
+    dataset = state.result(DatasetResult)
+    if dataset.duplicate_of is not None:
+        registry.update_run(state.model, state.run_id, status="SUCCEEDED", ended_at=now_iso(),
+                            duplicate_of=dataset.duplicate_of, model_version=dataset.duplicate_version,
+                            dataset_id=dataset.dataset_id)
+        return RunResult(status="SUCCEEDED", model_version=dataset.duplicate_version,
+                         duplicate_of=dataset.duplicate_of)
     registration = state.result(RegistrationResult)
     promotion = state.result(PromotionResult)
     registry.update_run(

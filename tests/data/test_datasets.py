@@ -24,7 +24,7 @@ def start(stores, model: str, name: str, data: bytes, run_id: str) -> dict:
 
 
 def register(stores, upload: dict):
-    return register_dataset(stores.objects, stores.datasets, stores.registry, **upload)
+    return register_dataset(stores.objects, stores.datasets, stores.registry, code_version="test-1", **upload)
 
 
 def test_an_unknown_model_fails_with_the_way_to_create_it(stores, churn_rows):
@@ -105,3 +105,63 @@ def test_the_column_map_counts_against_the_item_budget(monkeypatch):
     monkeypatch.setattr(datasets, "MAX_PROFILE_BYTES", len(json.dumps(profile_frame(frame))) + 100)
     with pytest.raises(DatasetInvalid, match="too many columns"):
         datasets.profile_for_storage(frame)
+
+
+# --- a run's identity: the same content, spec and code version are not trained twice ------------
+
+
+def succeed(stores, run_id: str, version: int = 1) -> None:
+    stores.registry.update_run("churn", run_id, status="SUCCEEDED", model_version=version)
+
+
+def test_an_identical_run_after_one_that_succeeded_names_it_and_trains_nothing(stores, churn_spec, churn_rows):
+    stores.registry.put_spec(churn_spec)
+    data = churn_rows.to_csv(index=False).encode()
+    first = register(stores, start(stores, "churn", "train.csv", data, "run-1"))
+    assert first.duplicate_of is None and first.run_key and first.retrain is False
+    assert stores.registry.get_run("churn", "run-1").run_key == first.run_key
+    while_running = register(stores, start(stores, "churn", "again.csv", data, "run-2"))
+    assert while_running.duplicate_of is None  # run-1 may still fail: both train
+    succeed(stores, "run-1", version=3)
+
+    same = register(stores, start(stores, "churn", "copy.csv", data, "run-3"))  # another key, same bytes
+
+    assert same.run_key == first.run_key and same.duplicate_of == "run-1" and same.duplicate_version == 3
+    assert register(stores, start(stores, "churn", "train.csv", data, "run-4")).duplicate_of == "run-1"
+
+
+def test_another_spec_another_code_version_or_a_retrain_trains_again(stores, churn_spec, churn_rows):
+    stores.registry.put_spec(churn_spec)
+    data = churn_rows.to_csv(index=False).encode()
+    first = register(stores, start(stores, "churn", "train.csv", data, "run-1"))
+    succeed(stores, "run-1")
+    described = churn_spec.model_copy(update={"description": "the same model, better described"})
+    stores.registry.put_spec(described)
+    assert register(stores, start(stores, "churn", "b.csv", data, "run-2")).duplicate_of == "run-1"
+    stores.registry.put_spec(churn_spec.model_copy(update={"holdout_fraction": 0.3}))
+    other_spec = register(stores, start(stores, "churn", "c.csv", data, "run-3"))
+    assert other_spec.duplicate_of is None and other_spec.run_key != first.run_key
+    stores.registry.put_spec(churn_spec)
+    upload = start(stores, "churn", "d.csv", data, "run-4")
+    other_code = register_dataset(stores.objects, stores.datasets, stores.registry, code_version="test-2", **upload)
+    assert other_code.duplicate_of is None and other_code.run_key != first.run_key
+    key = "datasets/churn/e.csv"
+    version_id = stores.objects.put(key, data, {"retrain": "true"})  # `mlops data push --retrain`
+    stores.registry.start_run(Run(model="churn", run_id="run-5", bucket=stores.objects.bucket, key=key,
+                                  version_id=version_id, code_version="test-1"))
+    retrain = register(stores, {"model": "churn", "key": key, "version_id": version_id, "run_id": "run-5"})
+    assert retrain.retrain is True and retrain.duplicate_of is None and retrain.run_key == first.run_key
+    assert stores.registry.get_run("churn", "run-5").retrain is True
+
+
+def test_a_failed_run_gives_its_identity_to_the_next_identical_run(stores, churn_spec, churn_rows):
+    stores.registry.put_spec(churn_spec)
+    data = churn_rows.to_csv(index=False).encode()
+    register(stores, start(stores, "churn", "train.csv", data, "run-1"))
+    stores.registry.update_run("churn", "run-1", status="FAILED")
+    assert register(stores, start(stores, "churn", "again.csv", data, "run-2")).duplicate_of is None
+    succeed(stores, "run-2")
+    assert register(stores, start(stores, "churn", "third.csv", data, "run-3")).duplicate_of == "run-2"
+    retried = register(stores, {"model": "churn", "key": "datasets/churn/again.csv", "run_id": "run-2",
+                                "version_id": stores.objects.versions["datasets/churn/again.csv"][0][0]})
+    assert retried.duplicate_of is None  # a retried step of the run that holds the identity

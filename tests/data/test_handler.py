@@ -66,3 +66,28 @@ def test_a_malformed_state_is_invalid_input(event, lambda_context):
     with pytest.raises(InvalidInput, match="pipeline state is malformed"):
         register_dataset(event, lambda_context)
 
+
+
+def test_the_step_finds_an_identical_run_and_reads_a_retrain_from_the_uploads_metadata(pipeline_aws, churn_spec,
+                                                                                        churn_rows, lambda_context):
+    from functions.records import Run
+    from functions.training.start import run_id_for
+
+    registry_store().put_spec(churn_spec)
+    data = churn_rows.to_csv(index=False).encode()
+    first = upload_state(pipeline_aws, "churn", "train.csv", data)
+    assert register_dataset(first, lambda_context)["duplicate_of"] is None
+    registry_store().update_run("churn", first["run_id"], status="SUCCEEDED", model_version=1)
+    again = upload_state(pipeline_aws, "churn", "copy.csv", data)
+    assert register_dataset(again, lambda_context)["duplicate_of"] == first["run_id"]
+
+    key = "datasets/churn/copy.csv"  # as `mlops data push --retrain` uploads it
+    version_id = pipeline_aws.s3.put_object(Bucket=pipeline_aws.bucket, Key=key, Body=data,
+                                            Metadata={"retrain": "true"})["VersionId"]
+    retrain = {"run_id": run_id_for("churn", pipeline_aws.bucket, key, version_id), "model": "churn",
+               "bucket": pipeline_aws.bucket, "key": key, "version_id": version_id}
+    registry_store().start_run(Run(model="churn", run_id=retrain["run_id"], bucket=pipeline_aws.bucket, key=key,
+                                   version_id=version_id, code_version="test-1"))
+    result = register_dataset(retrain, lambda_context)
+    assert result["retrain"] is True and result["duplicate_of"] is None
+    assert registry_store().get_run("churn", retrain["run_id"]).retrain is True

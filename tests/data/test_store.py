@@ -126,3 +126,16 @@ def test_a_throttled_lineage_update_is_retryable(dynamo_store, monkeypatch):
         dynamo_store.put_dataset(dataset("run-2"))
     assert dynamo_store.put_dataset(dataset("run-2")) is False
     assert dynamo_store.get_dataset("churn", A).runs == {"run-1", "run-2"}
+
+
+def test_a_run_identity_is_claimed_once_and_taken_over_only_from_its_holder(store):
+    assert store.identified_run("churn", "k1") is None
+    assert store.claim_identity("churn", "k1", "run-1", expected=None) is True
+    assert store.claim_identity("churn", "k1", "run-2", expected=None) is False  # run-1 claimed it first
+    assert store.claim_identity("churn", "k1", "run-1", expected=None) is True  # run-1's retried claim
+    assert store.identified_run("churn", "k1") == "run-1"
+    assert store.claim_identity("churn", "k1", "run-3", expected="run-9") is False
+    assert store.claim_identity("churn", "k1", "run-3", expected="run-1") is True  # run-1 failed: run-3 trains
+    assert store.identified_run("churn", "k1") == "run-3" and store.identified_run("other", "k1") is None
+    store.put_dataset(dataset("run-1"))
+    assert [d.dataset_id for d in store.list_datasets("churn")] == [A]  # identities are not dataset versions

@@ -43,14 +43,22 @@ def test_create_push_show_predict(mlops, tmp_path):
     spec = write(tmp_path, "spec.json", json.dumps(SPEC))
     assert mlops("models", "create", "cli-churn", "--spec", spec).exit_code == 0
     data = tmp_path / "train.csv"
-    data.write_bytes(csv_bytes(200, seed=3))
+    rows = csv_bytes(200, seed=3)
+    data.write_bytes(rows + b"".join(rows.splitlines(keepends=True)[1:11]))  # 10 rows twice: a warning
     pushed = mlops("data", "push", "cli-churn", str(data))
     assert pushed.exit_code == 0, pushed.output
     assert "succeeded" in pushed.output and "model v1" in pushed.output
+    assert "warning: 10 of 210 rows (4.8%) are exact duplicates" in pushed.output
+    again = mlops("data", "push", "cli-churn", str(data))  # the same data, spec and code: nothing to train
+    assert again.exit_code == 0 and "succeeded without training" in again.output
+    assert "trained model v1 in run cli-churn-" in again.output and "--retrain" in again.output
+    retrained = mlops("data", "push", "cli-churn", str(data), "--retrain")
+    assert retrained.exit_code == 0 and "model v2" in retrained.output, retrained.output
     listed = mlops("models", "list")
     assert "cli-churn" in listed.output and "v1" in listed.output
     shown = mlops("models", "show", "cli-churn")
     assert shown.exit_code == 0 and "roc_auc=" in shown.output
+    assert "v1 warning: 10 of 210 rows (4.8%) are exact duplicates of another row" in shown.output
     instance = {"tenure_months": 5, "monthly_charges": 80.0, "support_calls": 2, "plan": "basic"}
     predicted = mlops("predict", "cli-churn", "--data", json.dumps(instance))
     assert predicted.exit_code == 0, predicted.output

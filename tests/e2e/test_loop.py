@@ -56,16 +56,29 @@ def test_predictions_over_http_carry_the_model_version(trained, api):
     assert body["probabilities"][0][1] > body["probabilities"][1][1]
 
 
-def test_the_same_upload_twice_is_one_dataset_version(trained, aws, local_cloud):
+def test_the_same_upload_twice_is_one_dataset_version_and_one_training(trained, aws, local_cloud, _training):
+    versions_before = [i for i in registry_items(aws, local_cloud) if i["sk"]["S"].startswith("VERSION#")]
     again = upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/train-copy.csv", csv_bytes(300))
     assert again["status"] == "SUCCEEDED"
+    # The same data, spec and code trained v1 in the first run: this run matches it and trains nothing.
+    run = aws("dynamodb").get_item(
+        TableName=local_cloud["RegistryTableName"],
+        Key={"pk": {"S": f"MODEL#{MODEL}"}, "sk": {"S": f"RUN#{again['run_id']}"}},
+    )["Item"]
+    assert run["status"]["S"] == "SUCCEEDED" and run["duplicate_of"]["S"] == _training["run_id"]
+    assert run["model_version"]["N"] == "1"
+    states = [e["stateEnteredEventDetails"]["name"] for e in aws("stepfunctions").get_execution_history(
+        executionArn=again["executionArn"], maxResults=1000)["events"] if "stateEnteredEventDetails" in e]
+    assert states == ["RegisterDataset", "AlreadyTrained", "RecordSuccess", "RunSucceeded"]
+    versions_after = [i for i in registry_items(aws, local_cloud) if i["sk"]["S"].startswith("VERSION#")]
+    assert versions_after == versions_before
     content_id = hashlib.sha256(csv_bytes(300)).hexdigest()
     datasets = aws("dynamodb").query(
         TableName=local_cloud["DatasetsTableName"],
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": f"MODEL#{MODEL}"}},
     )["Items"]
-    same_content = [item for item in datasets if item["dataset_id"]["S"] == content_id]
+    same_content = [item for item in datasets if item["sk"]["S"] == f"DATASET#{content_id}"]
     assert len(same_content) == 1
     # Both runs (the first upload's and this one) are recorded on the one dataset version.
     runs = set(same_content[0]["runs"]["SS"])

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from functions.errors import IntegrityError, NotFound, ObjectTooLarge, RetryableError
-from functions.storage.objects import ObjectStore
+from functions.storage.objects import ObjectHead, ObjectStore
 from functions.storage.s3 import S3ObjectStore
 from tests.fakes import MemoryObjectStore, lost_reply, throttled
 from tests.storage.moto_aws import BUCKET, fail_once, lose_reply_once, moto_bucket
@@ -151,3 +151,18 @@ def test_a_write_whose_reply_is_lost_is_repeated_safely(objects, monkeypatch):
     assert objects.get_bytes("runs/m/r/model.bin") == b"model"  # it was written all the same
     assert objects.put_bytes("runs/m/r/model.bin", b"model") == hashlib.sha256(b"model").hexdigest()
     assert list(objects.list_keys("runs/")) == ["runs/m/r/model.bin"]
+
+
+def test_head_gives_a_versions_size_and_user_metadata_without_its_bytes(objects):
+    if isinstance(objects, MemoryObjectStore):
+        first = objects.put("datasets/m/f.csv", b"a\n1\n", {"Retrain": "true"})
+        objects.put("datasets/m/f.csv", b"a\n22\n")
+    else:
+        assert isinstance(objects, S3ObjectStore)
+        put = objects.client.put_object
+        first = put(Bucket=BUCKET, Key="datasets/m/f.csv", Body=b"a\n1\n", Metadata={"Retrain": "true"})["VersionId"]
+        put(Bucket=BUCKET, Key="datasets/m/f.csv", Body=b"a\n22\n")
+    assert objects.head("datasets/m/f.csv", version_id=first) == ObjectHead(size=4, metadata={"retrain": "true"})
+    assert objects.head("datasets/m/f.csv") == ObjectHead(size=5, metadata={})
+    with pytest.raises(NotFound):
+        objects.head("datasets/m/none.csv")

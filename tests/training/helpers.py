@@ -58,10 +58,19 @@ def caught(error: Exception) -> dict[str, str]:
     return {"Error": type(error).__name__, "Cause": cause}
 
 
+def already_trained(path: str, result: Any) -> bool:
+    """The state machine's Choice after RegisterDataset: a run identical to one that succeeded goes to RecordSuccess."""
+    duplicate_of = result.get("duplicate_of") if isinstance(result, dict) else getattr(result, "duplicate_of", None)
+    return path == "dataset" and isinstance(duplicate_of, str)
+
+
 def run_pipeline(state: dict, context) -> dict:
     """Every step in order; a domain error goes to record_failure with Step Functions' error shape."""
     state = json.loads(json.dumps(state))
+    skipping = False
     for path, step in STEPS:
+        if skipping and path != "run":
+            continue
         try:
             result = step(state, context)
         except MlopsError as error:  # the state machine catches every error; any other one is a bug here
@@ -71,6 +80,7 @@ def run_pipeline(state: dict, context) -> dict:
             state["raised"] = error
             return state
         state[path] = json.loads(json.dumps(result))  # what a Lambda result survives: JSON
+        skipping = skipping or already_trained(path, result)
     return state
 
 
@@ -81,7 +91,7 @@ DomainStep = Callable[[Any, PipelineState], StepResult]
 DOMAIN_STEPS: list[tuple[str, DomainStep]] = [
     ("dataset", lambda s, state: register_dataset(
         s.objects, s.datasets, s.registry, model=state.model, key=state.key, version_id=state.version_id,
-        run_id=state.run_id)),
+        run_id=state.run_id, code_version="test-1")),
     ("validation", lambda s, state: validate_upload(
         s.objects, spec=state.spec, key=state.key, version_id=state.version_id,
         dataset_id=state.result(DatasetResult).dataset_id, run_id=state.run_id)),
@@ -104,20 +114,25 @@ DOMAIN_STEPS: list[tuple[str, DomainStep]] = [
 ]
 
 
-def run_in_memory(stores, model: str, name: str, body: bytes) -> tuple[PipelineState, Exception | None]:
-    """Upload `body` as datasets/<model>/<name> and run every domain step on `stores`, as the state
-    machine would; a raised error is recorded by record_failure and returned."""
+def run_in_memory(stores, model: str, name: str, body: bytes,
+                  metadata: dict[str, str] | None = None) -> tuple[PipelineState, Exception | None]:
+    """Upload `body` as datasets/<model>/<name> (with user `metadata`) and run every domain step on `stores`,
+    as the state machine would; a raised error is recorded by record_failure and returned."""
     key = f"datasets/{model}/{name}"
-    version_id = stores.objects.put(key, body)
+    version_id = stores.objects.put(key, body, metadata)
     run_id = run_id_for(model, stores.objects.bucket, key, version_id)
     stores.registry.start_run(Run(model=model, run_id=run_id, bucket=stores.objects.bucket, key=key,
                                   version_id=version_id, code_version="test-1"))
     state = PipelineState(run_id=run_id, model=model, bucket=stores.objects.bucket, key=key, version_id=version_id)
+    skipping = False
     for path, step in DOMAIN_STEPS:
+        if skipping and path != "run":
+            continue
         try:
             result = step(stores, state)
         except MlopsError as error:  # the state machine catches every error; any other one is a bug here
             state = state.model_copy(update={"error": caught(error)})
             return state.model_copy(update={"run": runs.record_failure(stores.registry, state)}), error
         state = state.model_copy(update={path: result})
+        skipping = skipping or already_trained(path, result)
     return state, None

@@ -93,7 +93,7 @@ def test_a_whole_run_trains_registers_and_promotes(pipeline_aws, churn_spec, chu
     assert state["registration"] == {"version": 1, "format": "onnx"}
     assert state["promotion"]["promoted"] is True and state["promotion"]["previous"] is None
     assert state["run"] == {"status": "SUCCEEDED", "model_version": 1, "promoted": True, "failure_reason": None,
-                            "failed_step": None}
+                            "failed_step": None, "duplicate_of": None}
     run = registry_store().get_run("churn", state["run_id"])
     assert run.status == "SUCCEEDED" and run.model_version == 1 and run.promoted is True
     assert run.metrics == metrics and run.dataset_id == state["dataset"]["dataset_id"]
@@ -142,7 +142,7 @@ def test_record_failure_records_a_domain_message_in_the_registry(stopped_before_
     result = handler.record_failure({**stopped_before_training, "error": error}, lambda_context)
     run = registry_store().get_run("churn", "churn-1")
     assert result == {"status": "FAILED", "model_version": None, "promoted": None, "failure_reason": "bad file",
-                      "failed_step": "ValidateDataset"}
+                      "failed_step": "ValidateDataset", "duplicate_of": None}
     assert run.status == "FAILED" and run.failure_reason == "bad file" and run.failed_step == "ValidateDataset"
     assert run.ended_at and run.dataset_id == "d" * 64
 

@@ -267,3 +267,27 @@ def test_column_names_with_spaces_dots_parentheses_and_unicode_work_through_the_
                           window_hours=24, psi_threshold=0.2, ks_pvalue=0.01)
     assert set(report["features"]) == set(spec.feature_names)
     assert all(f["samples"] == 40 and f["psi"] is not None for f in report["features"].values())
+
+
+def test_the_same_upload_again_is_a_run_that_matches_the_first_and_trains_nothing_unless_asked(stores, churn_spec,
+                                                                                                churn_rows):
+    stores.registry.put_spec(churn_spec)
+    data = churn_rows.to_csv(index=False).encode()
+    first, _ = run_in_memory(stores, "churn", "train.csv", data)
+    assert first.result(RegistrationResult).version == 1
+
+    again, error = run_in_memory(stores, "churn", "copy.csv", data)  # byte-identical, under another key
+
+    assert error is None and again.training is None and again.registration is None
+    assert again.run is not None and again.run.duplicate_of == first.run_id and again.run.model_version == 1
+    run = stores.registry.get_run("churn", again.run_id)
+    assert run.status == "SUCCEEDED" and run.duplicate_of == first.run_id and run.model_version == 1
+    assert run.run_key == stores.registry.get_run("churn", first.run_id).run_key
+    assert [v.version for v in stores.registry.list_versions("churn")] == [1]
+    assert stores.objects.keys(f"runs/churn/{again.run_id}/") == []
+
+    retrained, error = run_in_memory(stores, "churn", "copy.csv", data, metadata={"retrain": "true"})
+
+    assert error is None and retrained.run is not None and retrained.run.duplicate_of is None
+    assert retrained.result(RegistrationResult).version == 2
+    assert stores.registry.get_run("churn", retrained.run_id).retrain is True
