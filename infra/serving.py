@@ -1,5 +1,7 @@
 """Serving: the predict function behind an API Gateway REST API with API keys and throttling."""
 
+import json
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_logs as logs
@@ -27,6 +29,9 @@ PREDICT_SCHEMA = apigw.JsonSchema(
         )
     },
 )
+
+
+HEALTH_ANSWER = {"status": "ok"}
 
 
 class Serving(Construct):
@@ -88,8 +93,20 @@ class Serving(Construct):
         )
         integration = apigw.LambdaIntegration(self.function, proxy=True)
 
+        # /health is answered by API Gateway itself (a mock integration): a liveness probe that
+        # costs no Lambda invocation and that no unauthenticated caller can turn into one.
         health = self.api.root.add_resource("health")
-        health.add_method("GET", integration, request_validator=validator)
+        health.add_method(
+            "GET",
+            apigw.MockIntegration(
+                request_templates={"application/json": json.dumps({"statusCode": 200})},
+                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
+                integration_responses=[apigw.IntegrationResponse(
+                    status_code="200", response_templates={"application/json": json.dumps(HEALTH_ANSWER)},
+                )],
+            ),
+            method_responses=[apigw.MethodResponse(status_code="200")],
+        )
         model = self.api.root.add_resource("v1").add_resource("models").add_resource("{name}")
         model.add_method(
             "GET",
@@ -111,8 +128,9 @@ class Serving(Construct):
         plan = self.api.add_usage_plan(
             "UsagePlan",
             description="Throttling and quota for predict clients",
+            # Per key, below the stage's limits: one client cannot take the whole stage.
             throttle=apigw.ThrottleSettings(
-                rate_limit=settings.api_rate_limit, burst_limit=settings.api_burst_limit
+                rate_limit=settings.api_key_rate_limit, burst_limit=settings.api_key_burst_limit
             ),
             quota=apigw.QuotaSettings(limit=settings.api_quota_per_day, period=apigw.Period.DAY),
         )

@@ -1,9 +1,9 @@
 """One settings model feeds the CDK app (and, through environment variables, the handlers)."""
 
 import subprocess
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 def _git_revision() -> str:
@@ -29,8 +29,12 @@ class PlatformSettings(BaseModel):
     removal_policy: Literal["retain", "destroy"] = "retain"
     # Serving
     api_stage: str = "prod"
-    api_rate_limit: float = 50.0
-    api_burst_limit: int = 100
+    # Requests a second (and burst) for the whole stage, and for each API key (its usage plan):
+    # a key's limits are at most the stage's (checked below), so one client cannot take it all.
+    api_rate_limit: float = Field(100.0, gt=0)
+    api_burst_limit: int = Field(200, ge=1)
+    api_key_rate_limit: float = Field(50.0, gt=0)
+    api_key_burst_limit: int = Field(100, ge=1)
     api_quota_per_day: int = 100_000
     model_cache_ttl_seconds: int = 30
     max_request_bytes: int = 262_144
@@ -49,6 +53,14 @@ class PlatformSettings(BaseModel):
     drift_ks_pvalue: float = 0.01
     latency_alarm_ms: int = 1_000
     alarm_email: str | None = None
+
+    @model_validator(mode="after")
+    def _a_key_is_throttled_within_the_stage(self) -> Self:
+        for key, stage in [("api_key_rate_limit", "api_rate_limit"), ("api_key_burst_limit", "api_burst_limit")]:
+            if getattr(self, key) > getattr(self, stage):
+                raise ValueError(f"{key} ({getattr(self, key)}) is more than the stage's {stage} "
+                                 f"({getattr(self, stage)}): a key's limit must be at most the stage's")
+        return self
 
     @classmethod
     def from_context(cls, raw: dict | None) -> "PlatformSettings":

@@ -1,17 +1,29 @@
 """The REST API of the template, served on 127.0.0.1 as API Gateway serves it.
 
-Routes, API-key requirements, request validators, body models and Lambda proxy
-integrations come from the template's AWS::ApiGateway::* resources. Requests and errors
-follow API Gateway: `/<stage>/<path>`, 403 "Missing Authentication Token" for unknown
+Routes, API-key requirements, request validators, body models, Lambda proxy integrations
+and mock integrations come from the template's AWS::ApiGateway::* resources. Requests and
+errors follow API Gateway: `/<stage>/<path>`, 403 "Missing Authentication Token" for unknown
 routes, 403 "Forbidden" without a valid key, 429 when a key's usage plan throttles,
 413 past 10 MB, 400 "Invalid request body" when the body fails the method's model,
 502 when the function fails, 500 when Lambda throttles it. The proxy event is the REST API
-(v1) format.
+(v1) format. A MOCK integration is answered by the gateway itself, invoking nothing: the
+request template's statusCode selects the integration response, whose status, static
+headers and response template make the answer (static templates only: no VTL).
+
+The body is framed as HTTP/1.1 frames it: Content-Length, or chunked transfer encoding.
+A length that is not a number is 400, a POST/PUT/PATCH with neither is 411 "Length
+Required", more than 10 MB is 413 (chunked too), conflicting or unknown framing is 400/501.
+After such an answer the connection is closed, and what the client still sends of its body
+is read and dropped first (bounded in bytes and time), so the client reads the answer
+instead of a reset connection. A client that stops sending mid-request gets 408 after
+IDLE_TIMEOUT_S.
 """
 
 import base64
 import json
+import logging
 import re
+import socket
 import threading
 import time
 import uuid
@@ -25,7 +37,33 @@ import jsonschema
 from local.runtime import LambdaRuntime, TooManyRequestsException
 from local.template import StackTemplate
 
+log = logging.getLogger("mlops.local")
+
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+IDLE_TIMEOUT_S = 60.0  # a connection idle this long, between requests or within one, is closed
+LINGER_S = 2.0  # after refusing a body, how long the gateway reads and drops what the client still sends
+LINGER_IDLE_S = 0.5  # ... and how long it waits for more of it
+DRAIN_MAX_BYTES = 4 * MAX_PAYLOAD_BYTES  # ... and how much it reads at most
+MAX_LINE_BYTES = 8192  # a chunk-size or trailer line
+MAX_TRAILER_LINES = 100
+BODY_METHODS = {"POST", "PUT", "PATCH"}  # methods whose requests must say how long their body is
+
+
+@dataclass(frozen=True)
+class MockResponse:
+    """One integration response of a MOCK integration."""
+
+    status: int
+    selection_pattern: re.Pattern | None  # None: the default response
+    headers: dict[str, str]  # static header values (response parameters)
+    templates: dict[str, str]  # content type -> body
+
+
+@dataclass(frozen=True)
+class MockIntegration:
+    request_templates: dict[str, str]  # content type -> the template that gives {"statusCode": N}
+    passthrough: str  # WHEN_NO_MATCH, WHEN_NO_TEMPLATES or NEVER
+    responses: list[MockResponse]
 
 
 @dataclass
@@ -33,9 +71,10 @@ class Route:
     method: str
     resource: str  # "/v1/models/{name}/predict"
     pattern: re.Pattern
-    function_arn: str
+    function_arn: str | None  # a Lambda proxy integration's function (None for a mock)
     api_key_required: bool
     body_validator: jsonschema.Validator | None  # the method's request model (API Gateway models are draft 4)
+    mock: MockIntegration | None = None
 
 
 @dataclass
@@ -62,15 +101,75 @@ def routes_from_template(template: StackTemplate) -> tuple[str, list[Route]]:
             ref = api_resources[ref]["Properties"]["ParentId"].get("Ref")
         resource = "/" + "/".join(segments)
         pattern = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(resource)) + "$")
-        uri = template.resolve(props["Integration"]["Uri"])
-        function_arn = uri.split("/functions/")[1].rsplit("/invocations", 1)[0]
+        integration = props.get("Integration") or {}
+        kind = integration.get("Type", "AWS_PROXY")
+        where = f"{props['HttpMethod']} {resource}"
+        function_arn, mock = None, None
+        if kind == "MOCK":
+            mock = _mock_integration(integration, where)
+        elif kind == "AWS_PROXY":
+            uri = template.resolve(integration["Uri"])
+            function_arn = uri.split("/functions/")[1].rsplit("/invocations", 1)[0]
+        else:
+            raise ValueError(f"{where}: the local gateway serves Lambda proxy and MOCK integrations, not {kind}")
         validator = validators.get(props.get("RequestValidatorId", {}).get("Ref", ""), {}).get("Properties", {})
         model_ref = props.get("RequestModels", {}).get("application/json", {})
         schema = models.get(model_ref.get("Ref", "")) if validator.get("ValidateRequestBody") else None
         validator = jsonschema.Draft4Validator(schema) if schema is not None else None
         api_key_required = bool(props.get("ApiKeyRequired"))
-        routes.append(Route(props["HttpMethod"], resource, pattern, function_arn, api_key_required, validator))
+        routes.append(Route(props["HttpMethod"], resource, pattern, function_arn, api_key_required, validator, mock))
     return stage, routes
+
+
+def _mock_integration(integration: dict, where: str) -> MockIntegration:
+    responses = []
+    for response in integration.get("IntegrationResponses") or []:
+        headers = {}
+        for name, value in (response.get("ResponseParameters") or {}).items():
+            prefix = "method.response.header."
+            if not (name.startswith(prefix) and len(value) >= 2 and value[0] == value[-1] == "'"):
+                raise ValueError(f"{where}: the local gateway maps static response headers only, not {name}")
+            headers[name[len(prefix):]] = value[1:-1]
+        pattern = response.get("SelectionPattern")
+        responses.append(MockResponse(
+            status=int(response["StatusCode"]),
+            selection_pattern=re.compile(pattern) if pattern else None,
+            headers=headers,
+            templates={kind: _static(text, where) for kind, text in (response.get("ResponseTemplates") or {}).items()},
+        ))
+    requests = integration.get("RequestTemplates") or {}
+    templates = {kind.lower(): _static(text, where) for kind, text in requests.items()}
+    return MockIntegration(templates, integration.get("PassthroughBehavior", "WHEN_NO_MATCH"), responses)
+
+
+def _static(template: str, where: str) -> str:
+    """A mapping template with no Velocity (VTL) in it: no $variable, no #directive."""
+    if "$" in template or "#" in template:
+        raise ValueError(f"{where}: the local gateway serves static mapping templates only (no VTL)")
+    return template
+
+
+def answer_mock(mock: MockIntegration, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+    """What API Gateway answers for a MOCK integration, with no backend: the request template (by the
+    request's Content-Type, application/json when it has none) gives {"statusCode": N}, which selects the
+    integration response (its selection pattern, else the default one)."""
+    content_type = (headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    request = mock.request_templates.get(content_type)
+    if request is None:
+        if mock.passthrough == "NEVER" or (mock.passthrough == "WHEN_NO_TEMPLATES" and mock.request_templates):
+            return _message(415, "Unsupported Media Type")
+        request = body.decode("utf-8", errors="replace")  # passed through as the mapped request
+    try:
+        status_code = int(json.loads(request)["statusCode"])
+    except (ValueError, KeyError, TypeError):  # API Gateway: a mock's request must map to a statusCode
+        return _message(500, "Internal server error")
+    matching = [r for r in mock.responses if r.selection_pattern and r.selection_pattern.fullmatch(str(status_code))]
+    selected = next(iter(matching), next((r for r in mock.responses if r.selection_pattern is None), None))
+    if selected is None:
+        return _message(500, "Internal server error")
+    kind = "application/json" if "application/json" in selected.templates else next(iter(selected.templates), None)
+    data = selected.templates[kind].encode() if kind else b""
+    return selected.status, {"Content-Type": kind or "application/json", **selected.headers}, data
 
 
 class TokenBucket:
@@ -92,7 +191,7 @@ class TokenBucket:
 
 class Gateway:
     def __init__(self, template: StackTemplate, runtime: LambdaRuntime, apigateway_client: Any, host: str,
-                 port: int) -> None:
+                 port: int, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.stage, self.routes = routes_from_template(template)
         self.runtime = runtime
         self.apigateway = apigateway_client
@@ -101,9 +200,8 @@ class Gateway:
         self._keys_loaded = 0.0
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"gateway": self})
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
+        handler = type("Handler", (_Handler,), {"gateway": self, "timeout": idle_timeout_s})
+        self.server = _Server((host, port), handler)
         self.url = f"http://{host}:{self.server.server_address[1]}/{self.stage}/"
 
     def start(self) -> None:
@@ -156,6 +254,9 @@ class Gateway:
             return _message(413, "Request Too Long")
         if route.body_validator is not None and not _valid_body(body, route.body_validator):
             return _message(400, "Invalid request body")
+        if route.mock is not None:
+            return answer_mock(route.mock, lower, body)
+        assert route.function_arn is not None
         event = self._proxy_event(route, found.groupdict(), path, method, headers, parts.query, body, plan)
         try:
             result = self.runtime.invoke(route.function_arn, event)
@@ -234,33 +335,154 @@ def _proxy_response(payload: bytes) -> tuple[int, dict, bytes]:
     return status, headers, data
 
 
+class _Refused(Exception):
+    """A request whose body cannot be taken: its answer, and how much body the client may still send."""
+
+    def __init__(self, status: int, message: str, unread: int | None = None):
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.unread = unread  # bytes still to come (None: unknown)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone mid-answer is not an error of the gateway; anything else is logged, never printed."""
+        import sys
+
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            log.warning("gateway: a connection failed", exc_info=error)
+
+
 class _Handler(BaseHTTPRequestHandler):
     gateway: Gateway
     protocol_version = "HTTP/1.1"
     # Headers and body are separate writes: without this a kept-alive connection waits ~40 ms
     # (Nagle's algorithm against the client's delayed ACK) on every response.
     disable_nagle_algorithm = True
+    timeout = IDLE_TIMEOUT_S  # set on each socket: a silent client does not hold a thread forever
+
+    def handle_expect_100(self) -> bool:
+        """"Expect: 100-continue": a body the gateway would refuse is refused before the client sends it."""
+        try:
+            self._framing()
+        except _Refused:
+            return True  # no 100 Continue: _serve answers with the refusal
+        return super().handle_expect_100()
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_PAYLOAD_BYTES:
-            status, headers, data = _message(413, "Request Too Long")
-            self.close_connection = True
-        else:
-            body = self.rfile.read(length) if length else b""
-            try:
-                status, headers, data = self.gateway.handle(self.command, self.path, dict(self.headers.items()), body)
-            except Exception:  # noqa: BLE001 - the gateway never shows its internals
-                status, headers, data = _message(500, "Internal server error")
-        self.send_response(status)
-        for name, value in headers.items():
-            if name.lower() not in {"content-length", "connection"}:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            body = self._read_body()
+        except _Refused as refused:
+            self._answer(*_message(refused.status, refused.message), close=True)
+            self._drain(refused.unread)
+            return
+        except TimeoutError:
+            self._answer(*_message(408, "Request Timeout"), close=True)
+            return
+        try:
+            status, headers, data = self.gateway.handle(self.command, self.path, dict(self.headers.items()), body)
+        except Exception:  # the gateway never shows its internals: they go to its log
+            log.warning("gateway: request failed", exc_info=True)
+            status, headers, data = _message(500, "Internal server error")
+        self._answer(status, headers, data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+    def _framing(self) -> tuple[bool, int]:
+        """(chunked, length) of the request's body from its headers; _Refused when they cannot frame one."""
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = self.headers.get_all("Content-Length") or []
+        if encodings:
+            if lengths:  # two framings: which one the client meant is anyone's guess (request smuggling)
+                raise _Refused(400, "Bad Request")
+            codings = [c.strip().lower() for value in encodings for c in value.split(",") if c.strip()]
+            if codings == ["chunked"]:
+                return True, 0
+            if codings and codings[-1] == "chunked":
+                raise _Refused(501, "Not Implemented")  # gzip, deflate...: codings the gateway does not decode
+            raise _Refused(400, "Bad Request")  # not chunked last: the body has no end
+        if not lengths:
+            if self.command in BODY_METHODS:  # a body may follow all the same: drained as an unknown one
+                raise _Refused(411, "Length Required")
+            return False, 0
+        values = {value.strip() for value in lengths}
+        value = values.pop()
+        if values or not re.fullmatch(r"[0-9]{1,19}", value):  # "abc", "-1", "1e3", "5, 6", 20+ digits
+            raise _Refused(400, "Bad Request")
+        length = int(value)
+        if length > MAX_PAYLOAD_BYTES:
+            raise _Refused(413, "Request Too Long", unread=length)
+        return False, length
+
+    def _read_body(self) -> bytes:
+        chunked, length = self._framing()
+        if chunked:
+            return self._read_chunked()
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client closed before its body was whole
+            raise _Refused(400, "Bad Request", unread=0)
+        return body
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while size := self._chunk_size():
+            if len(body) + size > MAX_PAYLOAD_BYTES:
+                raise _Refused(413, "Request Too Long")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.read(2) != b"\r\n":
+                raise _Refused(400, "Bad Request")
+            body += chunk
+        for _ in range(MAX_TRAILER_LINES):  # trailer fields, up to the empty line
+            line = self.rfile.readline(MAX_LINE_BYTES + 1)
+            if line in (b"\r\n", b"\n"):
+                return bytes(body)
+            if not line.endswith(b"\n"):
+                break
+        raise _Refused(400, "Bad Request")
+
+    def _chunk_size(self) -> int:
+        line = self.rfile.readline(MAX_LINE_BYTES + 1)
+        size = line.split(b";", 1)[0].strip()  # chunk extensions are ignored
+        if not line.endswith(b"\n") or not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size):
+            raise _Refused(400, "Bad Request")
+        return int(size, 16)
+
+    def _answer(self, status: int, headers: dict, data: bytes, close: bool = False) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")  # and the server closes it after this answer
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _drain(self, unread: int | None) -> None:
+        """After refusing a body: read and drop what the client still sends (bounded in bytes and time).
+
+        Closing a socket with unread data resets the connection, and a client still sending its body
+        would see the reset instead of the answer. The answer is complete (write side shut), so a client
+        that reads it and closes ends this early.
+        """
+        if unread == 0:
+            return
+        budget = DRAIN_MAX_BYTES if unread is None else min(unread, DRAIN_MAX_BYTES)
+        deadline = time.monotonic() + LINGER_S
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_IDLE_S)
+            while budget > 0 and time.monotonic() < deadline:
+                data = self.rfile.read1(min(65_536, budget))
+                if not data:
+                    break
+                budget -= len(data)
+        except OSError:  # including the timeout: the client has stopped sending
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the functions log
         pass

@@ -3,6 +3,9 @@
 Routes are thin: read the body (size checked before it is parsed), call one domain
 function, shape the answer. Errors are mapped in one place: a domain error becomes its
 status with {"error": {"code", "message"}}; anything else is a 500 that says nothing more.
+Every body is serialized refusing NaN and infinity (not JSON), so no path can send them.
+(GET /health is answered by API Gateway itself, a mock integration; its route here stays
+for a direct invocation.)
 """
 
 import base64
@@ -10,10 +13,12 @@ import binascii
 import json
 import time
 import uuid
+from functools import partial
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Encoder
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -30,10 +35,13 @@ from functions.serving.predict import predict
 from functions.settings import Settings, settings
 from functions.storage.s3 import data_objects
 
+# Strict JSON: NaN and infinity raise here (a 500 that says nothing) instead of reaching a client.
+dumps = partial(json.dumps, separators=(",", ":"), cls=Encoder, allow_nan=False)
+
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = APIGatewayRestResolver()
+app = APIGatewayRestResolver(serializer=dumps)
 # Lives as long as the container: a warm invocation predicts without reading the model again.
 models = ModelCache()
 
@@ -48,13 +56,15 @@ class PredictRequest(BaseModel):
     instances: list[Any] = Field(min_length=1)
 
 
+def _json(status: int, body: Any, headers: dict | None = None) -> Response:
+    """A JSON response, serialized within the route: a value JSON cannot hold becomes the 500 below, where
+    the resolver's own serializer (after the route) would fail the whole invocation instead."""
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=dumps(body),
+                    headers=headers)
+
+
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps({"error": {"code": code, "message": message}}),
-        headers=headers,
-    )
+    return _json(status, {"error": {"code": code, "message": message}}, headers)
 
 
 @app.exception_handler(MlopsError)
@@ -117,8 +127,22 @@ def parse_predict_request(event: APIGatewayProxyEvent, config: Settings) -> Pred
 
 
 def _problem(error: ErrorDetails) -> str:
-    where = ".".join(str(part)[:MAX_SHOWN_CHARS] for part in error["loc"]) or "body"
+    where = ".".join(_printable(str(part)[:MAX_SHOWN_CHARS]) for part in error["loc"]) or "body"
     return f"{where}: {error['msg']}"
+
+
+def _printable(text: str) -> str:
+    """`text` with what UTF-8 cannot hold (a lone surrogate) written as its escape."""
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def _count_load_failure(model: str, version: int) -> None:
+    """ModelLoadFailures by model, in a document of its own (the request's metrics keep their dimensions).
+
+    The model exists (its champion alias points at `version`), so its name may be a dimension.
+    """
+    with single_metric(name="ModelLoadFailures", unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="model", value=model)
 
 
 def _request_id() -> str:
@@ -127,23 +151,24 @@ def _request_id() -> str:
 
 
 @app.get("/health")
-def health() -> dict:
-    return {"status": "ok"}
+def health() -> Response:
+    return _json(200, {"status": "ok"})
 
 
 @app.get("/v1/models/<name>")
 @tracer.capture_method
-def get_model(name: str) -> dict:
-    return describe_model(registry_store(), name)
+def get_model(name: str) -> Response:
+    return _json(200, describe_model(registry_store(), name))
 
 
 @app.post("/v1/models/<name>/predict")
 @tracer.capture_method
-def predict_route(name: str) -> dict:
+def predict_route(name: str) -> Response:
     config = settings()
     request = parse_predict_request(app.current_event, config)
     started = time.perf_counter()
-    loaded = models.champion(registry_store(), data_objects(), name, config.model_cache_ttl_seconds)
+    loaded = models.champion(registry_store(), data_objects(), name, config.model_cache_ttl_seconds,
+                             on_load_failure=_count_load_failure)
     result = predict(loaded, request.instances)
     latency_ms = (time.perf_counter() - started) * 1000
     request_id = _request_id()
@@ -166,7 +191,7 @@ def predict_route(name: str) -> dict:
     if loaded.spec.task == "classification":
         answer["probabilities"] = result.probabilities
     answer["request_id"] = request_id
-    return answer
+    return _json(200, answer)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

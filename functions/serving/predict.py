@@ -1,9 +1,13 @@
 """Predicting with a loaded champion: instances checked against its signature, then the model.
 
 The check is strict, so a client's mistake is a 422 that names the instance and the field,
-never a silent NaN: exactly the signature's features; numeric values are finite numbers
-(not booleans); categorical values are strings of at most MAX_CATEGORY_LENGTH characters.
-Accepted instances go through the one feature transformation shared with training.
+never a silent NaN or a failure further on: exactly the signature's features; numeric values
+are finite numbers (not booleans) within what the model's numeric input type holds
+(MAX_NUMERIC_MAGNITUDE: float32 today); categorical values are valid Unicode strings (no lone
+UTF-16 surrogate, which no UTF-8 text can hold) of at most MAX_CATEGORY_LENGTH characters.
+Accepted instances go through the one feature transformation shared with training, and an
+answer that is not a finite number (an extreme input the model overflows on) is refused too:
+a response never carries NaN or infinity.
 """
 
 import math
@@ -15,10 +19,11 @@ import pandas as pd
 
 from functions.errors import RequestInvalid, shown
 from functions.serving.model_cache import LoadedModel
+from functions.shared.limits import MAX_CATEGORY_LENGTH, MAX_NUMERIC_MAGNITUDE
 from functions.spec import Feature
 
-MAX_CATEGORY_LENGTH = 256
 MAX_REPORTED_PROBLEMS = 10  # a message stays readable when a whole batch is wrong
+NUMERIC_RANGE = f"between {-MAX_NUMERIC_MAGNITUDE!r} and {MAX_NUMERIC_MAGNITUDE!r}"
 
 
 @dataclass(frozen=True)
@@ -38,13 +43,25 @@ def _value_problem(value: object, kind: str) -> str | None:
             return f"must be a number, not {_json_type(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number (NaN and infinity are not allowed)"
-        if isinstance(value, int) and abs(value) > 2**53:
-            return "is too large to be a number the model can use"
+        if abs(value) > MAX_NUMERIC_MAGNITUDE:  # exact for ints of any size: no float conversion
+            return f"is out of range: the model takes numbers {NUMERIC_RANGE}"
         return None
     if not isinstance(value, str):
         return f"must be a string, not {_json_type(value)}"
     if len(value) > MAX_CATEGORY_LENGTH:
         return f"must be a string of at most {MAX_CATEGORY_LENGTH} characters (got {len(value)})"
+    return _text_problem(value)
+
+
+def _text_problem(value: str) -> str | None:
+    """Why a string is not valid Unicode text (None when it is)."""
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:  # only a lone surrogate (U+D800-U+DFFF) cannot be encoded
+        return (f"must be valid Unicode text: character {error.start} is a lone UTF-16 surrogate "
+                f"(U+{ord(value[error.start]):04X})")
     return None
 
 
@@ -107,9 +124,32 @@ class Prediction:
 
 
 def predict(loaded: LoadedModel, instances: Sequence[Mapping]) -> Prediction:
-    """The champion's answers for `instances` (validated here first)."""
+    """The champion's answers for `instances` (validated here first; RequestInvalid when refused)."""
     validate_instances(instances, loaded.signature)
+    numeric = [feature.name for feature in loaded.signature if feature.type == "numeric"]
+    # Numbers as floats: an int past 2**64 would otherwise make an object column the model cannot use.
+    records = [{**instance, **{name: float(instance[name]) for name in numeric}} for instance in instances]
     names = [feature.name for feature in loaded.signature]
-    frame = pd.DataFrame.from_records(list(instances), columns=names)
+    frame = pd.DataFrame.from_records(records, columns=names)
     predictions, probabilities = loaded.predictor.predict(frame)  # applies the training transformation
+    not_finite = non_finite_answers(predictions, probabilities)
+    if not_finite:
+        listed = ", ".join(str(index) for index in not_finite[:MAX_REPORTED_PROBLEMS])
+        more = f" and {len(not_finite) - MAX_REPORTED_PROBLEMS} more" if len(not_finite) > MAX_REPORTED_PROBLEMS else ""
+        raise RequestInvalid(
+            f"the model has no finite answer for instance(s) {listed}{more}: their values are too extreme for it "
+            "(it overflows); send values nearer to those it was trained on",
+            details={"instances": not_finite[:MAX_REPORTED_PROBLEMS]},
+        )
     return Prediction(predictions=predictions, probabilities=probabilities)
+
+
+def non_finite_answers(predictions: Sequence[Any], probabilities: Sequence[Sequence[float]] | None) -> list[int]:
+    """The instances whose prediction or probabilities are not finite numbers (NaN, infinity)."""
+    rows = probabilities if probabilities is not None else [()] * len(predictions)
+    return [index for index, (label, row) in enumerate(zip(predictions, rows, strict=True))
+            if not _finite(label) or not all(_finite(p) for p in row)]
+
+
+def _finite(value: object) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)

@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import re
 
 import pytest
 from aws_cdk.assertions import Match, Template
@@ -171,21 +172,67 @@ def test_api_routes_need_an_api_key_except_health(template_dict):
     }
 
 
-def test_api_is_throttled_per_key_and_per_stage(template):
-    template.has_resource_properties(
-        "AWS::ApiGateway::UsagePlan", {"Throttle": {"RateLimit": 50, "BurstLimit": 100}}
-    )
+def test_health_is_a_mock_integration_that_invokes_no_function(template_dict):
+    api_resources = resources(template_dict, "AWS::ApiGateway::Resource")
+    (health_id,) = [k for k, v in api_resources.items() if v["Properties"]["PathPart"] == "health"]
+    (method,) = [m["Properties"] for m in resources(template_dict, "AWS::ApiGateway::Method").values()
+                 if m["Properties"]["ResourceId"] == {"Ref": health_id}]
+    integration = method["Integration"]
+    assert integration["Type"] == "MOCK" and "Uri" not in integration
+    assert json.loads(integration["RequestTemplates"]["application/json"]) == {"statusCode": 200}
+    (response,) = integration["IntegrationResponses"]
+    assert response["StatusCode"] == "200" and "SelectionPattern" not in response
+    assert json.loads(response["ResponseTemplates"]["application/json"]) == {"status": "ok"}
+    assert method["MethodResponses"] == [{"StatusCode": "200"}]
+    assert not method.get("ApiKeyRequired")
+    # No function may be invoked for it: no permission names the route.
+    for permission in resources(template_dict, "AWS::Lambda::Permission").values():
+        assert "/health" not in json.dumps(permission["Properties"].get("SourceArn", "")), permission
+
+
+def _stage_throttle(template_dict) -> tuple[float, int]:
+    (stage,) = resources(template_dict, "AWS::ApiGateway::Stage").values()
+    (default,) = [m for m in stage["Properties"]["MethodSettings"] if m["ResourcePath"] == "/*"
+                  and m["HttpMethod"] == "*"]
+    return default["ThrottlingRateLimit"], default["ThrottlingBurstLimit"]
+
+
+def test_api_is_throttled_per_stage_and_per_key_below_the_stage(template, template_dict):
+    from infra.settings import PlatformSettings
+
+    defaults = PlatformSettings()
     template.has_resource_properties(
         "AWS::ApiGateway::Stage",
         {
             "TracingEnabled": True,
             "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
-            "MethodSettings": Match.array_with(
-                [Match.object_like({"ThrottlingRateLimit": 50, "ThrottlingBurstLimit": 100})]
-            ),
+            "MethodSettings": Match.array_with([Match.object_like({
+                "ThrottlingRateLimit": defaults.api_rate_limit, "ThrottlingBurstLimit": defaults.api_burst_limit,
+            })]),
         },
     )
+    (plan,) = resources(template_dict, "AWS::ApiGateway::UsagePlan").values()
+    throttle = plan["Properties"]["Throttle"]
+    assert throttle == {"RateLimit": defaults.api_key_rate_limit, "BurstLimit": defaults.api_key_burst_limit}
+    stage_rate, stage_burst = _stage_throttle(template_dict)
+    # One key cannot use the whole stage.
+    assert throttle["RateLimit"] < stage_rate and throttle["BurstLimit"] < stage_burst
     template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"api_key_rate_limit": 101}, "api_key_rate_limit (101.0) is more than the stage's api_rate_limit (100.0)"),
+    ({"api_key_burst_limit": 300}, "api_key_burst_limit (300) is more than the stage's api_burst_limit (200)"),
+    ({"api_rate_limit": 20}, "api_key_rate_limit (50.0) is more than the stage's api_rate_limit (20.0)"),
+])
+def test_a_key_throttled_above_the_stage_is_refused_by_the_settings(settings, message):
+    from pydantic import ValidationError
+
+    from infra.settings import PlatformSettings
+
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        PlatformSettings.from_context(settings)
+    assert PlatformSettings.from_context({"api_key_rate_limit": 100, "api_key_burst_limit": 200})  # equal is allowed
 
 
 def test_alarms_cover_serving_errors_latency_drift_and_failed_runs(template_dict):

@@ -3,6 +3,7 @@
 import json
 
 from functions.serving import handler
+from functions.storage.objects import sha256
 from tests.conftest import Champion, Stores
 from tests.serving.events import api_event, call
 
@@ -46,6 +47,14 @@ class Api:
         return body["version"]
 
 
+def strict_json(text: str):
+    """`text` parsed as JSON as a strict client parses it: NaN and Infinity are not JSON."""
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in a response body: not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def assert_clean(text: str, *secrets: str) -> None:
     """An error body says what went wrong for the client, never how it failed inside."""
     assert "Traceback" not in text and 'File "' not in text
@@ -57,16 +66,23 @@ def error_of(text: str) -> dict:
     return json.loads(text)["error"]
 
 
-def promote_new_version(stores: Stores, champion: Champion) -> int:
+def promote_new_version(stores: Stores, champion: Champion, onnx: bytes | None = None) -> int:
     """Register the next version of the champion's model and make it champion, as a promoted run does.
 
     It reuses the champion's artifacts: the cache tells versions apart by number, and training
-    another model would cost a second for nothing the tests look at.
+    another model would cost a second for nothing the tests look at. With `onnx`, the version's
+    model.onnx is those bytes, under a key of its own and recorded with their sha256.
     """
     current = stores.registry.get_alias(champion.name, "champion")
     assert current is not None
     number = current + 1
-    record = champion.record.model_copy(update={"version": number, "run_id": f"{champion.run_id}-{number}"})
+    artifacts = champion.artifacts
+    if onnx is not None:
+        key = artifacts.onnx_key.replace("/v1/", f"/v{number}/")
+        stores.objects.put(key, onnx)
+        artifacts = artifacts.model_copy(update={"onnx_key": key, "onnx_sha256": sha256(onnx)})
+    record = champion.record.model_copy(update={"version": number, "run_id": f"{champion.run_id}-{number}",
+                                                "artifacts": artifacts})
     stores.registry.put_version(record)
     stores.registry.set_alias(champion.name, "champion", number, expected=current, reason="a better model")
     return number

@@ -6,21 +6,23 @@ and the translation of AWS errors. Every request of a test names its case in the
 """
 
 import json
+import math
 import re
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
-from functions.errors import IntegrityError, MlopsError
+from functions.errors import MlopsError
 from functions.registry.dynamo import registry_store
 from functions.serving import handler
 from functions.serving.capture import epoch_ms_of
 from functions.storage.s3 import data_objects
 from tests.conftest import failing_with
 from tests.fakes import throttled
+from tests.serving.conftest import TTL
 from tests.serving.events import api_event, emf_documents
-from tests.serving.helpers import INSTANCE, PREDICT, assert_clean, error_of
+from tests.serving.helpers import INSTANCE, PREDICT, assert_clean, error_of, promote_new_version, strict_json
 
 CAPTURE_KEY = r"captures/churn/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/(\d{13})-[0-9a-f-]{36}\.json"
 
@@ -188,7 +190,7 @@ def test_instances_off_the_signature_are_422_naming_instance_and_field(churn_cha
         ({**INSTANCE, "tenure_months": "12"}, "instance 0: field 'tenure_months' must be a number, not a string"),
         ({**INSTANCE, "tenure_months": None}, "instance 0: field 'tenure_months' must be a number, not null"),
         ({**INSTANCE, "support_calls": True}, "instance 0: field 'support_calls' must be a number, not a boolean"),
-        ({**INSTANCE, "monthly_charges": 2**60}, "instance 0: field 'monthly_charges' is too large"),
+        ({**INSTANCE, "monthly_charges": 10**39}, "instance 0: field 'monthly_charges' is out of range"),
         ({**INSTANCE, "plan": 3}, "instance 0: field 'plan' must be a string, not a number"),
         ({**INSTANCE, "plan": False}, "instance 0: field 'plan' must be a string, not a boolean"),
         ({k: v for k, v in INSTANCE.items() if k != "plan"}, "instance 0: field 'plan' is missing"),
@@ -210,6 +212,80 @@ def test_instances_off_the_signature_are_422_naming_instance_and_field(churn_cha
     status, text = api.respond("POST", PREDICT, {"instances": [{**INSTANCE, "z" * 10_000: 1}]})
     assert status == 422 and "z" * 64 + "..." in text and "z" * 65 not in text
     assert stores.objects.keys("captures/") == []  # refused requests are not captured
+
+
+def test_a_lone_surrogate_is_422_naming_the_field(churn_champion, stores, api):
+    """JSON may escape a lone UTF-16 surrogate ("\\ud800"); no UTF-8 text can hold it, so it would fail
+    later (the transformation, the capture): it is refused with the field named, as JSON a client reads."""
+    for escaped, position in [("\\ud800", 0), ("basic\\udfff", 5), ("\\udc00\\ud800", 0)]:
+        text = json.dumps({"instances": [INSTANCE]}).replace('"basic"', f'"{escaped}"')
+        status, body = api.respond("POST", PREDICT, text)
+        assert status == 422, escaped
+        error = strict_json(body)["error"]
+        assert error["code"] == "RequestInvalid", escaped
+        assert (f"instance 0: field 'plan' must be valid Unicode text: character {position} is a lone UTF-16 "
+                "surrogate") in error["message"], escaped
+        body.encode("utf-8")  # the answer itself is valid UTF-8
+    # A surrogate pair is one character (U+1F600): a category the model has not seen, answered.
+    text = json.dumps({"instances": [INSTANCE]}).replace('"basic"', '"\\ud83d\\ude00"')
+    assert api.respond("POST", PREDICT, text)[0] == 200
+    assert len(stores.objects.keys("captures/")) == 1  # only the answered request is captured
+
+
+def test_numbers_beyond_the_models_input_type_are_422_with_the_range(churn_champion, stores, api):
+    for literal in ["1e308", "-1e308", "3.5e38", "-1" + "0" * 39, "1" + "0" * 400]:
+        text = json.dumps({"instances": [INSTANCE]}).replace("3.0", literal)
+        status, body = api.respond("POST", PREDICT, text)
+        assert status == 422, literal
+        message = strict_json(body)["error"]["message"]
+        assert ("instance 0: field 'tenure_months' is out of range: the model takes numbers between "
+                "-3.4028234663852886e+38 and 3.4028234663852886e+38") in message, literal
+    assert stores.objects.keys("captures/") == []
+    # Within the range: answered, with finite probabilities.
+    text = json.dumps({"instances": [INSTANCE]}).replace("3.0", "3.4e38")
+    status, body = api.respond("POST", PREDICT, text)
+    assert status == 200 and len(strict_json(body)["probabilities"][0]) == 2
+
+
+def test_an_answer_that_is_not_a_finite_number_is_refused_never_sent(champion_factory, churn_spec, churn_rows,
+                                                                     stores, api):
+    """A linear regression overflows float32 on in-range but extreme inputs: its answer would be Infinity
+    (not JSON). The request is refused (422, a client's extreme values, not a server failure), not captured."""
+    spec = churn_spec.model_copy(update={
+        "name": "charges", "task": "regression", "target": "monthly_charges", "metric": "rmse",
+        "features": [f for f in churn_spec.features if f.name != "monthly_charges"],
+        "estimator": churn_spec.estimator.model_copy(update={"name": "linear_regression", "params": {}})})
+    champion_factory(spec, churn_rows)
+    instance = {"tenure_months": 1.0, "support_calls": 3.4e38, "plan": "basic"}
+    fine = {"tenure_months": 1.0, "support_calls": 2, "plan": "basic"}
+
+    status, body = api.respond("POST", "/v1/models/charges/predict", {"instances": [fine, instance, instance]})
+
+    assert status == 422
+    error = strict_json(body)["error"]
+    assert error["code"] == "RequestInvalid"
+    assert error["message"].startswith("the model has no finite answer for instance(s) 1, 2: their values are too "
+                                       "extreme for it")
+    assert stores.objects.keys("captures/") == []
+    status, body = api.respond("POST", "/v1/models/charges/predict", {"instances": [fine]})
+    assert status == 200 and strict_json(body)["predictions"][0] > 0
+
+
+def test_the_response_serializer_refuses_nan_whatever_produced_it(churn_champion, api, monkeypatch):
+    """Whatever path a NaN takes (here, past the domain's own check), the body is never invalid JSON."""
+    from functions.serving.predict import Prediction
+
+    monkeypatch.setattr(handler, "predict", lambda loaded, instances: Prediction([0], [[math.nan, math.inf]]))
+
+    monkeypatch.setattr(handler, "describe_model", lambda registry, name: {"metrics": {"roc_auc": math.nan}})
+
+    for method, path in [("POST", PREDICT), ("GET", "/v1/models/churn")]:
+        status, text = api.respond(method, path, {"instances": [INSTANCE]} if method == "POST" else None)
+        assert status == 500, path
+        assert strict_json(text) == {"error": {"code": "InternalError", "message": "internal error"}}, path
+    assert handler.dumps({"ok": 1.5}) == '{"ok":1.5}'
+    with pytest.raises(ValueError):
+        handler.dumps({"p": math.nan})
 
 
 def test_size_limits_are_413_and_checked_before_parsing(churn_champion, api, configure):
@@ -246,29 +322,54 @@ def test_an_unexpected_exception_is_a_bare_500(churn_champion, api, monkeypatch)
     assert_clean(text, "secret", "RuntimeError")
 
 
-def test_a_tampered_artifact_is_a_500_that_names_no_key(churn_champion, stores, api):
+UNAVAILABLE = {"code": "ModelUnavailable",
+               "message": "model 'churn' is unavailable: its champion cannot be loaded; try again later"}
+
+
+@pytest.mark.parametrize("damage", ["missing", "tampered", "unreadable"])
+def test_a_champion_that_cannot_be_loaded_is_a_503_that_names_nothing_internal_and_is_counted(
+        churn_champion, stores, api, capsys, caplog, damage):
     key = churn_champion.artifacts.onnx_key
-    stores.objects.put(key, b"not the model")
+    if damage == "missing":
+        del stores.objects.versions[key]
+    elif damage == "tampered":
+        stores.objects.put(key, b"not the model")  # fails its sha256
+    else:  # verifies (its sha256 recorded for these bytes) but onnxruntime cannot read it
+        stores.registry.versions.clear()
+        promote_new_version(stores, churn_champion, onnx=b"no ONNX model")
 
     status, text = api.respond("POST", PREDICT, {"instances": [INSTANCE]})
 
-    assert status == 500
-    error = error_of(text)
-    assert error["code"] == IntegrityError.code and "integrity check" in error["message"]
-    assert_clean(text, key, "sha256")
-
-
-def test_a_missing_artifact_is_a_404(churn_champion, stores, api):
-    # Today's mapping, asserted as it is: the artifact's NotFound reaches the client unchanged, although
-    # the model exists and the message names a storage key (the next issue changes this).
-    key = churn_champion.artifacts.onnx_key
-    del stores.objects.versions[key]
-
-    status, text = api.respond("POST", PREDICT, {"instances": [INSTANCE]})
-
-    assert status == 404 and error_of(text) == {"code": "NotFound", "message": f"reading {key}: not found"}
-    assert_clean(text)
+    assert status == 503 and strict_json(text) == {"error": UNAVAILABLE}, damage
+    assert_clean(text, "models/", key, "sha256", "v1", stores.objects.bucket, "onnx", "Integrity", "NotFound")
     assert stores.objects.keys("captures/") == []
+    (document,) = metric_documents(capsys.readouterr().out, "ModelLoadFailures")
+    assert document["ModelLoadFailures"] == [1.0] and document["model"] == "churn"
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Mlops" and directive["Dimensions"] == [["model", "service"]]
+    (logged,) = [r for r in caplog.records if r.getMessage() == "champion could not be loaded"]
+    assert logged.levelname == "ERROR" and vars(logged)["reason"]  # the reason (the key, say) is in the logs
+
+    # Within the cache's TTL the bad artifact is not fetched again: the same answer, no second count.
+    reads = stores.objects.faults.calls.count("get_bytes")
+    assert api.respond("POST", PREDICT, {"instances": [INSTANCE]}) == (status, text)
+    assert stores.objects.faults.calls.count("get_bytes") == reads
+    assert metric_documents(capsys.readouterr().out, "ModelLoadFailures") == []
+
+
+def test_a_new_champion_that_cannot_be_loaded_leaves_the_previous_one_serving(churn_champion, stores, api, clock,
+                                                                             capsys):
+    assert api.served_version() == 1
+    key = churn_champion.artifacts.onnx_key.replace("/v1/", "/v2/")
+    promote_new_version(stores, churn_champion, onnx=b"no ONNX model")
+    del stores.objects.versions[key]  # v2's artifact is missing altogether
+    capsys.readouterr()
+
+    clock.advance(TTL + 1)
+    assert api.served_version() == 1
+    (document,) = metric_documents(capsys.readouterr().out, "ModelLoadFailures")
+    assert document["ModelLoadFailures"] == [1.0] and document["model"] == "churn"
+    assert api.served_version() == 1
 
 
 def test_storage_errors_are_500_or_503_without_their_details(churn_champion, stores, api):
@@ -339,8 +440,16 @@ def test_over_aws_storage_errors_are_mapped_from_botocore(churn_champion_aws, pi
     (document,) = metric_documents(capsys.readouterr().out, "CaptureFailures")
     assert document["CaptureFailures"] == [1.0]
 
-    # A tampered artifact in S3 is refused as in memory.
+    # A tampered artifact in S3 is refused as in memory, and so is a missing one.
     pipeline_aws.upload(churn_champion_aws.artifacts.onnx_key, b"not the model")
     handler.models.clear()
     status, text = aws_api.respond("POST", PREDICT, {"instances": [INSTANCE]})
-    assert status == 500 and error_of(text)["code"] == IntegrityError.code
+    assert status == 503 and error_of(text)["code"] == "ModelUnavailable"
+    versions = pipeline_aws.s3.list_object_versions(Bucket=pipeline_aws.bucket,
+                                                    Prefix=churn_champion_aws.artifacts.onnx_key)["Versions"]
+    for version in versions:
+        pipeline_aws.s3.delete_object(Bucket=pipeline_aws.bucket, Key=version["Key"], VersionId=version["VersionId"])
+    handler.models.clear()
+    status, text = aws_api.respond("POST", PREDICT, {"instances": [INSTANCE]})
+    assert status == 503 and error_of(text) == UNAVAILABLE
+    assert_clean(text, churn_champion_aws.artifacts.onnx_key, pipeline_aws.bucket)

@@ -8,8 +8,9 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from functions.errors import InvalidInput, PayloadTooLarge, RequestInvalid
 from functions.serving.handler import parse_predict_request, read_json_body
-from functions.serving.predict import MAX_REPORTED_PROBLEMS, check_instances, validate_instances
+from functions.serving.predict import MAX_REPORTED_PROBLEMS, NUMERIC_RANGE, check_instances, validate_instances
 from functions.settings import Settings
+from functions.shared.limits import MAX_NUMERIC_MAGNITUDE
 from functions.spec import ModelSpec
 from tests.conftest import CHURN_SPEC
 from tests.serving.events import api_event
@@ -129,11 +130,20 @@ def test_instances_that_match_the_signature_have_no_problem():
     ({**INSTANCE, "tenure_months": {}}, "tenure_months", "must be a number, not an object"),
     ({**INSTANCE, "tenure_months": float("nan")}, "tenure_months", "must be a finite number"),
     ({**INSTANCE, "tenure_months": float("-inf")}, "tenure_months", "must be a finite number"),
-    ({**INSTANCE, "tenure_months": -(2**54)}, "tenure_months", "is too large"),
+    ({**INSTANCE, "tenure_months": 1e308}, "tenure_months",
+     f"is out of range: the model takes numbers {NUMERIC_RANGE}"),
+    ({**INSTANCE, "tenure_months": -1e308}, "tenure_months", "is out of range"),
+    ({**INSTANCE, "tenure_months": 3.5e38}, "tenure_months", "is out of range"),  # just past float32
+    ({**INSTANCE, "tenure_months": -(10**39)}, "tenure_months", "is out of range"),  # an int, compared exactly
+    ({**INSTANCE, "tenure_months": 10**400}, "tenure_months", "is out of range"),  # past any float
     ({**INSTANCE, "plan": 1.5}, "plan", "must be a string, not a number"),
     ({**INSTANCE, "plan": True}, "plan", "must be a string, not a boolean"),
     ({**INSTANCE, "plan": ["basic"]}, "plan", "must be a string, not an array"),
     ({**INSTANCE, "plan": "x" * 257}, "plan", "must be a string of at most 256 characters (got 257)"),
+    ({**INSTANCE, "plan": "\ud800"}, "plan", "must be valid Unicode text: character 0 is a lone UTF-16 surrogate "
+                                              "(U+D800)"),
+    ({**INSTANCE, "plan": "basic\udfff"}, "plan", "must be valid Unicode text: character 5 is a lone UTF-16"),
+    ({**INSTANCE, "plan": "\udc00\ud800"}, "plan", "must be valid Unicode text: character 0"),  # a pair reversed
     ({k: v for k, v in INSTANCE.items() if k != "support_calls"}, "support_calls", "is missing"),
     ({**INSTANCE, "churned": 1}, "churned", "is not a feature of this model"),
     ("basic", "*", "must be an object of features, not a string"),
@@ -145,6 +155,18 @@ def test_each_way_an_instance_misses_the_signature_is_named(instance, field, pro
 
 def test_a_string_of_the_maximum_length_is_accepted():
     assert check_instances([{**INSTANCE, "plan": "x" * 256}], SIGNATURE) == []
+
+
+def test_numbers_within_the_models_input_range_are_accepted():
+    edges = [MAX_NUMERIC_MAGNITUDE, -MAX_NUMERIC_MAGNITUDE, 3.4e38, 2**60, -(2**64) - 1, 10**38, 1e-320, -0.0]
+    assert check_instances([{**INSTANCE, "tenure_months": value} for value in edges], SIGNATURE) == []
+    assert NUMERIC_RANGE == "between -3.4028234663852886e+38 and 3.4028234663852886e+38"  # float32's, stated exactly
+
+
+def test_any_valid_unicode_text_is_accepted():
+    texts = ["\U0001f600", "\ud83d\ude00".encode("utf-16", "surrogatepass").decode("utf-16"), "é" * 256, "\u0000",
+             "\ufffe", "\u202etxt", "\x1b[31m", "a\nb", "null", "__missing__"]
+    assert check_instances([{**INSTANCE, "plan": text} for text in texts], SIGNATURE) == []
 
 
 def test_the_error_names_the_first_problems_and_counts_the_rest():
