@@ -11,5 +11,6 @@ class Features(Construct):
     def __init__(self, scope: Construct, id: str, settings: PlatformSettings):
         super().__init__(scope, id)
         self.online: dynamodb.Table = table(
-            self, "Online", removal_policy(settings.removal_policy), ttl_attribute="expires_at"
+            self, "Online", removal_policy(settings.removal_policy), ttl_attribute="expires_at",
+            deletion_protection=settings.deletion_protection,
         )

@@ -1,13 +1,15 @@
 """Monitoring: the scheduled drift check, alarms and the platform's dashboard."""
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -32,6 +34,7 @@ class Monitoring(Construct):
         api_name: str,
         serving_function_name: str,
         state_machine: sfn.StateMachine,
+        dead_letters: sqs.IQueue,
     ):
         super().__init__(scope, id)
         self.drift_function = functions.create(
@@ -42,28 +45,55 @@ class Monitoring(Construct):
             description="Compares captured requests with the training profile",
             memory_mb=2048,
             timeout=Duration.minutes(5),
+            reserved_concurrency=settings.drift_concurrency,
+            on_failure=dead_letters,
         )
         grant_objects(self.drift_function, data.bucket, ["s3:GetObject", "s3:ListBucket"], "captures/")
         grant_objects(self.drift_function, data.bucket, ["s3:PutObject"], "reports/")
         acknowledge_prefix_grants(self.drift_function.role, data.bucket, ["captures/", "reports/"])
-        data.datasets.grant_read_data(self.drift_function)
-        registry.table.grant_read_data(self.drift_function)
+        data.datasets.grant(self.drift_function, "dynamodb:GetItem")  # the champion's training profile
+        registry.table.grant(self.drift_function, "dynamodb:GetItem", "dynamodb:Scan")  # specs (a scan), champions
 
         self.schedule = events.Rule(
             self,
             "DriftSchedule",
             description="Runs the drift check over the latest captured requests",
             schedule=events.Schedule.rate(Duration.minutes(settings.drift_schedule_minutes)),
-            targets=[targets.LambdaFunction(self.drift_function, retry_attempts=2)],
+            targets=[targets.LambdaFunction(self.drift_function, retry_attempts=2, dead_letter_queue=dead_letters)],
         )
 
-        # Alarms notify a topic; subscribe to it (alarm_email) or route it onwards.
-        self.alarm_topic = sns.Topic(
+        # Alarms notify a topic; subscribe to it (alarm_email) or route it onwards. CloudWatch
+        # cannot publish to a topic encrypted with the AWS-managed key (alias/aws/sns), whose
+        # policy cannot be changed: the topic has a key of its own, which CloudWatch may use.
+        self.alarm_key = kms.Key(
             self,
-            "Alarms",
-            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
-            enforce_ssl=True,
+            "AlarmsKey",
+            description="Encrypts the platform's alarm topic; CloudWatch alarms may use it to publish",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,  # it protects notifications in flight only
+            pending_window=Duration.days(7),
         )
+        self.alarm_key.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublishToTheEncryptedTopic",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],  # in a key policy: this key
+        ))
+        self.alarm_topic = sns.Topic(self, "Alarms", master_key=self.alarm_key, enforce_ssl=True)
+        # The topic's policy replaces SNS's default one: it names who may publish (this account's alarms).
+        stack = Stack.of(self)
+        self.alarm_topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"],
+            resources=[self.alarm_topic.topic_arn],
+            conditions={
+                "ArnLike": {"aws:SourceArn": stack.format_arn(service="cloudwatch", resource="alarm",
+                                                              resource_name="*",
+                                                              arn_format=ArnFormat.COLON_RESOURCE_NAME)},
+                "StringEquals": {"aws:SourceAccount": stack.account},
+            },
+        ))
         if settings.alarm_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
 
@@ -76,7 +106,21 @@ class Monitoring(Construct):
             namespace=NAMESPACE, metric_name="DriftDetected", dimensions_map={"service": "monitoring"},
             statistic="Maximum",
         )
-        runs_failed = state_machine.metric_failed(statistic="Sum")
+        # A run that fails, times out or is stopped: each is its own Step Functions metric.
+        runs_failed = cw.MathExpression(
+            expression="FILL(failed, 0) + FILL(timed_out, 0) + FILL(aborted, 0)",
+            using_metrics={
+                "failed": state_machine.metric_failed(statistic="Sum"),
+                "timed_out": state_machine.metric_timed_out(statistic="Sum"),
+                "aborted": state_machine.metric_aborted(statistic="Sum"),
+            },
+            label="Runs failed, timed out or stopped",
+            period=Duration.minutes(5),
+        )
+        dead_letter_depth = cw.Metric(
+            namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions_map={"QueueName": dead_letters.queue_name}, statistic="Maximum", period=Duration.minutes(5),
+        )
         runs_succeeded = state_machine.metric_succeeded(statistic="Sum")
         serving_errors = cw.Metric(
             namespace="AWS/Lambda", metric_name="Errors", dimensions_map={"FunctionName": serving_function_name},
@@ -107,7 +151,14 @@ class Monitoring(Construct):
                 self, "PipelineFailures", metric=runs_failed, threshold=1, evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description="A training run failed",
+                alarm_description="A training run failed, timed out or was stopped",
+            ),
+            cw.Alarm(
+                self, "FailedEvents", metric=dead_letter_depth, threshold=1, evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description="An upload, a drift check or a run's end was not handled: "
+                                  "the event is in the dead-letter queue",
             ),
         ]
         for alarm in self.alarms:

@@ -10,4 +10,5 @@ from infra.storage import removal_policy, table
 class Registry(Construct):
     def __init__(self, scope: Construct, id: str, settings: PlatformSettings):
         super().__init__(scope, id)
-        self.table: dynamodb.Table = table(self, "Table", removal_policy(settings.removal_policy))
+        self.table: dynamodb.Table = table(self, "Table", removal_policy(settings.removal_policy),
+                                           deletion_protection=settings.deletion_protection)

@@ -11,10 +11,12 @@ from pathlib import Path
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.nag import acknowledge
+from infra.nag import acknowledge, default_policy
 from infra.settings import PlatformSettings
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -38,7 +40,10 @@ class FunctionFactory:
         memory_mb: int = 1024,
         timeout: Duration | None = None,
         environment: dict[str, str] | None = None,
+        reserved_concurrency: int | None = None,
+        on_failure: sqs.IQueue | None = None,
     ) -> lambda_.DockerImageFunction:
+        """A function; `on_failure`: where an asynchronous invocation goes once Lambda's retries are spent."""
         log_group = logs.LogGroup(
             scope,
             f"{id}Logs",
@@ -72,6 +77,7 @@ class FunctionFactory:
             timeout=timeout or Duration.seconds(30),
             role=role,
             log_group=log_group,
+            reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             architecture=lambda_.Architecture.X86_64,
             environment={
@@ -80,7 +86,10 @@ class FunctionFactory:
                 **(environment or {}),
             },
         )
-        acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
-                    "X-Ray's PutTraceSegments/PutTelemetryRecords accept no resource but '*'.")
+        if on_failure is not None:
+            function.configure_async_invoke(on_failure=destinations.SqsDestination(on_failure), retry_attempts=2,
+                                            max_event_age=Duration.hours(6))
+        acknowledge(default_policy(role), "AwsSolutions-IAM5[Resource::*]",
+                    "X-Ray tracing's xray:PutTraceSegments and xray:PutTelemetryRecords accept no resource but '*'.")
         return function
 

@@ -54,12 +54,13 @@ class Serving(Construct):
             description="Answers predict requests with the champion model",
             memory_mb=settings.serving_memory_mb,
             timeout=Duration.seconds(29),
+            reserved_concurrency=settings.serving_concurrency,
         )
         grant_objects(self.function, data.bucket, ["s3:GetObject"], "models/")
         grant_objects(self.function, data.bucket, ["s3:PutObject"], "captures/")
         acknowledge_prefix_grants(self.function.role, data.bucket, ["captures/", "models/"])
-        registry.table.grant_read_data(self.function)
-        features.online.grant_read_data(self.function)
+        # The spec, champion alias and version items (the online features are not read yet: no grant).
+        registry.table.grant(self.function, "dynamodb:GetItem")
 
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
@@ -137,14 +138,19 @@ class Serving(Construct):
         plan.add_api_key(self.api_key)
         plan.add_api_stage(stage=self.api.deployment_stage)
 
-        for rule, reason in [
-            ("AwsSolutions-APIG4", "Model routes require an API key bound to a throttled usage plan; "
-             "/health is a public probe that returns no data."),
-            ("AwsSolutions-COG4", "Clients authenticate with API keys (machine-to-machine); there is no user pool."),
-            ("AwsSolutions-APIG3",
-             "WAF is an account-level choice (cost, rules); throttling and quotas apply per key."),
-        ]:
-            acknowledge(self.api, rule, reason)
+        # Each acknowledgement on the one resource it is about.
+        for method in self.api.methods:
+            cfn_method = method.node.default_child
+            if isinstance(cfn_method, apigw.CfnMethod) and cfn_method.api_key_required:
+                why = (f"{method.http_method} {method.resource.path} requires an API key bound to a throttled "
+                       "usage plan (machine-to-machine clients); there is no IAM or Cognito authorizer.")
+            else:
+                why = f"{method.http_method} {method.resource.path} is a public liveness probe; it returns no data."
+            acknowledge(cfn_method, "AwsSolutions-APIG4", why)
+            acknowledge(cfn_method, "AwsSolutions-COG4", f"{why} Clients are programs, not users of a user pool.")
+        acknowledge(self.api.deployment_stage.node.default_child, "AwsSolutions-APIG3",
+                    "WAF is an account-level choice (cost, rules); the stage and each key are throttled.")
         logging_policy = "arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
-        acknowledge(self.api, f"AwsSolutions-IAM4[Policy::{logging_policy}]",
+        acknowledge(self.api.node.find_child("CloudWatchRole").node.default_child,
+                    f"AwsSolutions-IAM4[Policy::{logging_policy}]",
                     "API Gateway's account-level logging role; AWS provides only this managed policy for it.")

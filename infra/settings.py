@@ -1,5 +1,6 @@
 """One settings model feeds the CDK app (and, through environment variables, the handlers)."""
 
+import math
 import subprocess
 from typing import Literal, Self
 
@@ -40,10 +41,40 @@ class PlatformSettings(BaseModel):
     max_request_bytes: int = 262_144
     max_instances: int = 1_000
     serving_memory_mb: int = 2048
-    # Training
-    training_memory_mb: int = 3008
-    training_timeout_minutes: int = 15
-    pipeline_timeout_minutes: int = 60
+    # Training. The data and training steps (RegisterDataset, ValidateDataset, BuildFeatures,
+    # Train, Evaluate) get the most memory and time; the registry steps (RegisterModel,
+    # Promote) load one or two models; the record steps (RecordSuccess, RecordFailure, the
+    # upload trigger, the run-ended handler) write one item.
+    training_memory_mb: int = Field(3008, ge=128, le=10_240)
+    training_timeout_minutes: int = Field(15, ge=1, le=15)
+    registry_step_memory_mb: int = Field(1024, ge=128, le=10_240)
+    registry_step_timeout_seconds: int = Field(300, ge=1, le=900)
+    record_step_memory_mb: int = Field(512, ge=128, le=10_240)
+    record_step_timeout_seconds: int = Field(60, ge=1, le=900)
+    # At least the steps' timeouts added up (checked below), so a run that is slow but within
+    # its steps' limits is never cut short; a run that times out is recorded FAILED anyway.
+    pipeline_timeout_minutes: int = 90
+    # Reserved concurrency (None: unreserved) of each pipeline step function and the upload
+    # trigger, and of the drift check: runaway uploads or checks cannot take the account's
+    # concurrency from the predict function (which stays unreserved unless set here).
+    # Reservations need the account's unreserved pool to stay at 100 or more.
+    pipeline_concurrency: int | None = Field(5, ge=1)
+    drift_concurrency: int | None = Field(1, ge=1)
+    serving_concurrency: int | None = Field(None, ge=1)
+    # Data retention in days per prefix of the data bucket (None: kept). Expiring data is
+    # removed for good: the current version expires, its noncurrent version is deleted
+    # `noncurrent_version_days` later, and the delete marker left behind is removed.
+    # Datasets and models are lineage (a model version names its dataset version): kept.
+    captures_retention_days: int | None = Field(90, ge=1)
+    reports_retention_days: int | None = Field(365, ge=1)
+    runs_retention_days: int | None = Field(365, ge=1)
+    datasets_retention_days: int | None = Field(None, ge=1)
+    models_retention_days: int | None = Field(None, ge=1)
+    noncurrent_version_days: int = Field(7, ge=1)
+    access_logs_retention_days: int = Field(365, ge=1)
+    access_logs_versioned: bool = True
+    # DynamoDB deletion protection; None: on while the removal policy retains the tables.
+    table_deletion_protection: bool | None = None
     # Features
     feature_ttl_days: int = 30
     # Monitoring
@@ -62,6 +93,52 @@ class PlatformSettings(BaseModel):
                                  f"({getattr(self, stage)}): a key's limit must be at most the stage's")
         return self
 
+    @model_validator(mode="after")
+    def _pipeline_outlasts_its_steps(self) -> Self:
+        needed = pipeline_steps_seconds(self)
+        if self.pipeline_timeout_minutes * 60 < needed:
+            raise ValueError(
+                f"pipeline_timeout_minutes ({self.pipeline_timeout_minutes}) is less than its steps' timeouts "
+                f"added up ({math.ceil(needed / 60)} minutes)"
+            )
+        return self
+
+    @property
+    def deletion_protection(self) -> bool:
+        if self.table_deletion_protection is not None:
+            return self.table_deletion_protection
+        return self.removal_policy == "retain"
+
+    def retention_days(self) -> dict[str, int | None]:
+        """Days each prefix of the data bucket keeps its objects (None: kept)."""
+        return {
+            "captures/": self.captures_retention_days,
+            "reports/": self.reports_retention_days,
+            "runs/": self.runs_retention_days,
+            "datasets/": self.datasets_retention_days,
+            "models/": self.models_retention_days,
+        }
+
     @classmethod
     def from_context(cls, raw: dict | None) -> "PlatformSettings":
         return cls.model_validate(raw or {})
+
+
+# The pipeline's steps by kind, in the order a run meets them (RecordFailure after a failure,
+# which may follow a failed RecordSuccess).
+DATA_STEPS = ("RegisterDataset", "ValidateDataset", "BuildFeatures", "Train", "Evaluate")
+REGISTRY_STEPS = ("RegisterModel", "Promote")
+RECORD_STEPS = ("RecordSuccess", "RecordFailure")
+
+
+def step_timeout_seconds(settings: PlatformSettings, step: str) -> int:
+    if step in DATA_STEPS:
+        return settings.training_timeout_minutes * 60
+    if step in REGISTRY_STEPS:
+        return settings.registry_step_timeout_seconds
+    return settings.record_step_timeout_seconds
+
+
+def pipeline_steps_seconds(settings: PlatformSettings) -> int:
+    """The pipeline's steps' timeouts added up: the least time a run may need."""
+    return sum(step_timeout_seconds(settings, step) for step in DATA_STEPS + REGISTRY_STEPS + RECORD_STEPS)

@@ -13,6 +13,7 @@ from infra.registry import Registry
 from infra.runtime import FunctionFactory
 from infra.serving import Serving
 from infra.settings import PlatformSettings
+from infra.storage import dead_letter_queue
 from infra.training import Training
 
 
@@ -43,7 +44,10 @@ class PlatformStack(Stack):
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
         )
-        self.training = Training(self, "Training", settings, functions, self.data, self.features, self.registry)
+        # Events that could not be delivered to, or handled by, an asynchronously invoked function.
+        self.dead_letters = dead_letter_queue(self, "FailedEvents")
+        self.training = Training(self, "Training", settings, functions, self.data, self.features, self.registry,
+                                 self.dead_letters)
         self.serving = Serving(self, "Serving", settings, functions, self.data, self.features, self.registry)
         self.monitoring = Monitoring(
             self,
@@ -55,6 +59,7 @@ class PlatformStack(Stack):
             api_name=self.serving.api.rest_api_name,
             serving_function_name=self.serving.function.function_name,
             state_machine=self.training.state_machine,
+            dead_letters=self.dead_letters,
         )
 
         outputs = {
@@ -68,6 +73,7 @@ class PlatformStack(Stack):
             "DriftFunctionName": self.monitoring.drift_function.function_name,
             "DashboardName": self.monitoring.dashboard.dashboard_name,
             "AlarmTopicArn": self.monitoring.alarm_topic.topic_arn,
+            "FailedEventsQueueUrl": self.dead_letters.queue_url,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

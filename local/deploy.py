@@ -5,6 +5,11 @@ it walks the template in dependency order and makes the API calls CloudFormation
 make, with the template's own names, properties, environment variables, state machine
 definition, rules and routes. Types with no local effect (API Gateway's account role,
 Lambda permissions) are recorded but not called.
+
+Some settings are created in moto, readable through the AWS APIs, but not acted on locally:
+bucket lifecycle rules (moto expires nothing), a rule target's dead-letter queue and retry
+policy, and a function's asynchronous invocation config (retries, on-failure destination:
+the local runtime runs each asynchronous event once and logs a failure).
 """
 
 import json
@@ -57,6 +62,10 @@ class Deployer:
             "AWS::ApiGateway::UsagePlan": self._usage_plan,
             "AWS::ApiGateway::UsagePlanKey": self._usage_plan_key,
             "AWS::SNS::Topic": self._topic,
+            "AWS::KMS::Key": self._key,
+            "AWS::SQS::Queue": self._queue,
+            "AWS::SQS::QueuePolicy": self._queue_policy,
+            "AWS::Lambda::EventInvokeConfig": self._event_invoke_config,
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::CloudWatch::Dashboard": self._dashboard,
         }
@@ -92,6 +101,11 @@ class Deployer:
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if "PublicAccessBlockConfiguration" in p:
             s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=p["PublicAccessBlockConfiguration"])
+        if "LifecycleConfiguration" in p:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(rule)
+                                                               for rule in p["LifecycleConfiguration"]["Rules"]]}
+            )
         if p.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
             s3.put_bucket_notification_configuration(
                 Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
@@ -118,6 +132,7 @@ class Deployer:
             AttributeDefinitions=p["AttributeDefinitions"],
             BillingMode=p.get("BillingMode", "PROVISIONED"),
             SSESpecification={"Enabled": bool(p.get("SSESpecification", {}).get("SSEEnabled"))},
+            DeletionProtectionEnabled=bool(p.get("DeletionProtectionEnabled", False)),
             **({"ProvisionedThroughput": p["ProvisionedThroughput"]} if "ProvisionedThroughput" in p else {}),
         )
         if "TimeToLiveSpecification" in p:
@@ -213,7 +228,8 @@ class Deployer:
             **({"ScheduleExpression": p["ScheduleExpression"]} if "ScheduleExpression" in p else {}),
         )["RuleArn"]
         targets = [
-            {k: v for k, v in t.items() if k in {"Id", "Arn", "Input", "InputPath", "InputTransformer", "RetryPolicy"}}
+            {k: v for k, v in t.items()
+             if k in {"Id", "Arn", "Input", "InputPath", "InputTransformer", "RetryPolicy", "DeadLetterConfig"}}
             for t in p.get("Targets", [])
         ]
         if targets:
@@ -260,6 +276,40 @@ class Deployer:
         )["TopicArn"]
         return {"Ref": arn, "TopicArn": arn, "TopicName": arn.rsplit(":", 1)[-1]}
 
+    # --- KMS and SQS
+    def _key(self, r: Resource, p: dict) -> dict:
+        kms = self.client("kms")
+        key = kms.create_key(Description=p.get("Description", ""), Policy=json.dumps(p["KeyPolicy"]),
+                             KeyUsage=p.get("KeyUsage", "ENCRYPT_DECRYPT"),
+                             KeySpec=p.get("KeySpec", "SYMMETRIC_DEFAULT"))["KeyMetadata"]
+        if p.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key["KeyId"])
+        return {"Ref": key["KeyId"], "Arn": key["Arn"], "KeyId": key["KeyId"]}
+
+    def _queue(self, r: Resource, p: dict) -> dict:
+        name = p.get("QueueName") or self.t.physical_name(r.logical_id, limit=80)
+        names = ["DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
+                 "VisibilityTimeout", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds", "SqsManagedSseEnabled"]
+        attributes = {n: str(p[n]).lower() if isinstance(p[n], bool) else str(p[n]) for n in names if n in p}
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
+
+    def _queue_policy(self, r: Resource, p: dict) -> dict:
+        policy = json.dumps(p["PolicyDocument"])
+        for url in p["Queues"]:  # moto keeps the policy; it does not enforce it
+            self.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": policy})
+        return {"Ref": self.t.physical_name(r.logical_id)}
+
+    def _event_invoke_config(self, r: Resource, p: dict) -> dict:
+        fields = ["MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"]
+        self.client("lambda").put_function_event_invoke_config(
+            FunctionName=p["FunctionName"], Qualifier=p.get("Qualifier", "$LATEST"),
+            **{f: p[f] for f in fields if f in p},
+        )
+        return {"Ref": self.t.physical_name(r.logical_id)}
+
     def _alarm(self, r: Resource, p: dict) -> dict:
         name = p.get("AlarmName") or self.t.physical_name(r.logical_id, limit=255)
         fields = ["Namespace", "MetricName", "Statistic", "ExtendedStatistic", "Period", "EvaluationPeriods",
@@ -267,6 +317,8 @@ class Deployer:
         kwargs = {f: p[f] for f in fields if f in p}
         if "Dimensions" in p:
             kwargs["Dimensions"] = p["Dimensions"]
+        if "Metrics" in p:  # metric math: the queries as the API takes them
+            kwargs["Metrics"] = p["Metrics"]
         self.client("cloudwatch").put_metric_alarm(AlarmName=name, **kwargs)
         return {"Ref": name, "Arn": self.t.arn("cloudwatch", f"alarm:{name}")}
 
@@ -274,6 +326,21 @@ class Deployer:
         name = p.get("DashboardName") or self.t.physical_name(r.logical_id)
         self.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=p["DashboardBody"])
         return {"Ref": name}
+
+
+def _lifecycle_rule(rule: dict) -> dict:
+    """A lifecycle rule as CloudFormation writes it, as the S3 API takes it."""
+    out: dict[str, Any] = {"ID": rule.get("Id", ""), "Status": rule["Status"],
+                           "Filter": {"Prefix": rule.get("Prefix", "")}}
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": rule["ExpirationInDays"]}
+    if "ExpiredObjectDeleteMarker" in rule:
+        out["Expiration"] = {"ExpiredObjectDeleteMarker": rule["ExpiredObjectDeleteMarker"]}
+    if "NoncurrentVersionExpiration" in rule:
+        out["NoncurrentVersionExpiration"] = {"NoncurrentDays": rule["NoncurrentVersionExpiration"]["NoncurrentDays"]}
+    if "AbortIncompleteMultipartUpload" in rule:
+        out["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    return out
 
 
 def _denies_plain_http(statement: dict) -> bool:

@@ -13,7 +13,10 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   (moto delivers only to logs, SQS, archives and buses and raises on the rest), and only
   enabled rules with an event pattern receive events (moto lets a schedule-only rule match
   every event, so a drift check that writes its report to S3 would trigger itself forever).
-- Step Functions executes state machines (moto's own switch, turned on).
+- Step Functions executes state machines (moto's own switch, turned on), and a Standard
+  execution emits the "Step Functions Execution Status Change" event to the default event bus
+  when it starts and when it ends (SUCCEEDED, FAILED, TIMED_OUT or ABORTED), with the detail
+  AWS sends; moto emits none.
 
 `apply()` is idempotent; `remove()` restores moto.
 """
@@ -24,14 +27,16 @@ import logging
 import threading
 import uuid
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend
 from moto.core.config import default_user_config
-from moto.events.models import Rule
+from moto.events.models import Rule, events_backends
 from moto.events.utils import EventMessageType, EventTemplateParser
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 from moto.utilities.arns import parse_arn
 
 from local.runtime import LambdaRuntime, TooManyRequestsException
@@ -40,6 +45,8 @@ log = logging.getLogger("mlops.local")
 
 _moto_invoke = LambdaBackend.invoke
 _moto_send_to_targets = Rule.send_to_targets
+_moto_execution_start = Execution.start
+_moto_execution_terminated = BaseExecutionWorkerCommunication.terminated
 _runtime: LambdaRuntime | None = None
 _applied: ExitStack | None = None  # the active patches; closing it restores moto
 
@@ -52,6 +59,8 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(mock.patch.object(LambdaBackend, "invoke", _invoke))
         _applied.enter_context(mock.patch.object(Rule, "send_to_targets", _send_to_targets))
         _applied.enter_context(mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True}))
+        _applied.enter_context(mock.patch.object(Execution, "start", _execution_start))
+        _applied.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _execution_ended))
 
 
 def remove() -> None:
@@ -147,3 +156,62 @@ def deliver(target: dict, payload: Any) -> None:
             log.exception("EventBridge delivery to %s failed", target["Arn"])
 
     threading.Thread(target=run, daemon=True).start()
+
+
+def _execution_start(self: Execution) -> None:
+    _emit_status_change(self)  # RUNNING, before the execution can end
+    _moto_execution_start(self)
+
+
+def _execution_ended(self: BaseExecutionWorkerCommunication) -> None:
+    _moto_execution_terminated(self)
+    _emit_status_change(self.execution)
+
+
+def execution_status_change(execution: Execution) -> EventMessageType:
+    """The event Step Functions sends to EventBridge when a Standard execution's status changes."""
+    status = execution.exec_status.value if execution.exec_status else "RUNNING"
+    succeeded = status == "SUCCEEDED"
+    output = (execution.output if isinstance(execution.output, str) or not succeeded
+              else json.dumps(execution.output, separators=(",", ":")))  # compact, as Step Functions writes it
+    detail = {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": execution.state_machine_arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": _epoch_ms(execution.start_date),
+        "stopDate": _epoch_ms(execution.stop_date) if execution.stop_date else None,
+        "input": execution.execution_input,
+        "output": output if succeeded else None,
+        "inputDetails": {"included": True},
+        "outputDetails": {"included": True} if succeeded else None,
+        "error": execution.error or None,
+        "cause": execution.cause or None,
+    }
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": execution.account_id,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": execution.region_name,
+        "resources": [execution.exec_arn],
+        "detail": detail,
+    }
+
+
+def _emit_status_change(execution: Execution) -> None:
+    if str(getattr(execution.sm_type, "value", execution.sm_type)) != "STANDARD":
+        return  # Express workflows emit no status-change events
+    try:
+        event = execution_status_change(execution)
+        bus = events_backends[execution.account_id][execution.region_name].describe_event_bus("default")
+        for rule in list(bus.rules.values()):
+            rule.send_to_targets(copy.deepcopy(event))
+    except Exception:  # EventBridge delivery failures never reach the execution
+        log.exception("the status change of execution %s was not delivered", execution.exec_arn)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

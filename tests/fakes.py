@@ -186,6 +186,21 @@ class MemoryRegistryStore:
         run.update(values)
         self.faults.after("update_run")
 
+    def end_run(self, model: str, run_id: str, **fields: Any) -> bool:
+        """As the adapter: one conditional write (fault point "end_run"), only while the run is RUNNING."""
+        self.faults.before("end_run")
+        unknown = sorted(set(fields) - set(Run.model_fields))
+        if unknown:
+            raise KeyError(f"Run has no field(s) {', '.join(unknown)}")
+        run = self.runs.get((model, run_id))
+        if run is None or run.get("status", "RUNNING") != "RUNNING":
+            return False
+        values = copy.deepcopy(jsonable(fields))
+        Run.model_validate({**run, **values})
+        run.update(values)
+        self.faults.after("end_run")
+        return True
+
     def get_run(self, model: str, run_id: str) -> Run:
         self.faults.before("get_run")
         if (model, run_id) not in self.runs:

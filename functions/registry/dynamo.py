@@ -92,6 +92,23 @@ class DynamoRegistryStore:
                 ExpressionAttributeValues={f":v{i}": value for i, value in enumerate(values.values())},
             )
 
+    def end_run(self, model: str, run_id: str, **fields: Any) -> bool:
+        values = attributes(Run, fields)
+        names = {f"#f{i}": name for i, name in enumerate(values)}
+        try:
+            with storage_errors(f"recording the end of run {run_id}"):
+                self.table.update_item(
+                    Key={"pk": _pk(model), "sk": f"RUN#{run_id}"},
+                    UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+                    ConditionExpression="#status = :running",  # false too when there is no such run
+                    ExpressionAttributeNames={**names, "#status": "status"},
+                    ExpressionAttributeValues={**{f":v{i}": value for i, value in enumerate(values.values())},
+                                               ":running": "RUNNING"},
+                )
+        except Conflict:
+            return False
+        return True
+
     def get_run(self, model: str, run_id: str) -> Run:
         item = self._get({"pk": _pk(model), "sk": f"RUN#{run_id}"}, f"reading run {run_id}")
         if not item:

@@ -34,6 +34,11 @@ class RegistryStore(Protocol):
         """Set fields of a run (validated against the fields of `Run`)."""
         ...
 
+    def end_run(self, model: str, run_id: str, **fields: Any) -> bool:
+        """Set fields of a run only while it is RUNNING, in one conditional write; False (nothing
+        written) when its end is already recorded or there is no such run."""
+        ...
+
     def get_run(self, model: str, run_id: str) -> Run: ...
 
     def list_runs(self, model: str, limit: int = 20) -> list[Run]:

@@ -1,11 +1,12 @@
-"""Training pipeline: the upload trigger, the train and evaluate steps, and the run's final record."""
+"""Training pipeline: the upload trigger, the train and evaluate steps, and the run's final record
+(by the pipeline, or from the execution's end when the pipeline could not record it)."""
 
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.errors import InvalidInput
@@ -22,11 +23,17 @@ from functions.pipeline.step import metrics, pipeline_step
 from functions.registry.dynamo import registry_store
 from functions.settings import starter_settings
 from functions.storage.s3 import data_objects
-from functions.training import runs
+from functions.training import ended, runs
 from functions.training.start import start_run
 
 logger = Logger()
 tracer = Tracer()
+
+
+class ExecutionStatusChange(EventBridgeModel):
+    """EventBridge's "Step Functions Execution Status Change" event."""
+
+    detail: ended.ExecutionStatus
 
 
 @logger.inject_lambda_context
@@ -70,4 +77,20 @@ def record_failure(state: PipelineState) -> RunResult:
     result = runs.record_failure(registry_store(), state)
     metrics.add_dimension(name="model", value=state.model)
     metrics.add_metric(name="PipelineRunsFailed", unit=MetricUnit.Count, value=1)
+    return result
+
+
+@logger.inject_lambda_context(correlation_id_path="detail.name")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def record_execution_end(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        change = parse(event=event, model=ExecutionStatusChange)
+    except Exception as error:
+        raise InvalidInput("the event is not a 'Step Functions Execution Status Change'") from error
+    result = ended.record_execution_end(registry_store(), change.detail)
+    if "model" in result:
+        metrics.add_dimension(name="model", value=result["model"])
+    metrics.add_metric(name="PipelineRunsFailed", unit=MetricUnit.Count, value=1 if result["recorded"] else 0)
+    logger.info("execution end handled", extra=result)
     return result

@@ -43,3 +43,22 @@ def test_cdk_cli_synthesizes_from_cdk_json(synthesized_template):
     assert "AWS::StepFunctions::StateMachine" in {r["Type"] for r in template["Resources"].values()}
     manifest = json.loads((synthesized_template.parent / "manifest.json").read_text())
     assert manifest["artifacts"]["MlopsPlatform"]["type"] == "aws:cloudformation:stack"
+
+
+def test_each_acknowledgement_is_on_exactly_the_resources_its_finding_is_on(template_dict):
+    """The platform synthesized with no acknowledgement (tests/infra/nag_control.py) reports each finding
+    on its resource; the template acknowledges exactly those findings, on exactly those resources."""
+    background.start(synth=True)
+    control = background.nag_control
+    assert control is not None
+    control.wait()
+    report = json.loads((background.root / "control" / "unacknowledged" / "validation-report.json").read_text())
+    findings = {(v["ruleName"], c["constructPath"]) for r in report["pluginReports"] for v in r["violations"]
+                for c in v["violatingConstructs"] if v["ruleName"].startswith("AwsSolutions-")}
+    acknowledged = {(rule["id"], resource["Metadata"]["aws:cdk:path"])
+                    for resource in template_dict["Resources"].values()
+                    for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+                    if rule["id"].startswith("AwsSolutions-")}
+    assert findings, "the unacknowledged synth reported nothing: the control did not run"
+    assert sorted(acknowledged - findings) == [], "acknowledged where there is no such finding"
+    assert sorted(findings - acknowledged) == [], "a finding not acknowledged (the synth would have failed)"

@@ -103,8 +103,8 @@ def test_pipeline_logs_and_traces(template):
 
 
 def test_upload_under_datasets_prefix_starts_the_pipeline(template_dict):
-    rules = [r for r in resources(template_dict, "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
-    (rule,) = rules
+    rules = resources(template_dict, "AWS::Events::Rule").values()
+    (rule,) = [r for r in rules if r["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]]
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["object"]["key"] == [{"prefix": "datasets/"}]
@@ -236,11 +236,13 @@ def test_a_key_throttled_above_the_stage_is_refused_by_the_settings(settings, me
 
 
 def test_alarms_cover_serving_errors_latency_drift_and_failed_runs(template_dict):
-    metrics = {
-        alarm["Properties"]["MetricName"]: alarm["Properties"]
-        for alarm in resources(template_dict, "AWS::CloudWatch::Alarm").values()
-    }
-    assert set(metrics) == {"5XXError", "Latency", "DriftDetected", "ExecutionsFailed"}
+    metrics = {}
+    for alarm in resources(template_dict, "AWS::CloudWatch::Alarm").values():
+        math = [q["MetricStat"]["Metric"]["MetricName"] for q in alarm["Properties"].get("Metrics", [])
+                if "MetricStat" in q]  # metric math: the metrics it combines
+        metrics[" + ".join(sorted(math)) or alarm["Properties"]["MetricName"]] = alarm["Properties"]
+    assert set(metrics) == {"5XXError", "Latency", "DriftDetected", "ApproximateNumberOfMessagesVisible",
+                            "ExecutionsAborted + ExecutionsFailed + ExecutionsTimedOut"}
     assert metrics["DriftDetected"]["Namespace"] == "Mlops"
     for alarm in metrics.values():
         assert alarm["AlarmActions"], "every alarm notifies the alarm topic"

@@ -149,3 +149,60 @@ def test_a_throttled_integration_is_api_gateways_500() -> None:
         gateway.server.server_close()
         runtime.stop()
     assert (status, json.loads(body)) == (500, {"message": "Internal server error"})
+
+
+@pytest.fixture(scope="module")
+def deployed(template_dict):
+    """The platform's template deployed on moto in this process (functions registered, never run)."""
+    runtime = LambdaRuntime({}, preload=[])
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        outputs = Deployer(StackTemplate(name="MlopsPlatform", body=template_dict), session, None, runtime).deploy()
+        yield session, outputs, runtime
+    runtime.stop()
+
+
+def test_the_alarm_topic_is_encrypted_with_its_own_rotating_key(deployed):
+    session, outputs, _ = deployed
+    topic = session.client("sns").get_topic_attributes(TopicArn=outputs["AlarmTopicArn"])["Attributes"]
+    key_id = topic["KmsMasterKeyId"]
+    kms = session.client("kms")
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyManager"] == "CUSTOMER"
+    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
+    policy = json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
+    assert any(s["Principal"] == {"Service": "cloudwatch.amazonaws.com"} for s in policy["Statement"])
+
+
+def test_asynchronous_paths_lead_to_the_dead_letter_queue(deployed):
+    session, outputs, runtime = deployed
+    queue = session.client("sqs").get_queue_attributes(QueueUrl=outputs["FailedEventsQueueUrl"],
+                                                       AttributeNames=["All"])["Attributes"]
+    assert queue["SqsManagedSseEnabled"] == "true" and "aws:SecureTransport" in queue["Policy"]
+    events = session.client("events")
+    for rule in events.list_rules()["Rules"]:
+        for target in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]:
+            assert target["DeadLetterConfig"]["Arn"] == queue["QueueArn"], rule["Name"]
+            config = session.client("lambda").get_function_event_invoke_config(FunctionName=target["Arn"])
+            assert config["DestinationConfig"]["OnFailure"]["Destination"] == queue["QueueArn"]
+    alarms = session.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    assert any(a.get("MetricName") == "ApproximateNumberOfMessagesVisible" for a in alarms)
+    assert runtime.functions[outputs["DriftFunctionName"]].reserved_concurrency is not None
+
+
+def test_retention_rules_and_deletion_protection_are_deployed(deployed):
+    session, outputs, _ = deployed
+    rules = session.client("s3").get_bucket_lifecycle_configuration(Bucket=outputs["DataBucketName"])["Rules"]
+    expiring = {r["Filter"]["Prefix"]: r for r in rules if "Expiration" in r}
+    assert set(expiring) == {"captures/", "reports/", "runs/"}
+    assert all("NoncurrentVersionExpiration" in r for r in expiring.values())
+    for table in ("RegistryTableName", "DatasetsTableName", "FeaturesTableName"):
+        described = session.client("dynamodb").describe_table(TableName=outputs[table])["Table"]
+        assert described["DeletionProtectionEnabled"] is True
+
+
+def test_the_failed_runs_alarm_is_deployed_with_its_metric_math(deployed):
+    session, _, _ = deployed
+    alarms = session.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    (failures,) = [a for a in alarms if a.get("Metrics")]
+    names = {q["MetricStat"]["Metric"]["MetricName"] for q in failures["Metrics"] if "MetricStat" in q}
+    assert names == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}

@@ -122,3 +122,95 @@ def test_a_constant_input_replaces_the_event(aws: Any, deliveries: list) -> None
     _rule(aws("events"), "uploads", {"Input": '{"model": "churn"}'}, EventPattern=UPLOADS)
     _put(aws("events"), "test.uploads")
     assert deliveries == [{"model": "churn"}]
+
+
+STATUS_CHANGES = json.dumps({"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"]})
+
+
+def _run(aws: Any, definition: dict, name: str, execution_input: dict, stop: bool = False) -> dict:
+    """Run a state machine to its end (stopping it first if asked); its description."""
+    sfn = aws("stepfunctions")
+    machine = sfn.create_state_machine(name=f"m-{name}", definition=json.dumps(definition),
+                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(execution_input))
+    if stop:
+        sfn.stop_execution(executionArn=execution["executionArn"])
+    deadline = time.monotonic() + WAIT_S
+    while (described := sfn.describe_execution(executionArn=execution["executionArn"]))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.05)
+    return described
+
+
+def _status_changes(deliveries: list, execution_arn: str, count: int) -> list[dict]:
+    """The status-change events of one execution handed to the rule's target, once `count` have been."""
+    deadline = time.monotonic() + WAIT_S
+    while len(events := [e for e in deliveries if e["resources"] == [execution_arn]]) < count:
+        assert time.monotonic() < deadline, f"{len(events)} status changes of {count}"
+        time.sleep(0.02)
+    return events
+
+
+def test_an_execution_emits_its_status_changes_as_aws_documents_them(aws: Any, deliveries: list) -> None:
+    _rule(aws("events"), "ends", EventPattern=STATUS_CHANGES)
+    definition = {"StartAt": "Fail", "States": {"Fail": {"Type": "Fail", "Error": "RunFailed",
+                                                         "CausePath": "$.run.failure_reason"}}}
+    described = _run(aws, definition, "run-1", {"run": {"failure_reason": "the dataset is empty"}})
+    # The Fail state's cause comes from the state (CausePath), as describe-execution shows it.
+    assert (described["status"], described["error"], described["cause"]) == ("FAILED", "RunFailed",
+                                                                            "the dataset is empty")
+    started, ended = _status_changes(deliveries, described["executionArn"], 2)
+    assert started["detail"]["status"] == "RUNNING" and started["detail"]["stopDate"] is None
+    assert {k: ended[k] for k in ("source", "detail-type", "account", "region")} == {
+        "source": "aws.states", "detail-type": "Step Functions Execution Status Change",
+        "account": "123456789012", "region": "us-east-1"}
+    detail = ended["detail"]
+    assert {k: detail[k] for k in ("executionArn", "stateMachineArn", "name", "status", "error", "cause",
+                                   "output", "inputDetails")} == {
+        "executionArn": described["executionArn"], "stateMachineArn": described["stateMachineArn"],
+        "name": "run-1", "status": "FAILED", "error": "RunFailed", "cause": "the dataset is empty",
+        "output": None, "inputDetails": {"included": True}}
+    assert json.loads(detail["input"]) == {"run": {"failure_reason": "the dataset is empty"}}
+    assert isinstance(detail["startDate"], int) and detail["startDate"] <= detail["stopDate"]
+
+
+@pytest.mark.parametrize("definition, stop, status", [
+    ({"TimeoutSeconds": 1, "StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 30, "End": True}}},
+     False, "TIMED_OUT"),
+    ({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 30, "End": True}}}, True, "ABORTED"),
+    ({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}, False, "SUCCEEDED"),
+])
+def test_an_execution_that_times_out_is_stopped_or_succeeds_says_so(aws: Any, deliveries: list, definition: dict,
+                                                                    stop: bool, status: str) -> None:
+    _rule(aws("events"), "ends", EventPattern=STATUS_CHANGES)
+    described = _run(aws, definition, f"run-{status.lower()}", {"model": "churn"}, stop=stop)
+    assert described["status"] == status
+    _, ended = _status_changes(deliveries, described["executionArn"], 2)
+    assert ended["detail"]["status"] == status and ended["detail"]["stopDate"] >= ended["detail"]["startDate"]
+    assert ended["detail"]["output"] == ('{"model":"churn"}' if status == "SUCCEEDED" else None)
+
+
+def test_an_execution_stopped_during_a_task_ends_aborted(aws: Any, listener: Listener, deliveries: list) -> None:
+    """However the task in flight ends (the pipeline catches everything), a stopped execution is ABORTED."""
+    _rule(aws("events"), "ends", EventPattern=STATUS_CHANGES)
+    definition = {"StartAt": "Step", "States": {
+        "Step": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Done",
+                 "Parameters": {"FunctionName": ARN, "Payload": {"wait": True}},
+                 "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed"}]},
+        "Failed": {"Type": "Fail", "Error": "RunFailed", "Cause": "caught"},
+        "Done": {"Type": "Succeed"},
+    }}
+    sfn = aws("stepfunctions")
+    machine = sfn.create_state_machine(name="stopped", definition=json.dumps(definition),
+                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name="run-stopped")["executionArn"]
+    conn, _ = listener.next()  # the task runs
+    sfn.stop_execution(executionArn=execution, error="Stopped", cause="by a test")
+    conn.sendall(b"go\n")
+    conn.close()
+    deadline = time.monotonic() + WAIT_S
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.05)
+    assert described["status"] == "ABORTED"
+    assert _status_changes(deliveries, execution, 2)[-1]["detail"]["status"] == "ABORTED"
