@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from cli.demo_data import churn_frame
-from cli.platform import Platform, PlatformError
+from cli.platform import Platform, PlatformError, state_dir
 from functions.spec import ModelSpec
 
 MODEL = "churn"
@@ -27,7 +27,7 @@ def run_demo(console: Console, aws_port: int = 4566, api_port: int = 3000) -> di
     from local.cloud import LocalCloud
 
     summary: dict = {}
-    cloud = LocalCloud(aws_port=aws_port, api_port=api_port)
+    cloud = LocalCloud(aws_port=aws_port, api_port=api_port, home=state_dir())  # `mlops` finds it while it runs
     progress = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     )

@@ -1,6 +1,9 @@
 """`mlops`: the platform's command line, for the local cloud (default) or a deployed stack."""
 
+import gc
 import json
+import re
+import shlex
 import signal
 import threading
 from collections.abc import Callable
@@ -12,17 +15,21 @@ import typer
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli.platform import OUTPUTS_FILE, Platform, PlatformError
+from cli.platform import Platform, PlatformError, state_dir
+from functions.records import Run
 
 app = typer.Typer(help="A serverless MLOps platform: local cloud and AWS.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Model specs and their registered versions.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets.", no_args_is_help=True)
+runs_app = typer.Typer(help="Training runs: how each one went, and why it failed.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
 console = Console()
 err = Console(stderr=True)
 
@@ -59,26 +66,55 @@ def up(
     api_port: int = typer.Option(3000, help="Port of the local REST API."),
     template: Path | None = typer.Option(None, help="A synthesized template (default: synthesize app.py)."),
 ) -> None:
-    """Start the local cloud and keep it running until Ctrl-C."""
+    """Start the local cloud and keep it running until Ctrl-C (or SIGTERM)."""
     from local.cloud import LocalCloud
 
-    cloud = LocalCloud(template=template, aws_port=aws_port, api_port=api_port)
-    with console.status("Synthesizing the CDK app and deploying it on the local cloud..."):
-        try:
-            outputs = cloud.start()
-        except OSError as error:
-            fail(f"cannot start the local cloud: {error.strerror or error} (is another `mlops up` running?)")
-    console.print_json(json.dumps(outputs))
-    console.print(f"[green]Local cloud up[/green]: AWS endpoint {outputs['Endpoint']}, API {outputs['ApiUrl']}")
-    console.print(f"Outputs written to {OUTPUTS_FILE}. Ctrl-C stops it.")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    cloud = LocalCloud(template=template, aws_port=aws_port, api_port=api_port, home=state_dir())
+    # SIGTERM stops it as Ctrl-C does, whenever it comes (during the start too): the finally below
+    # stops whatever was started, and removes the outputs files.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        stop.wait()
+        with console.status("Synthesizing the CDK app and deploying it on the local cloud..."):
+            try:
+                outputs = cloud.start()
+            except OSError as error:
+                fail(f"cannot start the local cloud: {error.strerror or error} (is another `mlops up` running?)")
+        console.print_json(json.dumps(outputs))
+        console.print(f"[green]Local cloud up[/green]: AWS endpoint {outputs['Endpoint']}, API {outputs['ApiUrl']}")
+        console.print(f"Outputs written to {' and '.join(map(str, cloud.outputs_files))}; "
+                      '`eval "$(mlops env)"` points AWS clients at it. Ctrl-C stops it.')
+        threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
         cloud.stop()
+        if cloud.outputs:
+            console.print("Local cloud stopped.")
+        # The process ends now: moto's in-memory AWS is hundreds of thousands of objects that the
+        # interpreter's last garbage collections would walk for a second; frozen, they are left alone.
+        gc.freeze()
+
+
+@app.command()
+def env(stack: StackOption = None) -> None:
+    """Print the shell exports that point AWS clients at the running local cloud: eval "$(mlops env)".
+
+    Also MLOPS_<OUTPUT> for each of its outputs (MLOPS_DATA_BUCKET_NAME, MLOPS_API_URL, MLOPS_API_KEY...).
+    With --stack, only those and the region (the AWS clients keep their own credentials).
+    """
+    p = _run(lambda: platform(stack))
+    region = p.outputs["Region"]
+    exports: dict[str, str] = {}
+    if p.endpoint:
+        exports |= {"AWS_ENDPOINT_URL": p.endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_SESSION_TOKEN": "testing"}
+    # AWS_REGION for the SDKs that read it; AWS_DEFAULT_REGION for botocore and so for the AWS CLI.
+    exports |= {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    for name, value in p.outputs.items():
+        if re.fullmatch(r"[A-Z][A-Za-z]*", name) and name not in {"Endpoint", "Region"}:  # not a CDK-hashed name
+            exports["MLOPS_" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()] = str(value)
+    for name, value in exports.items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
 
 
 @app.command()
@@ -137,10 +173,14 @@ def models_list(stack: StackOption = None) -> None:
     def action() -> None:
         p = platform(stack)
         table = Table("model", "task", "metric", "champion")
-        for spec in p.registry.list_specs():
+        specs = p.registry.list_specs()
+        for spec in specs:
             champion = p.registry.get_alias(spec.name, "champion")
             table.add_row(spec.name, spec.task, spec.metric, f"v{champion}" if champion else "-")
         console.print(table)
+        without_spec = sorted(set(p.registry.list_run_models()) - {spec.name for spec in specs})
+        if without_spec:
+            console.print(f"Runs of models with no spec: {escape(', '.join(without_spec))} (`mlops runs list`)")
 
     _run(action)
 
@@ -149,12 +189,24 @@ def models_list(stack: StackOption = None) -> None:
 def models_show(name: str, stack: StackOption = None) -> None:
     """Show a model's spec, versions, champion and latest runs."""
 
+    from functions.errors import UnknownModel
+
     def action() -> None:
         p = platform(stack)
-        spec = p.registry.get_spec(name)
+        runs = p.registry.list_runs(name, limit=10)
+        try:
+            spec = p.registry.get_spec(name)
+        except UnknownModel:
+            if not runs:
+                raise
+            # Its uploads made runs that failed: they, and why, are what the user came to see.
+            console.print(f"[bold]{escape(name)}[/bold]: [yellow]no model spec is registered[/yellow] (its runs fail "
+                          f"until one is: `mlops models create {escape(name)} --spec FILE`)")
+            print_runs(runs, title=f"runs of {name}")
+            return
         champion = p.registry.get_alias(name, "champion")
-        console.print(f"[bold]{name}[/bold]: {spec.task}, target {spec.target!r}, metric {spec.metric}, champion "
-                      f"{'v' + str(champion) if champion else '-'}")
+        console.print(f"[bold]{escape(name)}[/bold]: {spec.task}, target {spec.target!r}, metric {spec.metric}, "
+                      f"champion {'v' + str(champion) if champion else '-'}")
         versions = Table("version", "run", "dataset", "metrics", "format")
         listed = p.registry.list_versions(name)
         for v in listed:
@@ -164,10 +216,98 @@ def models_show(name: str, stack: StackOption = None) -> None:
         for v in listed:  # in full, not cut to a table cell
             for warning in v.warnings:
                 console.print(f"[yellow]v{v.version} warning:[/yellow] {escape(warning)}", soft_wrap=True)
-        runs = Table("run", "status", "started", "reason")
-        for r in p.registry.list_runs(name, limit=10):
-            runs.add_row(r.run_id, r.status, r.started_at, r.failure_reason or "")
-        console.print(runs)
+        print_runs(runs, title=f"latest runs of {name}")
+
+    _run(action)
+
+
+WIDE_ENOUGH_FOR_REASONS = 120  # a narrower terminal gets the reasons under the table, each on its own lines
+
+
+def print_runs(runs: list[Run], *, title: str | None = None) -> None:
+    """One row per run, the latest first: how it went, where it failed and why.
+
+    A run id is never cut (it is what `mlops runs show` takes, and it starts with its model's
+    name). The reason is the last column, wrapped in the width the others leave; in a terminal
+    too narrow for that, each failed run's reason follows the table instead.
+    """
+    inline = console.width >= WIDE_ENOUGH_FOR_REASONS
+    table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    table.add_column("run", no_wrap=True, min_width=max((len(r.run_id) for r in runs), default=3))
+    for header in ("status", "started", "ended", "failed step", "dataset", "version"):
+        table.add_column(header, no_wrap=True)
+    if inline:
+        table.add_column("reason", ratio=1)
+    for r in runs:
+        started, ended = _when(r.started_at), _when(r.ended_at)
+        if ended[:10] == started[:10]:
+            ended = ended[11:]  # the same day: its time
+        status = {"SUCCEEDED": "[green]SUCCEEDED[/green]", "FAILED": "[red]FAILED[/red]"}.get(r.status, r.status)
+        table.add_row(escape(r.run_id), status, started, ended, escape(r.failed_step or ""),
+                      escape((r.dataset_id or "")[:8]), f"v{r.model_version}" if r.model_version else "",
+                      *([escape(r.failure_reason or "")] if inline else []))
+    console.print(table)
+    if not inline:
+        for r in runs:
+            if r.failure_reason:
+                console.print(f"[bold]{escape(r.run_id)}[/bold]: {escape(r.failure_reason)}")
+
+
+def _when(timestamp: str | None) -> str:
+    """An ISO time as a person reads it: 2026-01-31 12:00:05 (UTC)."""
+    return (timestamp or "").replace("T", " ").split(".")[0].removesuffix("+00:00").removesuffix("Z")
+
+
+@runs_app.command("list")
+def runs_list(
+    model: Annotated[str | None, typer.Argument(help="Only this model's runs (default: every model's).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs, the latest first.")] = 20,
+    stack: StackOption = None,
+) -> None:
+    """List training runs, the latest first, with the step and reason of each failure.
+
+    Runs of models with no spec are listed too (an upload for such a model makes a run that fails).
+    """
+
+    def action() -> None:
+        registry = platform(stack).registry
+        models = [model] if model else registry.list_run_models()
+        runs = sorted((r for m in models for r in registry.list_runs(m, limit=limit)),
+                      key=lambda r: r.started_at, reverse=True)[:limit]
+        if not runs:
+            console.print(f"No runs of model {escape(model)!r}." if model else "No runs yet.")
+            return
+        print_runs(runs)
+
+    _run(action)
+
+
+@runs_app.command("show")
+def runs_show(model: str, run_id: str, stack: StackOption = None) -> None:
+    """Show one run: its status, times, data, outcome, and why it failed."""
+
+    def action() -> None:
+        r = platform(stack).registry.get_run(model, run_id)
+        table = Table(show_header=False, title=f"run {escape(r.run_id)} of {escape(r.model)}", title_justify="left")
+        data = f"s3://{r.bucket}/{r.key}" + (f" (version {r.version_id})" if r.version_id else "")
+        rows: list[tuple[str, object]] = [
+            ("status", r.status), ("started", _when(r.started_at)), ("ended", _when(r.ended_at)),
+            ("failed step", r.failed_step), ("error type", r.error_type), ("reason", r.failure_reason),
+            ("data", data), ("dataset", r.dataset_id), ("code version", r.code_version),
+            ("model version", f"v{r.model_version}" if r.model_version else None),
+            ("promoted", r.promoted), ("champion", f"v{r.champion}" if r.champion else None),
+            ("promotion", r.promotion_reason),
+            ("metrics", ", ".join(f"{k}={v:.4g}" for k, v in r.metrics.items())),
+            ("params", json.dumps(r.params, sort_keys=True) if r.params else None),
+            ("duplicate of", f"{r.duplicate_of} (the same data, spec and code: nothing trained)"
+             if r.duplicate_of else None),
+            ("retrain", "asked" if r.retrain else None),
+            *(("warning", warning) for warning in r.warnings),
+        ]
+        for label, value in rows:
+            if value not in (None, ""):
+                table.add_row(label, escape(str(value)))
+        console.print(table)
 
     _run(action)
 

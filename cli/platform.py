@@ -2,9 +2,16 @@
 
 Both are described by the same outputs (bucket, tables, state machine, API URL and key), so
 every command below works the same way against either.
+
+Where the running local cloud is found: `mlops up` writes its outputs to `.mlops/outputs.json`
+in the directory it runs in and to the state directory, `$MLOPS_HOME` (default `~/.mlops`), so
+`mlops` finds it from anywhere; both files go when it stops. The CLI reads `$MLOPS_HOME` when
+that variable is set (and nothing else), otherwise `./.mlops` then `~/.mlops`, and uses the
+first whose cloud answers: a file left by a cloud that is no longer running is reported as such.
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,11 +27,15 @@ from urllib3.util.retry import Retry
 from functions.errors import NotFound
 from functions.records import Run
 from functions.registry.dynamo import DynamoRegistryStore
+from functions.registry.store import RegistryStore
 from functions.spec import is_model_name
 from functions.storage.objects import sha256
 from functions.training.start import run_id_for
 
-OUTPUTS_FILE = Path(".mlops/outputs.json")
+PROJECT_STATE_DIR = Path(".mlops")  # beside the project `mlops up` runs in
+HOME_VARIABLE = "MLOPS_HOME"  # the state directory, where any `mlops` finds the running local cloud
+OUTPUTS = "outputs.json"
+PING_TIMEOUT_S = 2.0
 # The outputs of infra/stack.py the CLI needs.
 THROTTLE_RETRIES = 6
 STACK_OUTPUTS = ("DataBucketName", "RegistryTableName", "ApiUrl", "ApiKeyId", "DriftFunctionName")
@@ -34,6 +45,28 @@ class PlatformError(Exception):
     """A failure the CLI reports in one line, without a traceback."""
 
 
+def state_dir() -> Path:
+    """Where `mlops up` writes its outputs for every `mlops` to find: $MLOPS_HOME, by default ~/.mlops."""
+    return Path(os.environ.get(HOME_VARIABLE) or Path.home() / ".mlops").expanduser()
+
+
+def outputs_files() -> list[Path]:
+    """Where the CLI looks for the running local cloud's outputs, in order."""
+    if os.environ.get(HOME_VARIABLE):
+        return [state_dir() / OUTPUTS]
+    candidates = [PROJECT_STATE_DIR / OUTPUTS, state_dir() / OUTPUTS]
+    return [path for i, path in enumerate(candidates) if path.resolve() not in {c.resolve() for c in candidates[:i]}]
+
+
+def answers(endpoint: str, timeout_s: float = PING_TIMEOUT_S) -> bool:
+    """Whether anything answers HTTP at the endpoint (any status: moto answers every path)."""
+    try:
+        requests.head(endpoint, timeout=timeout_s)
+    except requests.RequestException:
+        return False
+    return True
+
+
 @dataclass
 class Platform:
     outputs: dict
@@ -41,14 +74,30 @@ class Platform:
     endpoint: str | None = None
 
     @classmethod
-    def local(cls, outputs_file: Path = OUTPUTS_FILE) -> "Platform":
-        if not outputs_file.exists():
-            raise PlatformError("the local cloud is not running: start it with `mlops up` (or run `mlops demo`)")
-        outputs = json.loads(outputs_file.read_text())
-        session = boto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=outputs["Region"]
-        )
-        return cls(outputs, session, outputs["Endpoint"])
+    def local(cls, outputs_file: Path | None = None) -> "Platform":
+        """The running local cloud, from its outputs file (by default, the first of outputs_files() that answers)."""
+        stale = []
+        for path in [outputs_file] if outputs_file else outputs_files():
+            try:
+                outputs = json.loads(path.read_text())
+                endpoint = outputs["Endpoint"]
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, TypeError, KeyError):
+                stale.append(f"{path} is unreadable")
+                continue
+            if not answers(endpoint):
+                stale.append(f"{path} was written by a local cloud that has stopped ({endpoint} does not answer)")
+                continue
+            session = boto3.Session(
+                aws_access_key_id="testing", aws_secret_access_key="testing", region_name=outputs["Region"]
+            )
+            return cls(outputs, session, endpoint)
+        start = "start it with `mlops up` (or run `mlops demo`)"
+        if stale:
+            raise PlatformError(f"the local cloud is not running: {'; '.join(stale)}; {start}")
+        looked = " or ".join(str(path) for path in ([outputs_file] if outputs_file else outputs_files()))
+        raise PlatformError(f"the local cloud is not running (no {looked}): {start}")
 
     @classmethod
     def deployed(cls, stack_name: str, region: str | None = None) -> "Platform":
@@ -72,7 +121,7 @@ class Platform:
         return self.session.client(service, endpoint_url=self.endpoint)
 
     @cached_property
-    def registry(self) -> DynamoRegistryStore:
+    def registry(self) -> RegistryStore:
         resource = self.session.resource("dynamodb", endpoint_url=self.endpoint)
         return DynamoRegistryStore(resource.Table(self.outputs["RegistryTableName"]))
 

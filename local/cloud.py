@@ -2,17 +2,23 @@
 
     cloud = LocalCloud(); outputs = cloud.start()   # moto on 127.0.0.1:4566, API on :3000
 
-Everything a client needs is in `outputs` (and in .mlops/outputs.json): the same names the
-deployed stack outputs, plus the endpoint, region, API key value and local API URL.
+Everything a client needs is in `outputs` (and in .mlops/outputs.json, and in the outputs file
+of `home` when given): the same names the deployed stack outputs, plus the endpoint, region, API
+key value and local API URL. The files go when the cloud stops.
 """
 
+import contextlib
 import json
 import logging
 import os
+import socket
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from local import patches
 from local.deploy import Deployer
@@ -44,6 +50,33 @@ def synthesize(outdir: str = "cdk.out") -> tuple[Path, str]:
     return Path(assembly.directory, stack.template_file), stack.stack_name
 
 
+class MotoServer:
+    """moto's server (as moto.server.ThreadedMotoServer runs it), on a thread.
+
+    A port in use is an OSError from start() (ThreadedMotoServer's thread exits and its start
+    waits forever), and stop() returns within a short poll (werkzeug's default is half a second).
+    """
+
+    POLL_S = 0.05
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._server: BaseWSGIServer | None = None
+
+    def start(self) -> None:
+        with socket.create_server((self.host, self.port)) as bound:  # OSError here when the port is taken
+            # werkzeug serves on a copy of the bound socket (its own bind would sys.exit() on an error).
+            self._server = make_server(self.host, self.port, DomainDispatcherApplication(create_backend_app),
+                                       threaded=True, request_handler=MotoRequestHandler, fd=bound.fileno())
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": self.POLL_S}, daemon=True,
+                         name="moto-server").start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
 class LocalCloud:
     def __init__(
         self,
@@ -52,12 +85,16 @@ class LocalCloud:
         aws_port: int = 4566,
         api_port: int = 3000,
         state_dir: Path = STATE_DIR,
+        home: Path | None = None,
     ):
+        """`state_dir` and `home` (where any client finds a running cloud, e.g. ~/.mlops) get its outputs file."""
         self.template_path, self.stack_name = template, stack_name
         self.aws_port, self.api_port = aws_port, api_port
         self.state_dir = Path(state_dir)
+        self.state_dirs: Sequence[Path] = [self.state_dir, *([Path(home)] if home else [])]
         self.endpoint = f"http://{HOST}:{aws_port}"
         self.outputs: dict = {}
+        self.outputs_files: list[Path] = []  # where start() wrote the outputs
 
     def start(self) -> dict:
         # moto's state machine interpreter calls Lambda through this server's port.
@@ -69,7 +106,7 @@ class LocalCloud:
         template = StackTemplate.load(self.template_path, self.stack_name)
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self.server = ThreadedMotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
+        self.server = MotoServer(HOST, self.aws_port)
         self.server.start()
         session = boto3.Session(aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                                 aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -96,14 +133,23 @@ class LocalCloud:
             "Region": template.region,
             "StackName": self.stack_name,
         }
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         # Written last and atomically: a client that sees the file sees all of it, and a cloud that is up.
-        partial = self.state_dir / "outputs.json.partial"
-        partial.write_text(json.dumps(self.outputs, indent=2) + "\n")
-        partial.replace(self.state_dir / "outputs.json")
+        for directory in dict.fromkeys(d.expanduser().resolve() for d in self.state_dirs):
+            directory.mkdir(parents=True, exist_ok=True)
+            partial = directory / f"outputs.json.{os.getpid()}.partial"
+            partial.write_text(json.dumps(self.outputs, indent=2) + "\n")
+            partial.replace(directory / "outputs.json")
+            self.outputs_files.append(directory / "outputs.json")
         return self.outputs
 
     def stop(self) -> None:
+        # The outputs go first (a client that reads them finds a cloud that is up), and only where
+        # they are still this cloud's: another one may have been started since with the same home.
+        for path in self.outputs_files:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(path.read_text()) == self.outputs:
+                    path.unlink()
+        self.outputs_files = []
         # Whatever start() got to before it failed is stopped, in reverse order (the workers
         # before the shipper, so that their last lines are shipped).
         for part in ("scheduler", "gateway", "runtime", "shipper", "server"):

@@ -18,6 +18,9 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   when it starts and when it ends (SUCCEEDED, FAILED, TIMED_OUT or ABORTED), with the detail
   AWS sends; moto emits none.
 
+An execution that does not succeed is one line on the console ("execution <name> failed at
+<state>: <reason>"), instead of what moto's interpreter logs (its internal objects' reprs).
+
 `apply()` is idempotent; `remove()` restores moto.
 """
 
@@ -49,6 +52,8 @@ _moto_execution_start = Execution.start
 _moto_execution_terminated = BaseExecutionWorkerCommunication.terminated
 _runtime: LambdaRuntime | None = None
 _applied: ExitStack | None = None  # the active patches; closing it restores moto
+_MOTO_INTERPRETER = "moto.stepfunctions.parser"  # logs every failure with its parser objects' reprs
+MAX_REASON_CHARS = 300
 
 
 def apply(runtime: LambdaRuntime) -> None:
@@ -61,6 +66,9 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True}))
         _applied.enter_context(mock.patch.object(Execution, "start", _execution_start))
         _applied.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _execution_ended))
+        interpreter = logging.getLogger(_MOTO_INTERPRETER)  # its loggers below it inherit the level
+        _applied.callback(interpreter.setLevel, interpreter.level)
+        interpreter.setLevel(logging.CRITICAL + 1)  # _report_end says what matters, in one line
 
 
 def remove() -> None:
@@ -81,19 +89,30 @@ class _TooManyRequests(LambdaClientError):
                                        "Reason": reason, "Type": "User"})
 
 
+class _ServiceException(LambdaClientError):
+    """Lambda's own failure (HTTP 500), which Step Functions names Lambda.ServiceException."""
+
+    code = 500
+
+    def __init__(self) -> None:
+        super().__init__("ServiceException", "The local Lambda runtime is stopped.")
+
+
 def _invoke(self: LambdaBackend, function_name: str, qualifier: str | None, body: bytes, headers: Any,
             response_headers: dict[str, str]) -> str | bytes | None:
     if _runtime is None or _runtime.resolve(function_name) is None:
         return _moto_invoke(self, function_name, qualifier, body, headers, response_headers)
     event = json.loads(body) if body else {}
-    if (headers.get("X-Amz-Invocation-Type") or "") == "Event":
-        _runtime.invoke_async(function_name, event)  # Lambda's event queue runs it (HTTP 202)
-        response_headers["Content-Length"] = "0"
-        return b""
     try:
+        if (headers.get("X-Amz-Invocation-Type") or "") == "Event":
+            _runtime.invoke_async(function_name, event)  # Lambda's event queue runs it (HTTP 202)
+            response_headers["Content-Length"] = "0"
+            return b""
         result = _runtime.invoke(function_name, event)
     except TooManyRequestsException as throttled:
         raise _TooManyRequests(throttled.reason) from None
+    except RuntimeError:  # the local cloud is stopping: its executions' last calls fail, without a traceback
+        raise _ServiceException() from None
     if result.function_error:
         response_headers["x-amz-function-error"] = result.function_error
     response_headers["x-amzn-RequestId"] = result.request_id
@@ -166,6 +185,7 @@ def _execution_start(self: Execution) -> None:
 def _execution_ended(self: BaseExecutionWorkerCommunication) -> None:
     _moto_execution_terminated(self)
     _emit_status_change(self.execution)
+    _report_end(self.execution)
 
 
 def execution_status_change(execution: Execution) -> EventMessageType:
@@ -215,3 +235,48 @@ def _emit_status_change(execution: Execution) -> None:
 
 def _epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _report_end(execution: Execution) -> None:
+    """One console line for an execution that did not succeed (a stopping local cloud's are not news)."""
+    status = execution.exec_status.value if execution.exec_status else ""
+    if status not in {"FAILED", "TIMED_OUT", "ABORTED"} or _runtime is None or _runtime.stopped:
+        return
+    try:
+        events = execution.to_history_output()["events"]
+    except Exception:  # noqa: BLE001 - the line is said without the history rather than not at all
+        events = []
+    log.warning("%s", end_line(execution.name, status, events, execution.error, execution.cause))
+
+
+def end_line(name: str, status: str, events: Any, error: str | None, cause: str | None) -> str:
+    """The line: `execution <name> failed at <state>: <error>: <message>`, from its history: the state
+    whose task failed last (a caught failure too: the pipeline catches every step's) and its error."""
+    state = failed_in = None
+    failure: dict = {}
+    for event in events:
+        kind = str(getattr(event.get("type"), "value", event.get("type")) or "")  # moto's are enum members
+        details = next((v for k, v in event.items() if k.endswith("EventDetails") and isinstance(v, dict)), {})
+        if kind.endswith("StateEntered"):
+            state = details.get("name")
+        elif kind.endswith(("Failed", "TimedOut")) and not kind.startswith("Execution"):
+            failed_in, failure = state, details
+    if status != "FAILED":
+        where = f" in {state}" if state else ""
+        return f"execution {name} {'timed out' if status == 'TIMED_OUT' else 'was aborted'}{where}"
+    if not failure:
+        failed_in, failure = state, {"error": error, "cause": cause}
+    return f"execution {name} failed" + (f" at {failed_in}" if failed_in else "") + f": {_reason(failure)}"
+
+
+def _reason(failure: dict) -> str:
+    """A Lambda error's cause is its JSON error (errorMessage, errorType, stackTrace): its message is the reason."""
+    error, cause = str(failure.get("error") or ""), str(failure.get("cause") or "")
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        cause = str(parsed["errorMessage"])
+    text = " ".join((f"{error}: {cause}" if error and cause else error or cause or "no reason given").split())
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS - 1] + "…"

@@ -152,6 +152,10 @@ class LambdaRuntime:
             function.queue.append(payload)
         self._dispatch(function)
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def stop(self) -> None:
         """End every worker, busy or idle (the fork server kills them all), and drop queued events."""
         with self._lock:
@@ -277,10 +281,15 @@ class _ForkServer:
             pass  # stopped: it killed every worker on its way out
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        """Closing its socket makes it kill every worker it forked, reap them and exit."""
+        """Closing its socket, or SIGTERM, makes it kill every worker it forked, reap them and exit.
+
+        SIGTERM too: while it still imports its preload list (seconds, after a start) it reads no
+        socket, and it has forked no worker yet, so SIGTERM's default action ends it at once.
+        """
         with self._lock:
             self._socket.shutdown(socket.SHUT_RDWR)
             self._socket.close()
+        self._process.terminate()
         try:
             self._process.wait(timeout_s)
         except subprocess.TimeoutExpired:

@@ -98,6 +98,11 @@ class Background:
     def cloud_dir(self) -> Path:
         return self.root / "mlops-up"
 
+    @property
+    def cloud_home(self) -> Path:
+        """The cloud's MLOPS_HOME, where `mlops` run from any directory finds it."""
+        return self.root / "mlops-home"
+
     def start(self, *, synth: bool = False, cloud: bool = False) -> None:
         if (synth or cloud) and self.synth is None:
             npx = shutil.which("npx")
@@ -113,6 +118,7 @@ class Background:
         if cloud and self.cloud is None:
             self.cloud_dir.mkdir()
             env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            env["MLOPS_HOME"] = str(self.cloud_home)  # its state directory: not the user's ~/.mlops
             mlops = Path(sys.executable).with_name("mlops")
             self.cloud = Command([str(mlops), "up", "--template", str(self.template), "--aws-port", str(_free_port()),
                                   "--api-port", str(_free_port())], self.cloud_dir / "mlops-up.log",

@@ -212,6 +212,10 @@ class MemoryRegistryStore:
         runs = [Run.model_validate(item) for (m, _), item in self.runs.items() if m == model]
         return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
 
+    def list_run_models(self) -> list[str]:
+        self.faults.before("list_run_models")
+        return sorted({model for model, _ in self.runs})
+
     def version_for_run(self, model: str, run_id: str) -> int:
         """As the adapter: read the reservation (fault point "version_for_run"), else move the counter and
         record the reservation in one conditional write (fault point "reserve_version")."""

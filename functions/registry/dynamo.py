@@ -121,6 +121,11 @@ class DynamoRegistryStore:
         runs.sort(key=lambda r: r.started_at, reverse=True)
         return runs[:limit]
 
+    def list_run_models(self) -> list[str]:
+        items = query_all(self.table, "listing the models with runs", FilterExpression=Attr("sk").begins_with("RUN#"),
+                          ProjectionExpression="pk")
+        return sorted({str(item["pk"]).removeprefix("MODEL#") for item in items})
+
     # --- versions
     def version_for_run(self, model: str, run_id: str) -> int:
         # Read the run's reservation, else the counter; then move the counter from what was read and record

@@ -45,6 +45,11 @@ class RegistryStore(Protocol):
         """The latest runs first."""
         ...
 
+    def list_run_models(self) -> list[str]:
+        """The names of the models that have runs, sorted: with a registered spec or without one
+        (an upload for a model with no spec makes a run that fails, and it is recorded too)."""
+        ...
+
     def version_for_run(self, model: str, run_id: str) -> int:
         """The version number of a run's model, reserved on first call; every later call returns it.
 

@@ -36,7 +36,7 @@ class ExecutionStatusChange(EventBridgeModel):
     detail: ended.ExecutionStatus
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)  # nothing of the last invocation's logs carries over
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def start_pipeline(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -47,6 +47,7 @@ def start_pipeline(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result = start_run(registry_store(), pipeline_executions(), bucket=upload.detail.bucket.name,
                        key=upload.detail.object.key, version_id=upload.detail.object.version_id,
                        code_version=starter_settings().code_version)
+    logger.set_correlation_id(result.get("run_id"))  # the run's steps log under its id too
     metrics.add_metric(name="PipelineRunsStarted", unit=MetricUnit.Count, value=1 if result.get("recorded") else 0)
     logger.info("upload handled", extra=result)
     return result

@@ -1,21 +1,33 @@
 """The `mlops` CLI against the local cloud started by `mlops up`: what a user types, and their mistakes."""
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from cli import main
 from cli.main import app
+from tests.background import background
 from tests.e2e.conftest import MODEL, SPEC, csv_bytes
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def mlops(local_cloud, monkeypatch):
     """Run `mlops ...` in the directory where `mlops up` wrote .mlops/outputs.json."""
     monkeypatch.chdir(local_cloud["workdir"])
+    monkeypatch.setenv("MLOPS_HOME", str(background.cloud_home))  # never a developer's own cloud
+    monkeypatch.setattr(main.console, "width", 200)  # a table cell's text on one line, as the assertions read it
 
     def run(*args: str):
         result = runner.invoke(app, list(args))
@@ -127,6 +139,105 @@ def test_showing_an_unknown_model_is_a_clear_error(mlops):
 
 def test_without_a_running_local_cloud_the_cli_says_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))  # not the developer's ~/.mlops
     result = runner.invoke(app, ["models", "list"])
     assert isinstance(result.exception, SystemExit)
     assert result.exit_code == 1 and "the local cloud is not running" in result.output
+
+
+def test_the_cli_finds_the_running_cloud_from_any_directory(local_cloud, tmp_path, monkeypatch):
+    """`mlops up` wrote its outputs to its state directory ($MLOPS_HOME) too: any directory will do."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLOPS_HOME", str(background.cloud_home))
+    result = runner.invoke(app, ["outputs"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["Endpoint"] == local_cloud["Endpoint"]
+
+
+def test_runs_of_a_model_without_a_spec_are_shown_with_their_reason(mlops, tmp_path):
+    data = tmp_path / "train.csv"
+    data.write_bytes(csv_bytes(30))
+    pushed = mlops("data", "push", "cli-nospec", str(data))
+    assert pushed.exit_code == 1 and "no model spec" in pushed.output
+    run_id = re.search(r"run (cli-nospec-[0-9a-f]+)", pushed.output).group(1)
+
+    listed = mlops("runs", "list", "cli-nospec")
+    assert listed.exit_code == 0, listed.output
+    (row,) = [line for line in listed.output.splitlines() if run_id in line]
+    assert "FAILED" in row and "RegisterDataset" in row and "no model spec named 'cli-nospec'" in row
+    assert run_id in mlops("runs", "list").output, "every model's runs, those without a spec too"
+
+    shown = mlops("runs", "show", "cli-nospec", run_id)
+    assert shown.exit_code == 0 and "RegisterDataset" in shown.output and "UnknownModel" in shown.output
+
+    model = mlops("models", "show", "cli-nospec")
+    assert model.exit_code == 0, model.output
+    assert "no model spec is registered" in model.output and run_id in model.output
+    assert "no model spec named 'cli-nospec'" in model.output
+
+
+def _readme_block(containing: str) -> str:
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (block,) = [b for b in blocks if containing in b]
+    return block
+
+
+@pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed")
+def test_the_readmes_aws_cli_commands_work_as_written(local_cloud, aws, tmp_path):
+    """The README's second-shell commands, run as written (from the project, with the AWS CLI and curl),
+    against the running local cloud, which `mlops` finds through its state directory."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLOPS_HOME": str(background.cloud_home)}
+    # The README names .venv/bin/mlops: the one of the Python running the tests.
+    script = _readme_block("mlops env").replace(".venv/bin/mlops", str(Path(sys.executable).with_name("mlops")))
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "upload: examples/churn.csv to s3://" in done.stdout
+    executions = json.loads(done.stdout[done.stdout.index("{"):done.stdout.index("\n}") + 2])["executions"]
+    readme_run = re.compile(r"churn-[0-9a-f]{16}")  # model churn's (not churn-e2e's)
+    assert any(readme_run.fullmatch(e["name"]) for e in executions)
+    # The upload trains `churn`: wait for it here, so that the tests after this one run on a quiet cloud.
+    sfn, deadline = aws("stepfunctions"), time.monotonic() + 240
+    while True:
+        listed = sfn.list_executions(stateMachineArn=local_cloud["StateMachineArn"])["executions"]
+        statuses = [e["status"] for e in listed if readme_run.fullmatch(e["name"])]
+        if "RUNNING" not in statuses:
+            break
+        assert time.monotonic() < deadline, "the README's run did not end"
+        time.sleep(0.2)
+    assert statuses == ["SUCCEEDED"], "the README's upload trained its model"
+
+
+def test_a_failed_run_is_one_readable_line_on_the_console_of_mlops_up(mlops, local_cloud, tmp_path):
+    data = tmp_path / "train.csv"
+    data.write_bytes(csv_bytes(30))
+    run_id = re.search(r"run (cli-console-[0-9a-f]+)", mlops("data", "push", "cli-console", str(data)).output).group(1)
+    console, deadline = "", time.monotonic() + 30
+    while run_id not in console and time.monotonic() < deadline:
+        time.sleep(0.1)
+        console = Path(local_cloud["log"]).read_text(errors="replace")
+    assert (f"execution {run_id} failed at RegisterDataset: UnknownModel: no model spec named 'cli-console'"
+            in console)
+    assert "ContinueWithNext" not in console and "FailureEventException" not in console, "moto's internals"
+
+
+def test_start_pipeline_logs_under_the_id_of_the_run_it_starts(mlops, aws, local_cloud, tmp_path):
+    """Two uploads handled by the same warm StartPipeline worker: each log line carries its own run id."""
+    run_ids = []
+    for name in ("a", "b"):
+        data = tmp_path / f"{name}.csv"
+        data.write_bytes(csv_bytes(30, seed=len(run_ids)))
+        pushed = mlops("data", "push", "cli-corr", str(data), "--no-wait")
+        run_ids.append(re.search(r"run (cli-corr-[0-9a-f]+)", pushed.output).group(1))
+    logs = aws("logs")
+    (group,) = [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]
+                if "StartPipeline" in g["logGroupName"]]
+    deadline, handled = time.monotonic() + 30, {}
+    while set(handled) < set(run_ids) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the shipper sends a function's output within half a second
+        for event in logs.filter_log_events(logGroupName=group)["events"]:
+            line = json.loads(event["message"]) if event["message"].startswith("{") else {}
+            if line.get("message") == "upload handled" and line.get("run_id") in run_ids:
+                handled[line["run_id"]] = line.get("correlation_id")
+    assert handled == {run_id: run_id for run_id in run_ids}
+
