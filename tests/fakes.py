@@ -60,6 +60,10 @@ class Faults:
     def clear(self) -> None:
         self._plans.clear()
 
+    def pending(self) -> bool:
+        """Whether a planned failure is still to come."""
+        return any(plan.times > 0 for plan in self._plans)
+
     def before(self, operation: str) -> None:
         self.calls.append(operation)
         self._raise(operation, after=False)

@@ -26,6 +26,9 @@ from functions.training.train import fit
 logger = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 2000
+# Errors of the Lambda service itself (the step's function never ran, or its reply never came).
+LAMBDA_UNAVAILABLE = {"Lambda.TooManyRequestsException", "Lambda.ServiceException", "Lambda.AWSLambdaException",
+                      "Lambda.SdkClientException"}
 
 
 def run_prefix(model: str, run_id: str) -> str:
@@ -109,6 +112,9 @@ def failure_reason(error: dict[str, Any] | None, run_id: str, step: str) -> str:
         return message.strip()[:MAX_REASON_CHARS]
     if name in {"States.Timeout", "States.HeartbeatTimeout"} or error_type == "Sandbox.Timedout":
         return f"step {step} timed out; see the logs of run {run_id}"
+    if name in LAMBDA_UNAVAILABLE:
+        return (f"step {step} could not be run: AWS Lambda was busy or unavailable past the pipeline's retries; "
+                "upload the file again to start a new run")
     return f"internal error in the pipeline; see the logs of run {run_id}"
 
 
