@@ -21,8 +21,17 @@ $(NPM_STAMP): package.json package-lock.json
 demo: install
 	$(VENV)/bin/mlops demo
 
-test: install lint
-	$(VENV)/bin/pytest -q
+# Three processes side by side: the lint and type gate, the tests of the synthesized app and the
+# local cloud (-m app; tests/conftest.py marks them: they mostly wait for the local cloud's own
+# processes), and the other tests. Each one's output is shown whole; any failure fails the target.
+test: install
+	@$(MAKE) --no-print-directory lint > .lint.log 2>&1 & lint=$$!; \
+	$(VENV)/bin/pytest -q -m app > .pytest-app.log 2>&1 & app=$$!; \
+	$(VENV)/bin/pytest -q -m "not app"; unit=$$?; \
+	wait $$app; app_status=$$?; wait $$lint; lint_status=$$?; \
+	echo "--- the synthesized app and the local cloud (pytest -m app):"; cat .pytest-app.log; \
+	echo "--- ruff and mypy:"; cat .lint.log; rm -f .pytest-app.log .lint.log; \
+	test $$unit -eq 0 && test $$app_status -eq 0 && test $$lint_status -eq 0
 
 lint: install
 	$(VENV)/bin/ruff check .

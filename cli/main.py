@@ -65,14 +65,18 @@ def up(
     aws_port: int = typer.Option(4566, help="Port of the local AWS endpoint."),
     api_port: int = typer.Option(3000, help="Port of the local REST API."),
     template: Path | None = typer.Option(None, help="A synthesized template (default: synthesize app.py)."),
+    warm: bool = typer.Option(False, help="Start one environment of every function at once (as provisioned "
+                                          "concurrency), so that no first invocation is a cold start."),
 ) -> None:
     """Start the local cloud and keep it running until Ctrl-C (or SIGTERM)."""
     from local.cloud import LocalCloud
 
-    cloud = LocalCloud(template=template, aws_port=aws_port, api_port=api_port, home=state_dir())
+    cloud = LocalCloud(template=template, aws_port=aws_port, api_port=api_port, home=state_dir(), warm=warm)
     # SIGTERM stops it as Ctrl-C does, whenever it comes (during the start too): the finally below
     # stops whatever was started, and removes the outputs files.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # And Ctrl-C always does, even when started in the background of a shell that ignores SIGINT for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with console.status("Synthesizing the CDK app and deploying it on the local cloud..."):
             try:

@@ -153,7 +153,7 @@ class Platform:
         }
 
     # --- runs
-    def wait_for_run(self, model: str, run_id: str, timeout_s: float = 300, poll_s: float = 0.5) -> Run:
+    def wait_for_run(self, model: str, run_id: str, timeout_s: float = 300, poll_s: float = 0.25) -> Run:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:

@@ -86,10 +86,12 @@ class LocalCloud:
         api_port: int = 3000,
         state_dir: Path = STATE_DIR,
         home: Path | None = None,
+        warm: bool = False,
     ):
         """`state_dir` and `home` (where any client finds a running cloud, e.g. ~/.mlops) get its outputs file."""
         self.template_path, self.stack_name = template, stack_name
         self.aws_port, self.api_port = aws_port, api_port
+        self.warm = warm  # one initialized environment per function from the start, as provisioned concurrency
         self.state_dir = Path(state_dir)
         self.state_dirs: Sequence[Path] = [self.state_dir, *([Path(home)] if home else [])]
         self.endpoint = f"http://{HOST}:{aws_port}"
@@ -118,6 +120,8 @@ class LocalCloud:
         patches.apply(self.runtime)
         deployer = Deployer(template, session, self.endpoint, self.runtime)
         outputs = deployer.deploy()
+        if self.warm:
+            threading.Thread(target=self._provision, daemon=True, name="provision").start()
 
         self.gateway = Gateway(template, self.runtime, deployer.client("apigateway"), HOST, self.api_port)
         self.gateway.start()
@@ -156,6 +160,13 @@ class LocalCloud:
             if hasattr(self, part):
                 getattr(self, part).stop()
         patches.remove()
+
+    def _provision(self) -> None:
+        for name in self.runtime.functions:
+            try:
+                self.runtime.provision(name)
+            except (OSError, RuntimeError):  # stopped meanwhile: nothing left to warm
+                return
 
     def _function_environment(self, template: StackTemplate) -> dict[str, str]:
         """What Lambda adds to every function's environment, pointed at the local cloud.

@@ -152,6 +152,18 @@ class LambdaRuntime:
             function.queue.append(payload)
         self._dispatch(function)
 
+    def provision(self, name_or_arn: str) -> None:
+        """Start one execution environment of the function now, initialized and idle, as Lambda's
+        provisioned concurrency does, so that its first invocation is warm."""
+        function = self._function(name_or_arn)
+        worker = self._start(function.config, initialization="provisioned-concurrency")
+        with self._lock:
+            keep = not self._stopped
+            if keep:
+                function.idle.insert(0, worker)  # the most recently used stay last
+        if not keep:
+            worker.close()
+
     @property
     def stopped(self) -> bool:
         return self._stopped
@@ -217,7 +229,7 @@ class LambdaRuntime:
                 function.running -= 1
             self._dispatch(function)
 
-    def _start(self, config: FunctionConfig) -> "_Worker":
+    def _start(self, config: FunctionConfig, initialization: str = "on-demand") -> "_Worker":
         stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
         environment = {
             **self._base,
@@ -225,7 +237,7 @@ class LambdaRuntime:
             "AWS_LAMBDA_FUNCTION_NAME": config.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": initialization,
             "AWS_LAMBDA_LOG_GROUP_NAME": config.log_group,
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
             "_HANDLER": config.handler,

@@ -120,7 +120,8 @@ class Background:
             env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             env["MLOPS_HOME"] = str(self.cloud_home)  # its state directory: not the user's ~/.mlops
             mlops = Path(sys.executable).with_name("mlops")
-            self.cloud = Command([str(mlops), "up", "--template", str(self.template), "--aws-port", str(_free_port()),
+            self.cloud = Command([str(mlops), "up", "--warm", "--template", str(self.template),
+                                  "--aws-port", str(_free_port()),
                                   "--api-port", str(_free_port())], self.cloud_dir / "mlops-up.log",
                                  cwd=self.cloud_dir, env=env, after=self.synth)
 

@@ -47,19 +47,33 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_FIXTURES = {"synthesized_template", "template_dict"}
 
 
+def _stage(item: pytest.Item) -> int:
+    """0: the unit tests; 1: those of the synthesized app; 2: end to end; 3: end to end with the trained model;
+    4: marked last (it stops the local cloud)."""
+    names = set(getattr(item, "fixturenames", ()))
+    if item.get_closest_marker("last"):
+        return 4
+    if "local_cloud" in names:
+        return 3 if "trained_model" in names else 2
+    return 1 if names & TEMPLATE_FIXTURES or item.path.parent.name == "infra" else 0
+
+
+@pytest.hookimpl(tryfirst=True)  # marked before -m selects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that read the synthesized app run last (the end-to-end ones very last, those that need the
     trained model after the others), so that the synth, the local cloud and its first training run in the
-    background (tests/background.py, tests/e2e/conftest.py) while other tests run."""
-    def stage(item: pytest.Item) -> int:
-        names = set(getattr(item, "fixturenames", ()))
-        if "local_cloud" in names:
-            return 3 if "trained_model" in names else 2
-        return 1 if names & TEMPLATE_FIXTURES or item.path.parent.name == "infra" else 0
+    background while the other tests run. They are marked `app`: `make test` runs them (-m app) beside
+    the others (-m "not app"), in a second process, since they mostly wait for the local cloud."""
+    items.sort(key=_stage)
+    for item in items:
+        if _stage(item):
+            item.add_marker(pytest.mark.app)
 
-    items.sort(key=stage)
-    stages = {stage(item) for item in items}
-    background.start(synth=bool(stages - {0}), cloud=bool(stages & {2, 3}))
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start what the selected tests need (tests/background.py), so that it boots while others run."""
+    stages = {_stage(item) for item in session.items}
+    background.start(synth=bool(stages - {0}), cloud=bool(stages & {2, 3, 4}))
 
 
 def pytest_sessionfinish() -> None:

@@ -1,7 +1,9 @@
 """`mlops up` stops soon after SIGTERM or Ctrl-C (SIGINT), training runs in flight or not, and leaves
-nothing behind: no process (the fork server, its workers) and no outputs file claiming a running cloud."""
+nothing behind: no process (the fork server, its workers) and no outputs file claiming a running cloud.
 
-import json
+SIGTERM stops the session's own local cloud, as the end-to-end tests' last (pytest.mark.last); Ctrl-C
+stops one of its own."""
+
 import os
 import signal
 import socket
@@ -10,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 
+from tests.background import background
 from tests.e2e.conftest import csv_bytes
 
 pytestmark = pytest.mark.e2e
@@ -58,10 +60,7 @@ def _gone(pid: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("signum, busy", [(signal.SIGTERM, True), (signal.SIGINT, False)],
-                         ids=["SIGTERM, runs in flight", "SIGINT (Ctrl-C)"])
-def test_mlops_up_stops_soon_after_a_signal_and_leaves_nothing_behind(synthesized_template, tmp_path,
-                                                                      signum: int, busy: bool) -> None:
+def test_mlops_up_stops_soon_after_ctrl_c_and_leaves_nothing_behind(synthesized_template, tmp_path) -> None:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"MLOPS_HOME": str(home)}
     log = tmp_path / "mlops-up.log"
@@ -76,28 +75,37 @@ def test_mlops_up_stops_soon_after_a_signal_and_leaves_nothing_behind(synthesize
         while not all(path.exists() for path in written):
             assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
             time.sleep(0.1)
-        outputs = json.loads(written[1].read_text())
-        if busy:  # two uploads for a model with no spec: their pipelines run while it is told to stop
-            session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name=outputs["Region"])
-            s3 = session.client("s3", endpoint_url=outputs["Endpoint"])
-            for name in ("a", "b"):
-                s3.put_object(Bucket=outputs["DataBucketName"], Key=f"datasets/nospec/{name}.csv", Body=csv_bytes(20))
-            deadline = time.monotonic() + 30
-            while len(_descendants(process.pid)) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)  # the fork server and a worker at least
-        processes = _descendants(process.pid)
-        assert processes, "the fork server runs"
-
-        signalled = time.monotonic()
-        process.send_signal(signum)
-        process.wait(timeout=STOPS_WITHIN_S)
-        stopped_in = time.monotonic() - signalled
-        print(f"mlops up stopped {stopped_in:.2f} s after {signal.Signals(signum).name}")
-        assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
-        assert [pid for pid in processes if not _gone(pid)] == [], "every process it started has ended"
-        assert [path for path in written if path.exists()] == [], "no outputs file claims a running cloud"
-        assert "Local cloud stopped." in log.read_text(errors="replace")
+        _stop_and_check(process, signal.SIGINT, written, log)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.mark.last  # it stops the session's local cloud: the end-to-end tests' last
+def test_the_local_cloud_stops_soon_after_sigterm_with_runs_in_flight(local_cloud, aws) -> None:
+    assert background.cloud is not None and background.cloud.process is not None
+    process = background.cloud.process
+    for name in ("a", "b"):  # uploads for a model with no spec: their pipelines run while it is told to stop
+        aws("s3").put_object(Bucket=local_cloud["DataBucketName"], Key=f"datasets/nospec/{name}.csv",
+                             Body=csv_bytes(20))
+    written = [background.cloud_dir / ".mlops" / "outputs.json", background.cloud_home / "outputs.json"]
+    _stop_and_check(process, signal.SIGTERM, written, background.cloud.log)
+
+
+def _stop_and_check(process: subprocess.Popen[bytes], signum: int, written: list[Path], log: Path) -> None:
+    """Signal `mlops up`: it exits cleanly soon, every process it started has ended, no outputs file is left."""
+    processes = _descendants(process.pid)
+    assert processes, "the fork server runs"
+    signalled = time.monotonic()
+    process.send_signal(signum)
+    try:
+        process.wait(timeout=STOPS_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {STOPS_WITHIN_S} s after {signal.Signals(signum).name}: "
+                    f"{log.read_text(errors='replace')[-3000:]}")
+    print(f"mlops up stopped {time.monotonic() - signalled:.2f} s after {signal.Signals(signum).name}")
+    assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
+    assert [pid for pid in processes if not _gone(pid)] == [], "every process it started has ended"
+    assert [path for path in written if path.exists()] == [], "no outputs file claims a running cloud"
+    assert "Local cloud stopped." in log.read_text(errors="replace")

@@ -35,6 +35,7 @@ def runtime(listener: Listener, sink: Sink) -> Iterator[LambdaRuntime]:
     for function in [
         config("one", "echo_env", {"WHO": "one"}),
         config("two", "echo_env", {"WHO": "two"}),
+        config("provisioned", "echo_env"),
         config("boom", "boom"),
         config("waiter", "report", report),
         config("single", "report", report, reserved_concurrency=1),
@@ -88,6 +89,14 @@ def test_a_warm_worker_serves_the_next_invocation(runtime: LambdaRuntime) -> Non
     first, second = payload(runtime.invoke("one", {})), payload(runtime.invoke("one", {}))
     assert first["pid"] == second["pid"] and first["stream"] == second["stream"]
     assert first["pid"] != payload(runtime.invoke("two", {}))["pid"]
+
+
+def test_a_provisioned_environment_is_initialized_before_the_first_invocation_and_serves_it(
+        runtime: LambdaRuntime) -> None:
+    runtime.provision("provisioned")
+    first = payload(runtime.invoke("provisioned", {}))
+    assert first["environment"]["AWS_LAMBDA_INITIALIZATION_TYPE"] == "provisioned-concurrency"
+    assert payload(runtime.invoke("provisioned", {}))["pid"] == first["pid"], "the same warm environment"
 
 
 def test_different_functions_run_at_the_same_time(
