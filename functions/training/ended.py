@@ -6,8 +6,9 @@ Functions then emits its "Step Functions Execution Status Change" event, and the
 recorded FAILED from it, only while it is still RUNNING: an end already recorded is never
 overwritten (a late event, a duplicate, or a run that recorded its own failure first). A failed
 execution (RecordFailure itself failed) also gives back a version number its run reserved but
-never registered, as RecordFailure would have; a stopped or timed-out one does not, since its
-RegisterModel may still be running.
+never registered, as RecordFailure would have (whoever recorded the run); a stopped or timed-out
+one does not, since its RegisterModel may still be running. A version the run did register, and
+its promotion, are recorded with the failure.
 """
 
 import json
@@ -68,6 +69,15 @@ def end_reason(execution: ExecutionStatus) -> tuple[str, str]:
     return failure_reason({"Error": error, "Cause": execution.cause}, run_id, "RecordFailure"), error
 
 
+def what_it_registered(registry: RegistryStore, model: str, run_id: str) -> dict[str, Any]:
+    """The version the run registered and whether it is the champion ({} when it registered none)."""
+    versions = [v.version for v in registry.list_versions(model) if v.run_id == run_id]
+    if not versions:
+        return {}
+    champion = registry.get_alias(model, "champion")
+    return {"model_version": versions[-1], "promoted": champion == versions[-1], "champion": champion}
+
+
 def record_execution_end(registry: RegistryStore, execution: ExecutionStatus) -> dict[str, Any]:
     """Record the run FAILED if its execution ended unsuccessfully while the run is still RUNNING."""
     run_id = execution.name
@@ -78,10 +88,14 @@ def record_execution_end(registry: RegistryStore, execution: ExecutionStatus) ->
         logger.warning("the execution's input names no model", extra={"run_id": run_id})
         return {"recorded": False, "run_id": run_id, "reason": "the execution's input names no model"}
     reason, error_type = end_reason(execution)
-    recorded = registry.end_run(model, run_id, status="FAILED", ended_at=now_iso(), failure_reason=reason,
-                                error_type=error_type)
+    outcome = what_it_registered(registry, model, run_id)
+    if outcome:  # as RecordFailure would have said it: the version stays registered, the record says so
+        done = "became the champion" if outcome["promoted"] else "was registered"
+        reason = f"v{outcome['model_version']} {done}, but the run's success was not recorded: {reason}"
+    recorded = registry.end_run(model, run_id, status="FAILED", ended_at=now_iso(),
+                                failure_reason=reason[:MAX_REASON_CHARS], error_type=error_type, **outcome)
     released = False
-    if recorded and execution.status == "FAILED":
+    if execution.status == "FAILED":  # given back only if never registered nor passed (a conditional write)
         try:
             released = registry.release_version(model, run_id)
         except MlopsError:  # the number stays taken: a gap in the versions, never a duplicate

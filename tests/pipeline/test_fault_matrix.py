@@ -372,17 +372,7 @@ def check(cell: Cell | None, execution: Execution, stores: Stores) -> None:
 
 
 # Cells whose defect belongs to another item of issue 6 (strict: they fail today, and pass once it is fixed).
-KNOWN = {
-    "RecordSuccess-DynamoDB_throttled-registry.update_run-always": (
-        "issue 6 item 15: RecordSuccess and RecordFailure both fail past their retries; the rule on the "
-        "execution's end records the run FAILED with the reason, but not that v2 was registered and became "
-        "the champion (the registry knows: the run's RUNVERSION#<run> reservation, the version's run_id, the "
-        "champion alias), so a failed run's record hides a champion it made"),
-    "RecordFailure-DynamoDB_throttled-registry.release_version-always": (
-        "issue 6 item 15: RecordFailure records the run FAILED but cannot give back its unregistered version "
-        "number past its retries; the rule on the execution's end gives it back only when it records the run "
-        "itself (training.ended.record_execution_end: `if recorded`), so the next run's version skips a number"),
-}
+KNOWN: dict[str, str] = {}  # cells that fail today, with the issue and reason (none)
 
 
 def matrix() -> list[Any]:
