@@ -6,8 +6,8 @@ its CSV (the whole Step Functions pipeline), then requests alternate:
 
 ours:      p50 of POST /v1/models/churn/predict with one instance (API key, request model
            validation, the serving function: model cache, predict, capture write to S3, metrics).
-baseline:  p50 of GET /health through the same gateway and the same serving function: the floor
-           of HTTP, the proxy event and a Lambda invocation.
+baseline:  p50 of GET /health through the same gateway: a mock integration (no function), so the
+           floor of HTTP, the API key-less route and the gateway itself.
 
 Requests share one kept-alive connection, as an application's HTTP client does.
 
