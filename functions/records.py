@@ -16,6 +16,7 @@ from functions.storage.dynamo import StoredAsJson
 Label = bool | int | float | str
 JsonObject = Annotated[dict[str, Any], StoredAsJson()]
 RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED"]
+RunSource = Literal["pipeline", "client"]
 AliasName = Literal["champion", "challenger"]
 
 
@@ -40,6 +41,14 @@ class DatasetVersion(Record):
     profile: JsonObject
     created_at: str = Field(default_factory=now_iso)
     runs: set[str] = Field(default_factory=set)
+
+
+class RunArtifact(Record):
+    """A file a run stored in the data bucket, verified by its sha256 (None: the step did not keep it)."""
+
+    key: str
+    sha256: str | None = None
+    bytes: int | None = None
 
 
 class Run(Record):
@@ -70,6 +79,12 @@ class Run(Record):
     run_key: str | None = None
     retrain: bool = False
     duplicate_of: str | None = None  # the earlier run this one matches (it then trained nothing)
+    # Experiment tracking: where the run came from (the pipeline, or a notebook through the `mlops`
+    # client), its tags, the packages it ran with, and what it stored (name -> S3 key and sha256).
+    source: RunSource = "pipeline"
+    tags: dict[str, str] = Field(default_factory=dict)
+    packages: dict[str, str] = Field(default_factory=dict)
+    artifacts: dict[str, RunArtifact] = Field(default_factory=dict)
 
 
 class Artifacts(Record):

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from functions.errors import Conflict, InvalidInput, NotFound, ObjectTooLarge, RetryableError, UnknownModel
 from functions.features.store import entity_key
 from functions.jsonable import jsonable
@@ -83,6 +85,15 @@ def _without_non_finite(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _without_non_finite(v) for k, v in value.items()
                 if not (isinstance(v, float) and not math.isfinite(v))}
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Records inside a value (a run's artifacts) as the plain values the adapter stores them as."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
@@ -183,7 +194,7 @@ class MemoryRegistryStore:
         unknown = sorted(set(fields) - set(Run.model_fields))
         if unknown:
             raise KeyError(f"Run has no field(s) {', '.join(unknown)}")
-        values = copy.deepcopy(jsonable({name: _without_non_finite(value) for name, value in fields.items()}))
+        values = copy.deepcopy(jsonable({name: _without_non_finite(_plain(value)) for name, value in fields.items()}))
         run = self.runs.setdefault((model, run_id), {})
         if run:  # the adapter refuses a value that does not fit its field, and writes nothing
             Run.model_validate({**run, **values})
@@ -199,7 +210,7 @@ class MemoryRegistryStore:
         run = self.runs.get((model, run_id))
         if run is None or run.get("status", "RUNNING") != "RUNNING":
             return False
-        values = copy.deepcopy(jsonable(fields))
+        values = copy.deepcopy(jsonable(_plain(fields)))
         Run.model_validate({**run, **values})
         run.update(values)
         self.faults.after("end_run")

@@ -15,7 +15,8 @@ from functions.pipeline.state import (
     RunResult,
     TrainingResult,
 )
-from functions.records import now_iso
+from functions.records import RunArtifact, now_iso
+from functions.registry.promotion import package_versions
 from functions.registry.store import RegistryStore
 from functions.shared.models import SkopsPredictor, dumps_skops, load_verified_pipeline
 from functions.shared.scoring import chance_warnings, score
@@ -64,6 +65,22 @@ def evaluate_run(objects: ObjectStore, *, spec: ModelSpec, training: TrainingRes
     return EvaluationResult(metrics=metrics, holdout_rows=len(holdout), warnings=warnings)
 
 
+def run_artifacts(state: PipelineState) -> dict[str, RunArtifact]:
+    """What the run stored so far, by name: the validation report, the features, the train and holdout
+    frames and the trained model (the registered version's own files are on its record)."""
+    found: dict[str, RunArtifact] = {}
+    if state.validation is not None:
+        found["validation"] = RunArtifact(key=state.validation.report_key)
+    if state.features is not None:
+        found["features"] = RunArtifact(key=state.features.features_key, sha256=state.features.features_sha256)
+    if state.training is not None:
+        training = state.training
+        found["train"] = RunArtifact(key=training.train_key)
+        found["holdout"] = RunArtifact(key=training.holdout_key)
+        found["model"] = RunArtifact(key=training.model_key, sha256=training.model_sha256)
+    return found
+
+
 def record_success(registry: RegistryStore, state: PipelineState) -> RunResult:
     """The run's success: what it trained, registered and promoted; or, for a run identical to an earlier one
     that succeeded (RegisterDataset found it), that run's id and model version: it trained nothing."""
@@ -71,7 +88,7 @@ def record_success(registry: RegistryStore, state: PipelineState) -> RunResult:
     if dataset.duplicate_of is not None:
         registry.update_run(state.model, state.run_id, status="SUCCEEDED", ended_at=now_iso(),
                             duplicate_of=dataset.duplicate_of, model_version=dataset.duplicate_version,
-                            dataset_id=dataset.dataset_id)
+                            dataset_id=dataset.dataset_id, packages=package_versions())
         return RunResult(status="SUCCEEDED", model_version=dataset.duplicate_version,
                          duplicate_of=dataset.duplicate_of)
     registration = state.result(RegistrationResult)
@@ -82,6 +99,7 @@ def record_success(registry: RegistryStore, state: PipelineState) -> RunResult:
         model_version=registration.version, promoted=promotion.promoted, champion=promotion.champion,
         promotion_reason=promotion.reason, dataset_id=state.result(DatasetResult).dataset_id,
         params=state.result(TrainingResult).params, warnings=state.warnings(),
+        packages=package_versions(), artifacts=run_artifacts(state),
     )
     return RunResult(status="SUCCEEDED", model_version=registration.version, promoted=promotion.promoted)
 
@@ -144,7 +162,8 @@ def record_failure(registry: RegistryStore, state: PipelineState) -> RunResult:
         registry.update_run(
             state.model, state.run_id,
             status="FAILED", ended_at=now_iso(), failure_reason=reason, failed_step=step, error_type=error_type,
-            dataset_id=state.dataset.dataset_id if state.dataset else None, **outcome,
+            dataset_id=state.dataset.dataset_id if state.dataset else None, packages=package_versions(),
+            artifacts=run_artifacts(state), **outcome,
         )
     except MlopsError as error:
         failures.append(error)
