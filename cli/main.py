@@ -22,6 +22,7 @@ from rich.table import Table
 
 from cli.platform import Platform, PlatformError, state_dir
 from functions.records import Run
+from functions.registry.lifecycle import Outcome
 
 app = typer.Typer(help="A serverless MLOps platform: local cloud and AWS.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Model specs and their registered versions.", no_args_is_help=True)
@@ -211,16 +212,136 @@ def models_show(name: str, stack: StackOption = None) -> None:
         champion = p.registry.get_alias(name, "champion")
         console.print(f"[bold]{escape(name)}[/bold]: {spec.task}, target {spec.target!r}, metric {spec.metric}, "
                       f"champion {'v' + str(champion) if champion else '-'}")
-        versions = Table("version", "run", "dataset", "metrics", "format")
+        versions = Table("version", "status", "run", "dataset", "metrics", "format")
         listed = p.registry.list_versions(name)
         for v in listed:
-            versions.add_row(f"v{v.version}", v.run_id, v.dataset_id[:12],
+            versions.add_row(f"v{v.version}", STATUS_STYLE.get(v.status, v.status), v.run_id, v.dataset_id[:12],
                              ", ".join(f"{k}={x:.3f}" for k, x in v.metrics.items()), v.artifacts.format)
         console.print(versions)
         for v in listed:  # in full, not cut to a table cell
             for warning in v.warnings:
                 console.print(f"[yellow]v{v.version} warning:[/yellow] {escape(warning)}", soft_wrap=True)
         print_runs(runs, title=f"latest runs of {name}")
+
+    _run(action)
+
+
+# --- the registry: approvals, promotion by hand, rollback, the aliases' history ------------------
+
+STATUS_STYLE = {"Approved": "[green]Approved[/green]", "Rejected": "[red]Rejected[/red]",
+                "PendingManualApproval": "[yellow]PendingManualApproval[/yellow]"}
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail and sent with the event.")]
+VersionArgument = Annotated[int, typer.Argument(min=1, help="The version number (as `mlops models show` lists it).")]
+
+
+def _change(action: Callable[..., Outcome], name: str, version: int, reason: str, stack: str | None) -> None:
+    """Make one registry change as the user (their STS identity), through the domain function the pipeline uses;
+    each change made is announced on the default event bus with the user's credentials."""
+
+    def run() -> None:
+        p = platform(stack)
+        outcome = action(p.registry, name, version, actor=p.actor, reason=reason, events=p.events)
+        if outcome.changed:
+            console.print(f"[green]{escape(outcome.message)}[/green] (by {escape(p.actor)})", soft_wrap=True)
+        else:
+            console.print(f"{escape(outcome.message)}: nothing to change", soft_wrap=True)
+        if outcome.unsent:
+            err.print(f"[yellow]warning:[/yellow] {outcome.unsent} registry event(s) could not be sent to "
+                      "EventBridge; the change is made, and kept in the audit trail (`mlops models history`)")
+
+    _run(run)
+
+
+@models_app.command("approve")
+def models_approve(name: str, version: VersionArgument, reason: ReasonOption = "", stack: StackOption = None) -> None:
+    """Approve a version (PendingManualApproval -> Approved): only an approved version can be champion."""
+    from functions.registry.lifecycle import approve
+
+    _change(approve, name, version, reason, stack)
+
+
+@models_app.command("reject")
+def models_reject(name: str, version: VersionArgument, reason: ReasonOption = "", stack: StackOption = None) -> None:
+    """Reject a version that is not the champion: it can never be approved, promoted or rolled back to."""
+    from functions.registry.lifecycle import reject
+
+    _change(reject, name, version, reason, stack)
+
+
+@models_app.command("promote")
+def models_promote(name: str, version: VersionArgument, reason: ReasonOption = "", stack: StackOption = None) -> None:
+    """Make an approved version the champion (what the predict API serves)."""
+    from functions.registry.lifecycle import promote
+
+    _change(promote, name, version, reason, stack)
+
+
+@models_app.command("rollback")
+def models_rollback(name: str, version: VersionArgument, reason: ReasonOption = "", stack: StackOption = None) -> None:
+    """Point the champion back at an earlier approved version, in one call."""
+    from functions.registry.lifecycle import rollback
+
+    _change(rollback, name, version, reason, stack)
+
+
+def _moment(at: str | None) -> str:
+    """A registry time in full, as `mlops models at` takes it back: 2026-01-31 12:00:05.123456Z (UTC)."""
+    return "" if at is None else at.replace("T", " ").replace("+00:00", "Z")
+
+
+@models_app.command("history")
+def models_history(name: str, stack: StackOption = None) -> None:
+    """Which version held each alias over time, who moved it and why; then each version's approval changes."""
+    from functions.registry.lifecycle import history, trail
+
+    def action() -> None:
+        registry = platform(stack).registry
+        intervals = history(registry, name)
+        table = Table("alias", "version", "from", "until", "moved by", "reason", title=f"aliases of {name}",
+                      box=box.SIMPLE_HEAD, title_justify="left")
+        for i in intervals:
+            table.add_row(i.alias, f"v{i.version}", _moment(i.start), _moment(i.end) or "[green]now[/green]",
+                          escape(i.actor), escape(i.reason))
+        console.print(table if intervals else f"No alias of {escape(name)} has been set yet.")
+        states = [e for e in trail(registry, name) if e.alias is None]
+        changes = Table("time", "version", "from", "to", "by", "reason", title=f"version states of {name}",
+                        box=box.SIMPLE_HEAD, title_justify="left")
+        for e in states:
+            changes.add_row(_moment(e.at), f"v{e.version}", e.from_status or "", STATUS_STYLE.get(str(e.status), ""),
+                            escape(e.actor), escape(e.reason))
+        if states:
+            console.print(changes)
+
+    _run(action)
+
+
+@models_app.command("at")
+def models_at(
+    name: str,
+    time: Annotated[str, typer.Argument(help="An ISO 8601 time, e.g. 2026-01-31T12:00:00Z (UTC unless it says).")],
+    alias: Annotated[str, typer.Option(help="champion (what the predict API served) or challenger.")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    stack: StackOption = None,
+) -> None:
+    """Which version of NAME was serving (held the champion alias) at TIME: one read of the alias's history."""
+    from functions.records import ALIASES
+    from functions.registry.lifecycle import serving_at
+    from functions.registry.store import instant
+
+    def action() -> None:
+        if alias not in ALIASES:
+            raise PlatformError(f"--alias is one of {', '.join(ALIASES)}, not {alias!r}")
+        at = instant(time)
+        move = serving_at(platform(stack).registry, name, at, "champion" if alias == "champion" else "challenger")
+        if as_json:
+            typer.echo(json.dumps({"model": name, "alias": alias, "at": at, "version": move and move.version,
+                                   "since": move and move.at, "actor": move and move.actor,
+                                   "reason": move and move.reason}))
+        elif move is None:
+            console.print(f"{escape(name)} had no {alias} at {_moment(at)}")
+        else:
+            console.print(f"[bold]v{move.version}[/bold] was the {alias} of {escape(name)} at {_moment(at)}: since "
+                          f"{_moment(move.at)}, moved by {escape(move.actor)} ({escape(move.reason)})", soft_wrap=True)
 
     _run(action)
 

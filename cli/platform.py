@@ -27,6 +27,7 @@ from urllib3.util.retry import Retry
 from functions.errors import NotFound
 from functions.records import Run
 from functions.registry.dynamo import DynamoRegistryStore
+from functions.registry.eventbridge import EventBridgePublisher, caller_arn
 from functions.registry.store import RegistryStore
 from functions.spec import is_model_name
 from functions.storage.objects import sha256
@@ -128,6 +129,16 @@ class Platform:
     @property
     def bucket(self) -> str:
         return self.outputs["DataBucketName"]
+
+    @cached_property
+    def events(self) -> EventBridgePublisher:
+        """The registry's events, put on the default bus of the platform's account with the user's credentials."""
+        return EventBridgePublisher(self.client("events"))
+
+    @cached_property
+    def actor(self) -> str:
+        """Who the user is, as the audit trail records it: their STS caller identity ARN."""
+        return caller_arn(self.client("sts"))
 
     # --- data
     def push_dataset(self, model: str, path: Path, retrain: bool = False) -> dict:

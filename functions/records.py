@@ -7,7 +7,7 @@ module reads their fields, never string keys of a dict.
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.spec import Feature, ModelSpec, Task
 from functions.storage.dynamo import StoredAsJson
@@ -18,6 +18,12 @@ JsonObject = Annotated[dict[str, Any], StoredAsJson()]
 RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED"]
 RunSource = Literal["pipeline", "client"]
 AliasName = Literal["champion", "challenger"]
+ALIASES: tuple[AliasName, ...] = ("champion", "challenger")
+# A version's approval: registered PendingManualApproval, then Approved or Rejected by the promotion gate
+# (auto-approval) or a person (`mlops models approve|reject`). Only an Approved version may be champion.
+VersionStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
+# Versions registered before approvals existed say "registered": they were served without one.
+LEGACY_STATUS: dict[str, VersionStatus] = {"registered": "Approved"}
 
 
 def now_iso() -> str:
@@ -124,8 +130,17 @@ class ModelVersion(Record):
     packages: dict[str, str] = Field(default_factory=dict)
     holdout_key: str
     warnings: list[str] = Field(default_factory=list)  # e.g. it scores at chance level on its holdout
-    status: str = "registered"
+    status: VersionStatus = "PendingManualApproval"
+    status_reason: str | None = None  # why it has its status, who gave it and when (the audit trail has them all)
+    status_changed_by: str | None = None
+    status_changed_at: str | None = None
+    registered_by: str | None = None  # who registered it (the pipeline function's role, or a tracking client's user)
     created_at: str = Field(default_factory=now_iso)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _legacy_status(cls, value: Any) -> Any:
+        return LEGACY_STATUS.get(value, value) if isinstance(value, str) else value
 
     def trained_spec(self, spec: ModelSpec) -> ModelSpec:
         """The model's current spec with this version's own signature and task (what it was trained for)."""
@@ -133,12 +148,16 @@ class ModelVersion(Record):
 
 
 class AuditEntry(Record):
-    """One move of an alias: append-only."""
+    """One change of the registry, append-only: an alias move (`alias` set: from_version -> version) or a
+    version's state change (`status` set: from_status -> status; from_status None: its registration)."""
 
     model: str
-    action: str
-    alias: AliasName
+    action: str  # set_champion, set_challenger; register, approve, reject
+    alias: AliasName | None = None
     version: int
     from_version: int | None = None
+    status: VersionStatus | None = None
+    from_status: VersionStatus | None = None
     reason: str
     at: str
+    actor: str = "unknown"  # who: an IAM/STS identity ARN (the pipeline function's role, or the CLI's user)

@@ -100,6 +100,9 @@ class ModelSpec(BaseModel):
     # other labels, and a dataset that lacks one; unset, the dataset's labels decide.
     classes: list[bool | int | float | str] | None = Field(None, min_length=2, max_length=MAX_CLASSES)
     holdout_fraction: float = Field(0.2, gt=0.05, lt=0.5)
+    # auto: a version that passes the promotion gate is Approved and becomes champion; manual: it becomes the
+    # challenger, PendingManualApproval, until a person approves it and promotes it (`mlops models approve|promote`).
+    approval: Literal["auto", "manual"] = "auto"
     description: str = Field("", max_length=1000)
 
     @model_validator(mode="after")

@@ -47,9 +47,12 @@ STEPS: list[tuple[str, str, str, list[str], list[str], dict[str, list[str]]]] = 
     ("RegisterModel", "registry.handler.register_model", "$.registration", ["runs/"], ["models/"],
      {"registry": [GET, PUT, UPDATE]}),  # the run's version number (counter), the version
     ("Promote", "registry.handler.promote", "$.promotion", ["runs/", "models/"], [],
-     {"registry": [GET, PUT, UPDATE, QUERY]}),  # aliases and their audit entries (one transaction), the trail
+     {"registry": [GET, PUT, UPDATE, QUERY, CONDITION_CHECK]}),  # approval, aliases (each one transaction with
+    # its audit and history entries, an alias checking the version is approved), the trail
     ("RecordSuccess", "training.handler.record_success", "$.run", [], [], {"registry": [UPDATE]}),
 ]
+# The steps that change the registry (a version registered; approved, aliases moved): each change is an event.
+REGISTRY_CHANGES = ("RegisterModel", "Promote")
 # The run's failure; a version number reserved but never registered is given back (one transaction).
 RECORD_FAILURE = ("training.handler.record_failure", {"registry": [UPDATE, GET, DELETE, CONDITION_CHECK]})
 
@@ -131,6 +134,8 @@ class Training(Construct):
             state.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
             states.append(state)
         self.step_functions["RecordFailure"] = record_failure_fn
+        for name in REGISTRY_CHANGES:  # the steps that change the registry announce each change on EventBridge
+            registry.grant_announce(self.step_functions[name])
         # RegisterDataset names an earlier run of the same identity (dataset content, spec, code version)
         # that succeeded, unless the upload asks for a retrain: such a run trains nothing and goes
         # straight to RecordSuccess, which records the run it matches.

@@ -9,6 +9,7 @@ tests against both), and has `faults`: a test plans the failures that matter, pe
 
 import copy
 import math
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from pydantic import BaseModel
 from functions.errors import Conflict, InvalidInput, NotFound, ObjectTooLarge, RetryableError, UnknownModel
 from functions.features.store import entity_key
 from functions.jsonable import jsonable
-from functions.records import AliasName, AuditEntry, DatasetVersion, ModelVersion, Run, now_iso
+from functions.records import AliasName, AuditEntry, DatasetVersion, ModelVersion, Run, VersionStatus, now_iso
+from functions.registry.events import RegistryEvent
+from functions.registry.store import STATUS_ACTIONS, UNKNOWN_ACTOR, instant, move_time
 from functions.spec import ModelSpec
 from functions.storage.objects import ObjectHead, ObjectStore, sha256
 
@@ -161,7 +164,8 @@ class MemoryRegistryStore:
         self.counters: dict[str, int] = {}
         self.reservations: dict[tuple[str, str], int] = {}
         self.aliases: dict[tuple[str, str], int] = {}
-        self.audit: list[AuditEntry] = []
+        self.audit: list[AuditEntry] = []  # the alias moves
+        self.trail: list[AuditEntry] = []  # every change: the alias moves and the versions' state changes
 
     def put_spec(self, spec: ModelSpec) -> None:
         self.faults.before("put_spec")
@@ -278,19 +282,87 @@ class MemoryRegistryStore:
         self.faults.before("get_alias")
         return self.aliases.get((model, alias))
 
-    def set_alias(self, model: str, alias: AliasName, version: int, *, expected: int | None, reason: str) -> None:
-        self.faults.before("set_alias")
-        if self.aliases.get((model, alias)) != expected:
-            raise Conflict(f"the {alias} of model {model!r} moved while it was being changed; try again")
-        entry = AuditEntry(model=model, action=f"set_{alias}", alias=alias, version=version,
-                           from_version=expected, reason=reason, at=now_iso())  # validated before anything moves
-        self.aliases[(model, alias)] = version
-        self.audit.append(entry)
-        self.faults.after("set_alias")
+    # A conditional write is atomic on DynamoDB: threads (the concurrency tests) take turns here.
+    _writing = threading.RLock()
+
+    def set_alias(self, model: str, alias: AliasName, version: int, *, expected: int | None, reason: str,
+                  actor: str = UNKNOWN_ACTOR, approved_only: bool = False) -> AuditEntry:
+        with self._writing:
+            self.faults.before("set_alias")
+            if self.aliases.get((model, alias)) != expected:
+                raise Conflict(f"the {alias} of model {model!r} moved while it was being changed; try again")
+            if approved_only and getattr(self.versions.get((model, version)), "status", None) != "Approved":
+                raise Conflict(f"the {alias} of model {model!r} moved while it was being changed; try again "
+                               f"(or v{version} is no longer approved)")
+            moves = [e for e in self.audit if e.model == model and e.alias == alias]
+            entry = AuditEntry(model=model, action=f"set_{alias}", alias=alias, version=version, from_version=expected,
+                               reason=reason, at=move_time(moves[-1].at if moves else None),
+                               actor=actor)  # validated before anything moves
+            self.aliases[(model, alias)] = version
+            self.audit.append(entry)
+            self.trail.append(entry)
+            self.faults.after("set_alias")
+            return entry
+
+    def set_status(self, model: str, version: int, status: VersionStatus, *, expected: VersionStatus, reason: str,
+                   actor: str, unless_alias: AliasName | None = None) -> AuditEntry:
+        with self._writing:
+            self.faults.before("set_status")
+            record = self.versions.get((model, version))
+            if record is None or record.status != expected:
+                raise Conflict(f"version {version} of model {model!r} is not {expected} any more")
+            if unless_alias is not None and self.aliases.get((model, unless_alias)) == version:
+                raise Conflict(f"version {version} of model {model!r} is the {unless_alias}")
+            at = now_iso()
+            entry = AuditEntry(model=model, action=STATUS_ACTIONS[status], version=version, status=status,
+                               from_status=expected, reason=reason, at=at, actor=actor)
+            self.versions[(model, version)] = record.model_copy(update={
+                "status": status, "status_reason": reason, "status_changed_by": actor, "status_changed_at": at})
+            self.trail.append(entry)
+            self.faults.after("set_status")
+            return entry
 
     def audit_trail(self, model: str) -> list[AuditEntry]:
         self.faults.before("audit_trail")
         return [entry for entry in self.audit if entry.model == model]
+
+    def changes(self, model: str) -> list[AuditEntry]:
+        self.faults.before("changes")
+        return [entry for entry in self.trail if entry.model == model]
+
+    def alias_history(self, model: str, alias: AliasName | None = None) -> list[AuditEntry]:
+        self.faults.before("alias_history")
+        moves = [e for e in self.audit if e.model == model and (alias is None or e.alias == alias)]
+        return sorted(moves, key=lambda e: (str(e.alias), e.at))
+
+    def alias_at(self, model: str, alias: AliasName, at: str) -> AuditEntry | None:
+        self.faults.before("alias_at")
+        moves = [e for e in self.audit if e.model == model and e.alias == alias and e.at <= instant(at)]
+        return max(moves, key=lambda e: e.at, default=None)
+
+
+class MemoryEventPublisher:
+    """The registry's events as EventBridge would receive them (a list), able to fail to send on purpose.
+
+    As the EventBridge adapter, it never raises: `publish` says whether the event was sent."""
+
+    _sending = threading.Lock()
+
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.events: list[RegistryEvent] = []
+
+    def publish(self, event: RegistryEvent) -> bool:
+        with self._sending:
+            try:
+                self.faults.before("publish")
+            except Exception:  # noqa: BLE001 - the adapter's contract: a failure to send is False, never raised
+                return False
+            self.events.append(event)
+            return True
+
+    def details(self, detail_type: str | None = None) -> list[dict[str, Any]]:
+        return [e.detail for e in self.events if detail_type is None or e.detail_type == detail_type]
 
 
 class MemoryDatasetStore:

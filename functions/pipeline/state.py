@@ -86,6 +86,7 @@ class PromotionResult(StepResult):
     score: float | None = None
     champion_score: float | None = None
     reason: str
+    status: str | None = None  # the version's approval status after the gate (records.VersionStatus)
 
 
 class RunResult(StepResult):

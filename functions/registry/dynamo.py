@@ -1,7 +1,12 @@
 """The registry on one DynamoDB table (the adapter of registry.store.RegistryStore).
 
 Partition `MODEL#<model>`; the sort key says what an item is: SPEC, RUN#<id>, VERSION#<n>,
-COUNTER, RUNVERSION#<run id>, ALIAS#<alias>, AUDIT#<time>#<uuid>.
+COUNTER, RUNVERSION#<run id>, ALIAS#<alias>, AUDIT#<time>#<uuid> (every change: alias moves and
+state changes), HISTORY#<alias>#<time> (each move of an alias, also in AUDIT#).
+
+"Which version held the champion alias at time T" is one query: sk BETWEEN HISTORY#champion# and
+HISTORY#champion#<T>, newest first, Limit 1 (an alias's move times are unique and ordered: each
+move is conditioned on the alias's version and on the time of its last move, see store.move_time).
 
 COUNTER holds the last version number reserved (`next_version`), RUNVERSION#<run id> the number
 a run reserved. Both change only together, in one transaction conditioned on the counter's value
@@ -19,7 +24,8 @@ from pydantic import ValidationError
 
 from functions import aws
 from functions.errors import Conflict, MlopsError, NotFound, RetryableError, UnknownModel
-from functions.records import AliasName, AuditEntry, ModelVersion, Run, now_iso
+from functions.records import AliasName, AuditEntry, ModelVersion, Run, VersionStatus, now_iso
+from functions.registry.store import STATUS_ACTIONS, UNKNOWN_ACTOR, instant, move_time
 from functions.settings import settings
 from functions.spec import ModelSpec
 from functions.storage.dynamo import attributes, from_item, query_all, to_item
@@ -38,6 +44,14 @@ def _pk(model: str) -> str:
 
 def _version_sk(version: int) -> str:
     return f"VERSION#{int(version):06d}"
+
+
+def _history_sk(alias: str, at: str) -> str:
+    return f"HISTORY#{alias}#{at}"
+
+
+def _audit_sk(at: str) -> str:
+    return f"AUDIT#{at}#{uuid.uuid4()}"
 
 
 class DynamoRegistryStore:
@@ -215,36 +229,100 @@ class DynamoRegistryStore:
             return None
         return int(str(item["version"]))
 
-    def set_alias(self, model: str, alias: AliasName, version: int, *, expected: int | None, reason: str) -> None:
-        now = now_iso()
-        if expected is None:
-            condition, values = "attribute_not_exists(pk)", {}
-        else:
-            condition, values = "#v = :expected", {":expected": int(expected)}
+    def set_alias(self, model: str, alias: AliasName, version: int, *, expected: int | None, reason: str,
+                  actor: str = UNKNOWN_ACTOR, approved_only: bool = False) -> AuditEntry:
+        what = f"moving the {alias} of model {model!r}"
+        conflict = f"the {alias} of model {model!r} moved while it was being changed; try again"
+        key = {"pk": _pk(model), "sk": f"ALIAS#{alias}"}
+        current = self._get(key, f"reading the {alias} of model {model!r}")
+        current_version = None if not current or current.get("version") is None else int(str(current["version"]))
+        if current_version != expected:
+            raise Conflict(conflict)
+        previous_at = str(current["updated_at"]) if current and current.get("updated_at") else None
+        at = move_time(previous_at)
         entry = AuditEntry(model=model, action=f"set_{alias}", alias=alias, version=version, from_version=expected,
-                           reason=reason, at=now)
-        alias_update = {
-            "Update": {
-                "TableName": self.table.name,
-                "Key": {"pk": _pk(model), "sk": f"ALIAS#{alias}"},
-                "UpdateExpression": "SET #v = :version, updated_at = :now, reason = :reason",
+                           reason=reason, at=at, actor=actor)  # validated (the alias too) before anything is sent
+        values: dict[str, Any]
+        if current is None:
+            condition, values = "attribute_not_exists(pk)", {}
+        elif previous_at is None:
+            condition, values = "#v = :expected AND attribute_not_exists(updated_at)", {":expected": int(expected or 0)}
+        else:  # its version and the time of its last move: no writer moves it from a state it did not read
+            condition = "#v = :expected AND updated_at = :previous"
+            values = {":expected": int(expected or 0), ":previous": previous_at}
+        items: list[dict[str, Any]] = [
+            {"Update": {
+                "TableName": self.table.name, "Key": key,
+                "UpdateExpression": "SET #v = :version, updated_at = :now, reason = :reason, actor = :actor",
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#v": "version"},
-                "ExpressionAttributeValues": {":version": int(version), ":now": now, ":reason": reason, **values},
-            }
-        }
-        audit_put = {
-            "Put": {
-                "TableName": self.table.name,
-                "Item": to_item(entry, pk=_pk(model), sk=f"AUDIT#{now}#{uuid.uuid4()}"),
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
-        self._transact([alias_update, audit_put], f"moving the {alias} of model {model!r}",
-                       conflict=f"the {alias} of model {model!r} moved while it was being changed; try again")
+                "ExpressionAttributeValues": {":version": int(version), ":now": at, ":reason": reason,
+                                              ":actor": actor, **values},
+            }},
+            {"Put": {"TableName": self.table.name, "Item": to_item(entry, pk=_pk(model), sk=_audit_sk(at)),
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Put": {"TableName": self.table.name, "Item": to_item(entry, pk=_pk(model), sk=_history_sk(alias, at)),
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+        ]
+        if approved_only:
+            items.append({"ConditionCheck": {
+                "TableName": self.table.name, "Key": {"pk": _pk(model), "sk": _version_sk(version)},
+                "ConditionExpression": "#s IN (:approved, :legacy)", "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":approved": "Approved", ":legacy": "registered"},
+            }})
+            conflict = f"{conflict} (or v{version} is no longer approved)"
+        self._transact(items, what, conflict=conflict)
+        return entry
+
+    def set_status(self, model: str, version: int, status: VersionStatus, *, expected: VersionStatus, reason: str,
+                   actor: str, unless_alias: AliasName | None = None) -> AuditEntry:
+        at = now_iso()
+        entry = AuditEntry(model=model, action=STATUS_ACTIONS[status], version=version, status=status,
+                           from_status=expected, reason=reason, at=at, actor=actor)
+        legacy = {"Approved": "registered"}.get(expected, expected)  # versions registered before approvals
+        items: list[dict[str, Any]] = [
+            {"Update": {
+                "TableName": self.table.name, "Key": {"pk": _pk(model), "sk": _version_sk(version)},
+                "UpdateExpression": "SET #s = :status, status_reason = :reason, status_changed_by = :actor, "
+                                    "status_changed_at = :at",
+                "ConditionExpression": "#s IN (:expected, :legacy)",  # false too when there is no such version
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":status": status, ":reason": reason, ":actor": actor, ":at": at,
+                                              ":expected": expected, ":legacy": legacy},
+            }},
+            {"Put": {"TableName": self.table.name, "Item": to_item(entry, pk=_pk(model), sk=_audit_sk(at)),
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+        ]
+        if unless_alias is not None:
+            items.append({"ConditionCheck": {
+                "TableName": self.table.name, "Key": {"pk": _pk(model), "sk": f"ALIAS#{unless_alias}"},
+                "ConditionExpression": "attribute_not_exists(pk) OR #v <> :version",
+                "ExpressionAttributeNames": {"#v": "version"}, "ExpressionAttributeValues": {":version": int(version)},
+            }})
+        self._transact(items, f"changing the status of version {version} of model {model!r}",
+                       conflict=f"version {version} of model {model!r} is not {expected} any more (or it is the "
+                                f"{unless_alias})" if unless_alias else
+                                f"version {version} of model {model!r} is not {expected} any more")
+        return entry
 
     def audit_trail(self, model: str) -> list[AuditEntry]:
+        return [entry for entry in self.changes(model) if entry.alias is not None]
+
+    def changes(self, model: str) -> list[AuditEntry]:
         return [from_item(AuditEntry, i) for i in self._query(model, "AUDIT#")]
+
+    def alias_history(self, model: str, alias: AliasName | None = None) -> list[AuditEntry]:
+        return [from_item(AuditEntry, i) for i in self._query(model, f"HISTORY#{alias}#" if alias else "HISTORY#")]
+
+    def alias_at(self, model: str, alias: AliasName, at: str) -> AuditEntry | None:
+        prefix = f"HISTORY#{alias}#"
+        with storage_errors(f"reading the {alias} of model {model!r} at {at}"):
+            page = self.table.query(
+                KeyConditionExpression=Key("pk").eq(_pk(model)) & Key("sk").between(prefix, prefix + instant(at)),
+                ScanIndexForward=False, Limit=1, ConsistentRead=True,
+            )
+        items = page.get("Items", [])
+        return from_item(AuditEntry, items[0]) if items else None
 
     # --- helpers
     @staticmethod

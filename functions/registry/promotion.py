@@ -4,19 +4,28 @@ A new version becomes champion only when there is none yet, or when it beats the
 on the same holdout: the champion is loaded and scored on this run's holdout with the spec's
 metric, so both numbers come from the same rows. Otherwise it becomes the challenger. Every
 alias move is a conditional write with its audit entry (see RegistryStore.set_alias).
+
+Approval: a version is registered PendingManualApproval. One that passes the gate is approved by
+it when the spec's `approval` is auto (the default), then made champion; with `approval: manual`
+it becomes the challenger, still pending, until a person approves and promotes it
+(registry.lifecycle). A version that does not pass the gate stays pending. Each change is
+announced (registry.events) with who made it (`actor`).
 """
 
 import logging
 import platform
+from collections.abc import Callable
 from importlib import metadata
 
 import pandas as pd
 
 from functions.errors import Conflict, DatasetInvalid, NotFound
 from functions.pipeline.state import PromotionResult, RegistrationResult, TrainingResult
-from functions.records import ModelVersion
+from functions.records import AuditEntry, ModelVersion
 from functions.registry.artifacts import load_predictor, save_model
-from functions.registry.store import RegistryStore
+from functions.registry.events import EventPublisher, announce
+from functions.registry.lifecycle import registration
+from functions.registry.store import UNKNOWN_ACTOR, RegistryStore
 from functions.shared.models import classes_of, load_verified_pipeline
 from functions.shared.scoring import beats, score
 from functions.shared.transform import category
@@ -42,13 +51,15 @@ def package_versions() -> dict[str, str]:
 
 def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, run_id: str,
                      dataset_id: str, training: TrainingResult, metrics: dict[str, float],
-                     code_version: str, warnings: list[str] | None = None) -> RegistrationResult:
+                     code_version: str, warnings: list[str] | None = None, events: EventPublisher | None = None,
+                     actor: str = UNKNOWN_ACTOR) -> RegistrationResult:
     """Store the run's model under models/<model>/v<n>/ and record version n (once per run).
 
     Idempotent per run: a retried step (throttled, or its reply lost) gets the number the first
     attempt reserved and finds the version if it was registered. What can fail without writing
     (reading and verifying the run's model and holdout) is done before a number is reserved; a
     run that fails after reserving gives its number back (RecordFailure, see training.runs).
+    The version is registered PendingManualApproval by `actor`, and its registration announced on `events`.
     """
     pipeline = load_verified_pipeline(objects, training.model_key, training.model_sha256, training.trusted_types)
     holdout = objects.get_frame(training.holdout_key)
@@ -64,13 +75,16 @@ def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: Mod
         return RegistrationResult(version=existing.version, format=existing.artifacts.format)  # a retried step
     # A retry after a failure below writes the same keys again: the number was reserved for this run.
     artifacts = save_model(objects, f"models/{spec.name}/v{version}", pipeline, spec, holdout.head(SAMPLE_ROWS))
-    registry.put_version(ModelVersion(
+    record = ModelVersion(
         model=spec.name, version=version, run_id=run_id, dataset_id=dataset_id, task=spec.task, target=spec.target,
         signature=spec.signature, classes=classes_of(pipeline, spec), metric=spec.metric, metrics=metrics,
         artifacts=artifacts, estimator=spec.estimator.name, params=training.params, code_version=code_version,
         packages=package_versions(), holdout_key=training.holdout_key, warnings=list(warnings or []),
-    ))
+        registered_by=actor,
+    )
+    registry.put_version(record)
     logger.info("version registered", extra={"model": spec.name, "version": version, "format": artifacts.format})
+    announce(events, registration(record))
     return RegistrationResult(version=version, format=artifacts.format)
 
 
@@ -92,34 +106,62 @@ def served_score(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSp
 
 
 def promote(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, version: int, holdout_key: str,
-            metrics: dict[str, float]) -> PromotionResult:
-    """Make `version` champion if it earns it, else challenger; returns the decision and why."""
+            metrics: dict[str, float], events: EventPublisher | None = None,
+            actor: str = UNKNOWN_ACTOR) -> PromotionResult:
+    """Make `version` champion if it earns it (and is, or is auto-, approved), else challenger; the decision and why."""
     for _ in range(PROMOTION_ATTEMPTS):
         try:
             return _decide(objects, registry, spec=spec, version=version, holdout_key=holdout_key,
-                           score=metrics.get(spec.metric))
+                           score=metrics.get(spec.metric), actor=actor, announced=lambda c: announce(events, c))
         except Conflict:
             logger.info("an alias moved during promotion; deciding again", extra={"model": spec.name})
     raise Conflict(f"the aliases of model {spec.name!r} kept moving during promotion; run it again")
 
 
 def _decide(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, version: int, holdout_key: str,
-            score: float | None) -> PromotionResult:
-    """One promotion decision (Conflict when an alias moved under it)."""
+            score: float | None, actor: str, announced: Callable[[AuditEntry], object]) -> PromotionResult:
+    """One promotion decision (Conflict when an alias or the version's state moved under it)."""
     champion = registry.get_alias(spec.name, "champion")
+    status = registry.get_version(spec.name, version).status
     current: float | None = None
 
-    def decided(reason: str, promoted: bool = True, previous: int | None = champion) -> PromotionResult:
+    def decided(reason: str, promoted: bool = True, previous: int | None = champion,
+                challenger: int | None = version) -> PromotionResult:
         return PromotionResult(promoted=promoted, champion=version if promoted else champion,
-                               challenger=None if promoted else version, previous=previous, metric=spec.metric,
-                               score=score, champion_score=current, reason=reason)
+                               challenger=None if promoted else challenger, previous=previous, metric=spec.metric,
+                               score=score, champion_score=current, reason=reason, status=status)
+
+    def crown(reason: str) -> PromotionResult:
+        """The gate passed: approved (when the spec allows it) and made champion; else the challenger, pending."""
+        nonlocal status
+        if status == "PendingManualApproval" and spec.approval == "auto":
+            announced(registry.set_status(spec.name, version, "Approved", expected=status, actor=actor,
+                                          reason=f"auto-approved: {reason}"))
+            status = "Approved"
+        if status == "Approved":
+            announced(registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason,
+                                         actor=actor, approved_only=True))
+            return decided(reason)
+        if status == "Rejected":
+            return challenge(reason)
+        return challenge(f"v{version} passed the gate ({reason}) and awaits approval (the spec's approval is manual): "
+                         f"`mlops models approve {spec.name} {version}`, then `mlops models promote {spec.name} "
+                         f"{version}`")
+
+    def challenge(reason: str) -> PromotionResult:
+        if status == "Rejected":  # rejected by a person since it was registered: no alias
+            return decided(f"{reason}; v{version} was rejected, so it stays registered without an alias",
+                           promoted=False, challenger=None)
+        challenger = registry.get_alias(spec.name, "challenger")
+        if challenger != version:
+            announced(registry.set_alias(spec.name, "challenger", version, expected=challenger, reason=reason,
+                                         actor=actor))
+        return decided(reason, promoted=False)
 
     if champion == version:  # a retried step that already promoted
         return decided(f"v{version} is already the champion", previous=_previous(registry, spec.name, version))
     if champion is None:
-        reason = f"v{version} is the first champion of model {spec.name!r}"
-        registry.set_alias(spec.name, "champion", version, expected=None, reason=reason)
-        return decided(reason)
+        return crown(f"v{version} is the first champion of model {spec.name!r}")
     if reshaped := _output_change(registry, spec.name, version, champion):
         if spec.classes is None:  # the data changed the model's output, not the user
             raise DatasetInvalid(
@@ -127,9 +169,7 @@ def _decide(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, v
                 f"put in its place (v{version} stays registered, without an alias); fix the labels of the "
                 "dataset, or list the classes in the spec (`classes`) to change the model's output on purpose"
             )
-        reason = f"v{version} replaces the champion: {reshaped}, as the spec's classes now say"
-        registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
-        return decided(reason)
+        return crown(f"v{version} replaces the champion: {reshaped}, as the spec's classes now say")
     holdout = objects.get_frame(holdout_key)
     # Both sides are scored as they are served (ONNX when they have it) on the same rows,
     # so float32 noise cannot decide between two equal models.
@@ -137,19 +177,11 @@ def _decide(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, v
     score = served if served is not None else score
     current, incomparable = served_score(objects, registry, spec=spec, version=champion, holdout=holdout)
     if incomparable and score is not None:
-        reason = f"v{version} replaces the champion: {incomparable}"
-        registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
-        return decided(reason)
+        return crown(f"v{version} replaces the champion: {incomparable}")
     comparison = f"{spec.metric} {_fmt(score)} vs {_fmt(current)} for v{champion} on the same holdout"
     if beats(score, current, spec.higher_is_better):
-        reason = f"v{version} beats the champion v{champion}: {comparison}"
-        registry.set_alias(spec.name, "champion", version, expected=champion, reason=reason)
-        return decided(reason)
-    reason = f"v{version} does not beat the champion v{champion}: {incomparable or comparison}"
-    challenger = registry.get_alias(spec.name, "challenger")
-    if challenger != version:
-        registry.set_alias(spec.name, "challenger", version, expected=challenger, reason=reason)
-    return decided(reason, promoted=False)
+        return crown(f"v{version} beats the champion v{champion}: {comparison}")
+    return challenge(f"v{version} does not beat the champion v{champion}: {incomparable or comparison}")
 
 
 def _output_change(registry: RegistryStore, model: str, version: int, champion: int) -> str | None:
@@ -174,14 +206,3 @@ def _previous(registry: RegistryStore, model: str, version: int) -> int | None:
         if entry.alias == "champion" and entry.version == version:
             return entry.from_version
     return None
-
-
-def rollback(registry: RegistryStore, model: str, to_version: int, reason: str) -> dict[str, int]:
-    """Point the champion back at an earlier registered version (audited like any alias move)."""
-    registry.get_version(model, to_version)  # NotFound for a version that does not exist
-    current = registry.get_alias(model, "champion")
-    if current is None:
-        raise NotFound(f"model {model!r} has no champion to roll back")
-    if current != to_version:
-        registry.set_alias(model, "champion", to_version, expected=current, reason=f"rollback: {reason}")
-    return {"champion": to_version, "previous": current}

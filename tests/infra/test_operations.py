@@ -222,7 +222,7 @@ DYNAMODB_ACTIONS: dict[str, dict[str, set[str]]] = {
     "training.handler.train": {},
     "training.handler.evaluate": {},
     "registry.handler.register_model": {"Registry": {"GetItem", "PutItem", "UpdateItem"}},
-    "registry.handler.promote": {"Registry": {"GetItem", "PutItem", "UpdateItem", "Query"}},
+    "registry.handler.promote": {"Registry": {"GetItem", "PutItem", "UpdateItem", "Query", "ConditionCheckItem"}},
     "training.handler.record_success": {"Registry": {"UpdateItem"}},
     "training.handler.record_failure": {"Registry": {"GetItem", "UpdateItem", "DeleteItem", "ConditionCheckItem"}},
     "training.handler.start_pipeline": {"Registry": {"PutItem"}},

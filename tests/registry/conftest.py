@@ -20,6 +20,7 @@ MEMORY_FAULTS = {
     "release": (("release_version", False), ("release_version", True)),
     "run": (("update_run", False), ("update_run", True)),
     "alias": (("set_alias", False), ("set_alias", True)),
+    "status": (("set_status", False), ("set_status", True)),
 }
 
 
@@ -44,6 +45,7 @@ DYNAMO_CALLS: dict[str, tuple[str, str, Callable[[dict[str, Any]], bool]]] = {
     "release": ("client", "transact_write_items", _transaction_with("Delete", "RUNVERSION#")),
     "run": ("table", "update_item", lambda call: call["Key"]["sk"].startswith("RUN#")),
     "alias": ("client", "transact_write_items", _transaction_with("Update", "ALIAS#")),
+    "status": ("client", "transact_write_items", _transaction_with("Update", "VERSION#")),
 }
 
 
@@ -112,4 +114,5 @@ def churn_v1(churn_champion, stores) -> Champion:
     """Version 1 of churn (the session's champion) in this test's `stores`, registered but with no alias yet."""
     stores.registry.aliases.clear()
     stores.registry.audit.clear()
+    stores.registry.trail.clear()
     return churn_champion

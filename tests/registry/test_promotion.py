@@ -6,7 +6,8 @@ from functions.errors import Conflict, NotFound, RetryableError
 from functions.features.build import model_frame
 from functions.pipeline.state import PromotionResult, TrainingResult
 from functions.registry.artifacts import load_predictor
-from functions.registry.promotion import promote, register_version, rollback
+from functions.registry.lifecycle import rollback
+from functions.registry.promotion import promote, register_version
 from functions.shared.scoring import score
 from functions.spec import ModelSpec
 from functions.training.runs import evaluate_run, train_run
@@ -234,15 +235,17 @@ def test_the_same_model_retrained_ties_and_stays_challenger(stores, churn_champi
 
 def test_rollback_is_an_audited_alias_move(stores, churn_v1):
     registry = stores.registry
-    with pytest.raises(NotFound):
-        rollback(registry, "churn", 2, "no such version")
+    with pytest.raises(NotFound, match="model 'churn' has no version 2"):
+        rollback(registry, "churn", 2, actor="me", reason="no such version")
     with pytest.raises(NotFound, match="no champion"):
-        rollback(registry, "churn", 1, "nothing promoted yet")
-    registry.put_version(churn_v1.record.model_copy(update={"version": 2, "run_id": "r2"}))
+        rollback(registry, "churn", 1, actor="me", reason="nothing promoted yet")
+    registry.set_status("churn", 1, "Approved", expected="PendingManualApproval", reason="ok", actor="me")
+    registry.put_version(churn_v1.record.model_copy(update={"version": 2, "run_id": "r2", "status": "Approved"}))
     registry.set_alias("churn", "champion", 2, expected=None, reason="first")
-    assert rollback(registry, "churn", 1, "v2 misbehaves") == {"champion": 1, "previous": 2}
+    outcome = rollback(registry, "churn", 1, actor="me", reason="v2 misbehaves")
+    assert outcome.changed and outcome.message == "v1 is the champion of churn again (was v2)"
     assert registry.get_alias("churn") == 1 and registry.audit_trail("churn")[-1].reason == "rollback: v2 misbehaves"
-    assert rollback(registry, "churn", 1, "again") == {"champion": 1, "previous": 1}
+    assert not rollback(registry, "churn", 1, actor="me", reason="again").changed
     assert len(registry.audit_trail("churn")) == 2, "rolling back to the champion moves nothing"
 
 
@@ -264,3 +267,90 @@ def test_a_version_of_other_classes_is_neither_compared_with_the_champion_nor_re
     decision = decide(stores, three_classes, v2, training2.holdout_key, metrics2)
     assert decision.promoted and "as the spec's classes now say" in decision.reason
     assert stores.registry.get_alias("churn") == 2
+
+
+# --- approval at the gate, and the events of registration and promotion ---------------------------
+
+
+def test_registration_is_announced_by_its_actor_and_the_version_waits_for_approval(stores, churn_spec, churn_rows):
+    from tests.fakes import MemoryEventPublisher
+
+    events = MemoryEventPublisher()
+    training, metrics = trained_run(stores, churn_spec, churn_rows, "run-1", "a" * 64)
+    register_version(stores.objects, stores.registry, spec=churn_spec, run_id="run-1", dataset_id="a" * 64,
+                     training=training, metrics=metrics, code_version="c1", events=events, actor="arn:pipeline")
+    record = stores.registry.get_version("churn", 1)
+    assert record.status == "PendingManualApproval" and record.registered_by == "arn:pipeline"
+    (event,) = events.events
+    assert event.detail_type == "Model Version State Change" and event.detail == {
+        "model": "churn", "version": 1, "from": None, "to": "PendingManualApproval",
+        "reason": "registered by run run-1", "actor": "arn:pipeline", "time": record.created_at}
+    register_version(stores.objects, stores.registry, spec=churn_spec, run_id="run-1", dataset_id="a" * 64,
+                     training=training, metrics=metrics, code_version="c1", events=events, actor="arn:pipeline")
+    assert len(events.events) == 1, "a retried registration changes nothing and announces nothing"
+
+
+def test_with_auto_approval_the_gate_approves_and_crowns_its_winner(stores, churn_v1):
+    from tests.fakes import MemoryEventPublisher
+
+    events = MemoryEventPublisher()
+    decision = promote(stores.objects, stores.registry, spec=churn_v1.spec, version=1, metrics=churn_v1.record.metrics,
+                       holdout_key=churn_v1.record.holdout_key, events=events, actor="arn:pipeline")
+    assert decision.promoted and decision.status == "Approved" and stores.registry.get_alias("churn") == 1
+    approval, move = stores.registry.changes("churn")
+    assert (approval.action, approval.actor, move.action, move.actor) == ("approve", "arn:pipeline", "set_champion",
+                                                                          "arn:pipeline")
+    assert approval.reason == f"auto-approved: {decision.reason}"
+    assert [(e.detail_type, e.detail["to"]) for e in events.events] == [("Model Version State Change", "Approved"),
+                                                                        ("Model Alias Change", 1)]
+
+
+def test_with_manual_approval_the_winner_waits_as_challenger_until_approved_and_promoted(stores, churn_v1):
+    from functions.registry.lifecycle import approve
+    from functions.registry.lifecycle import promote as promote_by_hand
+    from tests.fakes import MemoryEventPublisher
+
+    manual = respec(churn_v1.spec, approval="manual")
+    stores.registry.put_spec(manual)
+    events = MemoryEventPublisher()
+    decision = promote(stores.objects, stores.registry, spec=manual, version=1, metrics=churn_v1.record.metrics,
+                       holdout_key=churn_v1.record.holdout_key, events=events, actor="arn:pipeline")
+    assert not decision.promoted and decision.challenger == 1 and decision.status == "PendingManualApproval"
+    assert "awaits approval" in decision.reason and "`mlops models approve churn 1`" in decision.reason
+    assert stores.registry.get_alias("churn") is None and stores.registry.get_alias("churn", "challenger") == 1
+    assert [e.detail_type for e in events.events] == ["Model Alias Change"]
+    approve(stores.registry, "churn", 1, actor="arn:alice", events=events)
+    promote_by_hand(stores.registry, "churn", 1, actor="arn:alice", events=events)
+    assert stores.registry.get_alias("churn") == 1
+    # The pipeline's step, retried now, finds the decision made.
+    again = promote(stores.objects, stores.registry, spec=manual, version=1, metrics=churn_v1.record.metrics,
+                    holdout_key=churn_v1.record.holdout_key, events=events, actor="arn:pipeline")
+    assert again.promoted and "already the champion" in again.reason and len(events.events) == 3
+
+
+def test_a_version_that_does_not_pass_the_gate_stays_pending_and_a_rejected_one_gets_no_alias(stores, churn_champion,
+                                                                                              churn_rows):
+    from functions.registry.lifecycle import reject
+
+    v2, training2, metrics2 = register(stores, churn_champion.spec, churn_rows, "run-2", churn_champion.dataset_id)
+    decision = decide(stores, churn_champion.spec, v2, training2.holdout_key, metrics2)
+    assert not decision.promoted and decision.status == "PendingManualApproval"
+    assert stores.registry.get_version("churn", 2).status == "PendingManualApproval"
+    v3, training3, metrics3 = register(stores, churn_champion.spec, churn_rows, "run-3", churn_champion.dataset_id)
+    reject(stores.registry, "churn", v3, actor="arn:alice", reason="trained on a bad export")
+    decision = decide(stores, churn_champion.spec, v3, training3.holdout_key, metrics3)
+    assert decision.challenger is None and "v3 was rejected" in decision.reason
+    assert stores.registry.get_alias("churn", "challenger") == 2
+
+
+def test_a_refused_promotion_announces_nothing(stores, churn_champion, churn_rows):
+    from functions.errors import DatasetInvalid
+    from tests.fakes import MemoryEventPublisher
+
+    events = MemoryEventPublisher()
+    three = churn_rows.assign(churned=[2 if i % 5 == 0 else c for i, c in enumerate(churn_rows["churned"])])
+    v2, training2, metrics2 = register(stores, churn_champion.spec, three, "run-2", "b" * 64)
+    with pytest.raises(DatasetInvalid):
+        promote(stores.objects, stores.registry, spec=churn_champion.spec, version=v2, metrics=metrics2,
+                holdout_key=training2.holdout_key, events=events, actor="arn:pipeline")
+    assert events.events == [] and stores.registry.get_version("churn", 2).status == "PendingManualApproval"

@@ -81,7 +81,7 @@ def test_versions_are_written_once_and_read_back_typed(backend):
         store.put_version(version(1, run_id="r2"))
     recorded = store.get_version("m", 1)
     assert recorded == version(1, metrics={"rmse": 1.5}, params={"alpha": 0.1}, created_at=recorded.created_at)
-    assert recorded.status == "registered" and isinstance(recorded.metrics["rmse"], float)
+    assert recorded.status == "PendingManualApproval" and isinstance(recorded.metrics["rmse"], float)
     assert recorded.artifacts.format == "skops"
     store.put_version(version(10))
     assert [v.version for v in store.list_versions("m")] == [1, 10]  # numerically, not as text
