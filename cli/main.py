@@ -8,7 +8,7 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, TypeVar
 
 import requests
 import typer
@@ -19,10 +19,14 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.tree import Tree
 
 from cli.platform import Platform, PlatformError, state_dir
 from functions.records import Run
 from functions.registry.lifecycle import Outcome
+
+if TYPE_CHECKING:
+    from mlops.lineage import DatasetLineage, VersionLineage
 
 app = typer.Typer(help="A serverless MLOps platform: local cloud and AWS.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Model specs and their registered versions.", no_args_is_help=True)
@@ -428,6 +432,7 @@ def runs_show(model: str, run_id: str, stack: StackOption = None) -> None:
              if r.duplicate_of else None),
             ("retrain", "asked" if r.retrain else None),
             *(("warning", warning) for warning in r.warnings),
+            *_tracked_rows(r),
         ]
         for label, value in rows:
             if value not in (None, ""):
@@ -506,6 +511,218 @@ def predict(
 def drift(model: Annotated[str | None, typer.Argument()] = None, stack: StackOption = None) -> None:
     """Run the drift check now (it also runs on its schedule)."""
     _run(lambda: console.print_json(json.dumps(platform(stack).check_drift(model))))
+
+
+# --- experiment tracking: tracked runs side by side, lineage, export ----------------------------
+
+
+def _tracked_rows(r: Run) -> list[tuple[str, object]]:
+    """What `mlops runs show` adds for a tracked run: where it came from, its tags, packages and artifacts."""
+    rows: list[tuple[str, object]] = [("source", "client (the mlops Python client)" if r.source == "client" else None)]
+    if r.parent_run_id:
+        rows.append(("parent search", r.parent_run_id + (f" (trial {r.trial})" if r.trial is not None else "")))
+    if r.fold_metrics:
+        rows.append(("folds", "; ".join(", ".join(f"{k}={v:.4g}" for k, v in fold.items()) for fold in r.fold_metrics)))
+    rows.append(("tags", ", ".join(f"{k}={v}" for k, v in sorted(r.tags.items()))))
+    rows.append(("packages", ", ".join(f"{k} {v}" for k, v in r.packages.items())))
+    for name, artifact in sorted(r.artifacts.items()):
+        digest = f" sha256 {artifact.sha256[:16]}" if artifact.sha256 else ""
+        rows.append((f"artifact {name}", f"s3://{r.bucket}/{artifact.key}{digest}"))
+    return rows
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _param(value: object) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+@runs_app.command("compare")
+def runs_compare(
+    model: str,
+    run_ids: Annotated[list[str] | None, typer.Argument(help="Runs to compare (default: the model's latest).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=50, help="Without run ids: the latest this many.")] = 10,
+    stack: StackOption = None,
+) -> None:
+    """Compare runs of MODEL: parameters and metrics side by side, the best first by the spec's metric."""
+    from mlops.compare import compare_runs
+
+    def action() -> None:
+        c = compare_runs(platform(stack).registry, model, run_ids or None, limit=limit)
+        if not c.runs:
+            console.print(f"No runs of model {escape(model)!r}.")
+            return
+        order = f"best first by {c.metric} ({'higher' if c.higher_is_better else 'lower'} is better)" \
+            if c.metric else "the latest first (the model has no spec: no metric to rank by)"
+        table = Table(title=f"runs of {escape(model)}, {order}", box=box.SIMPLE_HEAD, title_justify="left",
+                      collapse_padding=True, pad_edge=False)
+
+        def column(header: str, justify: Literal["left", "right"] = "left", style: str | None = None) -> None:
+            table.add_column(escape(header), no_wrap=True, min_width=len(header), justify=justify, style=style)
+
+        for header in ("run", "status", "source", "version"):
+            column(header)
+        trials = any(r.trial is not None for r in c.runs)
+        if trials:
+            column("trial", justify="right")
+        folds = c.metric is not None and any(c.folds(r) for r in c.runs)
+        for name in c.metrics:
+            column(name, justify="right", style="bold" if name == c.metric else None)
+            if folds and name == c.metric:
+                column("cv mean±sd", justify="right")
+        for name in c.params:
+            column(name, style="cyan")
+        for r in c.runs:
+            cells = [escape(r.run_id), r.status, r.source, f"v{r.model_version}" if r.model_version else ""]
+            if trials:
+                cells.append("" if r.trial is None else str(r.trial))
+            for name in c.metrics:
+                cells.append(_number(r.metrics.get(name)))
+                if folds and name == c.metric:
+                    fold = c.folds(r)
+                    cells.append(f"{fold[0]:.4g}±{fold[1]:.2g}" if fold else "")
+            cells += [escape(_param(r.params[name])) if name in r.params else "" for name in c.params]
+            table.add_row(*cells)
+        console.print(table)
+        if c.same_params:
+            same = ", ".join(f"{k}={_param(v)}" for k, v in sorted(c.same_params.items()))
+            console.print(f"The same in every run: {escape(same)}", soft_wrap=True)
+
+    _run(action)
+
+
+def _version_tree(lineage: "VersionLineage", bucket: str) -> Tree:
+    v = lineage.version
+    aliases = f" [green]({', '.join(lineage.aliases)})[/green]" if lineage.aliases else ""
+    score = v.metrics.get(v.metric)
+    root = Tree(f"[bold]{escape(v.model)} v{v.version}[/bold]{aliases}: {v.status}, {v.metric} {_number(score)}, "
+                f"served as {v.artifacts.format}, registered {_when(v.created_at)}")
+    run = lineage.run
+    if run is None:
+        node = root.add(f"[red]run {escape(v.run_id)}: its record is missing[/red]")
+    else:
+        node = root.add(f"run [bold]{escape(run.run_id)}[/bold] ({run.source}, {run.status}, "
+                        f"{_when(run.started_at)} -> {_when(run.ended_at) or '...'})")
+        node.add(f"code version {escape(run.code_version)}")
+        if run.packages:
+            node.add("packages: " + escape(", ".join(f"{k} {x}" for k, x in run.packages.items())))
+        params = run.params or v.params
+        if params:
+            node.add("params: " + escape(", ".join(f"{k}={_param(x)}" for k, x in sorted(params.items()))))
+        if run.tags:
+            node.add("tags: " + escape(", ".join(f"{k}={x}" for k, x in sorted(run.tags.items()))))
+        if lineage.parent is not None:
+            parent = lineage.parent
+            node.add(f"parent search [bold]{escape(parent.run_id)}[/bold] ({parent.status})"
+                     + (f", trial {run.trial}" if run.trial is not None else ""))
+        if lineage.trials:
+            trials = node.add(f"search: {len(lineage.trials)} trials (`mlops runs compare {escape(v.model)} ...`)")
+            for trial in lineage.trials[:10]:
+                what = ", ".join(x for x in (trial.status, escape(trial.estimator or ""),
+                                             f"{v.metric} {_number(trial.metrics.get(v.metric))}") if x)
+                trials.add(f"trial {trial.trial if trial.trial is not None else '?'} {escape(trial.run_id)}: {what}")
+            if len(lineage.trials) > 10:
+                trials.add(f"... and {len(lineage.trials) - 10} more")
+        for name, artifact in sorted(run.artifacts.items()):
+            digest = f" sha256 {artifact.sha256[:16]}" if artifact.sha256 else ""
+            node.add(f"artifact {escape(name)}: s3://{escape(bucket)}/{escape(artifact.key)}{digest}")
+    d = lineage.dataset
+    if d is None:
+        root.add(f"[red]dataset {v.dataset_id[:12]}: its record is missing[/red]")
+    else:
+        where = f"s3://{escape(d.bucket)}/{escape(d.key)}" + (f" (version {d.version_id})" if d.version_id else "")
+        data = root.add(f"dataset [bold]{d.dataset_id[:12]}[/bold]: {d.rows} rows, {len(d.columns)} columns, {where}")
+        data.add(f"used by {len(d.runs)} run(s): `mlops lineage {escape(v.model)} --dataset {d.dataset_id[:12]}`")
+    features = root.add(f"features ({len(v.signature)}), the signature the model takes")
+    for feature in v.signature:
+        features.add(f"{escape(feature.name)} ({feature.type})")
+    model = root.add("model artifacts")
+    a = v.artifacts
+    model.add(f"skops s3://{escape(bucket)}/{escape(a.skops_key)} sha256 {a.skops_sha256[:16]}")
+    if a.onnx_key and a.onnx_sha256:
+        model.add(f"onnx s3://{escape(bucket)}/{escape(a.onnx_key)} sha256 {a.onnx_sha256[:16]}")
+    elif a.onnx_skipped:
+        model.add(f"no onnx: {escape(a.onnx_skipped)}")
+    model.add(f"holdout s3://{escape(bucket)}/{escape(v.holdout_key)}")
+    return root
+
+
+def _dataset_tree(lineage: "DatasetLineage", model: str) -> Tree:
+    d = lineage.dataset
+    root = Tree(f"dataset [bold]{d.dataset_id[:12]}[/bold] of {escape(model)}: {d.rows} rows, {len(d.columns)} "
+                f"columns, s3://{escape(d.bucket)}/{escape(d.key)}, recorded {_when(d.created_at)}")
+    runs = root.add(f"runs ({len(lineage.runs)})")
+    for r in lineage.runs:
+        details: list[str] = [r.status, r.source]
+        if r.parent_run_id:
+            details.append(f"trial {r.trial} of {r.parent_run_id}" if r.trial is not None else
+                           f"child of {r.parent_run_id}")
+        if r.duplicate_of:
+            details.append(f"duplicate of {r.duplicate_of}")
+        outcome = f" -> v{r.model_version}" if r.model_version and not r.parent_run_id else ""
+        runs.add(f"{escape(r.run_id)} ({escape(', '.join(details))}){outcome}")
+    for missing in lineage.missing:
+        runs.add(f"[red]{escape(missing)}: its record is missing[/red]")
+    versions = root.add(f"model versions ({len(lineage.versions)})")
+    for v in lineage.versions:
+        aliases = lineage.aliases.get(v.version, [])
+        held = f" [green]({', '.join(aliases)})[/green]" if aliases else ""
+        versions.add(f"v{v.version}{held}: {v.status}, run {escape(v.run_id)}, {v.metric} "
+                     f"{_number(v.metrics.get(v.metric))}: `mlops lineage {escape(model)} {v.version}`")
+    return root
+
+
+@app.command()
+def lineage(
+    model: str,
+    version: Annotated[int | None, typer.Argument(min=1, help="A version of MODEL: what it came from.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="A dataset id of MODEL (or its first 6+ "
+                                                "characters): every run and version that used it.")] = None,
+    stack: StackOption = None,
+) -> None:
+    """Lineage: a version's run, dataset, features and parent search; or a dataset's runs and versions."""
+    from mlops.lineage import dataset_lineage, version_lineage
+
+    def action() -> None:
+        if (version is None) == (dataset is None):
+            raise PlatformError(f"give a VERSION (`mlops lineage {model} 3`) or a dataset "
+                                f"(`mlops lineage {model} --dataset ID`), not both")
+        p = platform(stack)
+        if version is not None:
+            found = version_lineage(p.registry, p.datasets, model, version)
+            console.print(_version_tree(found, p.bucket))
+        else:
+            console.print(_dataset_tree(dataset_lineage(p.registry, p.datasets, model, str(dataset)), model))
+
+    _run(action)
+
+
+@models_app.command("export")
+def models_export(
+    name: str,
+    version: Annotated[int, typer.Argument(min=1)],
+    out: Annotated[Path, typer.Option("--out", help="A new (or empty) directory to write the model to.")],
+    format: Annotated[str, typer.Option("--format", help="The model format: mlflow.")] = "mlflow",
+    stack: StackOption = None,
+) -> None:
+    """Export a version in MLflow's model format (sklearn and python_function flavors, the model as skops)."""
+    from mlops.export import export_mlflow
+
+    def action() -> None:
+        if format != "mlflow":
+            raise PlatformError(f"unknown format {format!r}: the one format is mlflow")
+        p = platform(stack)
+        try:
+            written = export_mlflow(p.objects, p.registry, name, version, out, datasets=p.datasets)
+        except OSError as error:
+            raise PlatformError(f"cannot write {out}: {error.strerror or error}") from None
+        console.print(f"[green]Exported[/green] {escape(name)} v{version} to {escape(str(written))} (MLflow format, "
+                      "the model as skops): load it with mlflow.pyfunc.load_model where "
+                      "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true", soft_wrap=True)
+
+    _run(action)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,16 @@ from botocore.exceptions import ClientError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from functions.data.dynamo import DynamoDatasetStore
+from functions.data.store import DatasetStore
 from functions.errors import NotFound
 from functions.records import Run
 from functions.registry.dynamo import DynamoRegistryStore
 from functions.registry.eventbridge import EventBridgePublisher, caller_arn
 from functions.registry.store import RegistryStore
 from functions.spec import is_model_name
-from functions.storage.objects import sha256
+from functions.storage.objects import ObjectStore, sha256
+from functions.storage.s3 import S3ObjectStore
 from functions.training.start import run_id_for
 
 PROJECT_STATE_DIR = Path(".mlops")  # beside the project `mlops up` runs in
@@ -139,6 +142,19 @@ class Platform:
     def actor(self) -> str:
         """Who the user is, as the audit trail records it: their STS caller identity ARN."""
         return caller_arn(self.client("sts"))
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        """The data bucket (datasets, runs' artifacts, models), through the object-storage port."""
+        return S3ObjectStore(self.client("s3"), self.bucket)
+
+    @cached_property
+    def datasets(self) -> DatasetStore:
+        """The dataset versions and their lineage (the datasets table)."""
+        if "DatasetsTableName" not in self.outputs:
+            raise PlatformError("the platform's outputs name no datasets table (DatasetsTableName)")
+        resource = self.session.resource("dynamodb", endpoint_url=self.endpoint)
+        return DynamoDatasetStore(resource.Table(self.outputs["DatasetsTableName"]))
 
     # --- data
     def push_dataset(self, model: str, path: Path, retrain: bool = False) -> dict:
