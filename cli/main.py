@@ -543,16 +543,19 @@ def _param(value: object) -> str:
 def runs_compare(
     model: str,
     run_ids: Annotated[list[str] | None, typer.Argument(help="Runs to compare (default: the model's latest).")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=50, help="Without run ids: the latest this many.")] = 10,
+    limit: Annotated[int, typer.Option(min=1, max=50, help="Without run ids: the latest this many (with --search: "
+                                                           "the best this many trials).")] = 10,
+    search: Annotated[str | None, typer.Option("--search", help="A search's run id: compare its trials.")] = None,
     stack: StackOption = None,
 ) -> None:
     """Compare runs of MODEL: parameters and metrics side by side, the best first by the spec's metric."""
     from mlops.compare import compare_runs
 
     def action() -> None:
-        c = compare_runs(platform(stack).registry, model, run_ids or None, limit=limit)
+        c = compare_runs(platform(stack).registry, model, run_ids or None, limit=limit, search=search)
         if not c.runs:
-            console.print(f"No runs of model {escape(model)!r}.")
+            console.print(f"Run {escape(search)} of {escape(model)!r} has no trials." if search
+                          else f"No runs of model {escape(model)!r}.")
             return
         order = f"best first by {c.metric} ({'higher' if c.higher_is_better else 'lower'} is better)" \
             if c.metric else "the latest first (the model has no spec: no metric to rank by)"

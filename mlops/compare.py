@@ -10,6 +10,7 @@ from functions.registry.store import RegistryStore
 from functions.spec import ModelSpec, check_model_name
 
 MAX_RUNS = 50
+ALL_RUNS = 100_000
 
 
 @dataclass
@@ -34,8 +35,9 @@ class Comparison:
 
 
 def compare_runs(registry: RegistryStore, model: str, run_ids: list[str] | None = None,
-                 limit: int = 10) -> Comparison:
-    """The given runs of `model` (by default its latest `limit`), best first by the spec's metric.
+                 limit: int = 10, search: str | None = None) -> Comparison:
+    """The given runs of `model` (by default its latest `limit`; with `search`, the best `limit` trials of that
+    search run), best first by the spec's metric.
 
     UnknownModel when the model has neither a spec nor runs; NotFound naming a run it does not have.
     """
@@ -47,7 +49,12 @@ def compare_runs(registry: RegistryStore, model: str, run_ids: list[str] | None 
         spec = registry.get_spec(model)
     except UnknownModel:
         spec = None
-    if run_ids:
+    if search is not None and run_ids:
+        raise InvalidInput("compare chosen runs or the trials of a search, not both")
+    if search is not None:
+        registry.get_run(model, search)  # NotFound for a search run the model does not have
+        runs = [r for r in registry.list_runs(model, limit=ALL_RUNS) if r.parent_run_id == search]
+    elif run_ids:
         wanted = list(dict.fromkeys(run_ids))
         if len(wanted) > MAX_RUNS:
             raise InvalidInput(f"compare at most {MAX_RUNS} runs at a time, not {len(wanted)}")
@@ -66,6 +73,9 @@ def compare_runs(registry: RegistryStore, model: str, run_ids: list[str] | None 
         return (0, -value if higher else value, _inverse(run.started_at))
 
     ordered = sorted(runs, key=rank)
+    if search is not None:
+        ordered = ordered[:limit]  # the best trials
+        runs = ordered
     names = sorted({name for run in runs for name in run.params})
     same = {}
     differing = []

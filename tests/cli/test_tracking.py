@@ -67,6 +67,9 @@ def test_runs_compare_of_chosen_runs_and_its_errors(mlops):
     assert unknown.exit_code == 1 and "run 'churn-nope' of model 'churn' does not exist" in unknown.output
     ghost = mlops("runs", "compare", "ghost")
     assert ghost.exit_code == 1 and "no model named 'ghost'" in ghost.output
+    trials = mlops("runs", "compare", "churn", "--search", mlops.champion.run_id)
+    assert trials.exit_code == 0 and "churn-trial" in trials.output and "churn-better" not in trials.output
+    assert "has no trials" in mlops("runs", "compare", "churn", "--search", "churn-better").output
 
 
 def test_runs_show_tells_the_tracked_fields(mlops):

@@ -71,3 +71,16 @@ def test_fold_metrics_give_the_cross_validated_mean_and_spread(registry):
                            fold_metrics=[{"roc_auc": 0.7}, {"roc_auc": 0.8}]))
     c = compare_runs(registry, "churn", ["t1", "a"])
     assert c.folds(c.runs[0]) == pytest.approx((0.75, 0.05)) and c.folds(c.runs[1]) is None
+
+
+def test_a_searchs_trials_are_compared_best_first_and_cut_to_the_best(registry):
+    for trial, auc in enumerate([0.6, 0.9, 0.75, 0.8], start=1):
+        registry.start_run(run(f"t{trial}", "5", parent_run_id="b", trial=trial, metrics={"roc_auc": auc},
+                               params={"n_estimators": 10 * trial}))
+    c = compare_runs(registry, "churn", search="b", limit=3)
+    assert [r.run_id for r in c.runs] == ["t2", "t4", "t3"] and c.params == ["n_estimators"]
+    assert compare_runs(registry, "churn", search="a").runs == [], "a run that searched nothing has no trials"
+    with pytest.raises(NotFound, match="run 'zz' of model 'churn' does not exist"):
+        compare_runs(registry, "churn", search="zz")
+    with pytest.raises(InvalidInput, match="not both"):
+        compare_runs(registry, "churn", ["a"], search="b")
