@@ -91,6 +91,12 @@ class Run(Record):
     tags: dict[str, str] = Field(default_factory=dict)
     packages: dict[str, str] = Field(default_factory=dict)
     artifacts: dict[str, RunArtifact] = Field(default_factory=dict)
+    # A trial of a hyper-parameter search is a child run: its parent run, its number in the search, the
+    # estimator and parameters it cross-validated, and its metrics per fold (`metrics` holds their means).
+    parent_run_id: str | None = None
+    trial: int | None = None
+    estimator: str | None = None
+    fold_metrics: Annotated[list[dict[str, float]], StoredAsJson()] = Field(default_factory=list)
 
 
 class Artifacts(Record):
