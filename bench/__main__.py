@@ -1,4 +1,4 @@
-"""python -m bench [--only NAME ...]: run the benches, one JSON line per figure on stdout."""
+"""python -m bench [--only NAME ...] [--rows N,N,...]: run the benches, one JSON line per figure on stdout."""
 
 import argparse
 import importlib
@@ -9,14 +9,20 @@ import traceback
 
 from bench import measure
 
-BENCHES = ("serving", "monitoring", "local_http")
+BENCHES = ("serving", "monitoring", "local_http", "pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", action="append", choices=BENCHES, metavar="NAME",
                         help=f"run only this bench (repeatable): {', '.join(BENCHES)}")
+    parser.add_argument("--rows", metavar="N,N,...",
+                        help="the pipeline bench's row counts (default: 10000,100000,1000000)")
     args = parser.parse_args(argv)
+    if args.rows:
+        from bench.pipeline import ROWS_VARIABLE
+
+        os.environ[ROWS_VARIABLE] = args.rows
     selected = args.only or list(BENCHES)
 
     # The figures keep the real stdout; whatever else writes to it (the functions log to stdout,

@@ -53,7 +53,7 @@ class PlatformSettings(BaseModel):
     record_step_timeout_seconds: int = Field(60, ge=1, le=900)
     # At least the steps' timeouts added up (checked below), so a run that is slow but within
     # its steps' limits is never cut short; a run that times out is recorded FAILED anyway.
-    pipeline_timeout_minutes: int = 90
+    pipeline_timeout_minutes: int = 105
     # Reserved concurrency (None: unreserved) of each pipeline step function and the upload
     # trigger, and of the drift check: runaway uploads or checks cannot take the account's
     # concurrency from the predict function (which stays unreserved unless set here).
@@ -126,7 +126,7 @@ class PlatformSettings(BaseModel):
 
 # The pipeline's steps by kind, in the order a run meets them (RecordFailure after a failure,
 # which may follow a failed RecordSuccess).
-DATA_STEPS = ("RegisterDataset", "ValidateDataset", "BuildFeatures", "Train", "Evaluate")
+DATA_STEPS = ("RegisterDataset", "ValidateDataset", "BuildFeatures", "Train", "Evaluate", "PublishFeatures")
 REGISTRY_STEPS = ("RegisterModel", "Promote")
 RECORD_STEPS = ("RecordSuccess", "RecordFailure")
 

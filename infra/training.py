@@ -37,18 +37,20 @@ BATCH_WRITE, CONDITION_CHECK = "BatchWriteItem", "ConditionCheckItem"
 
 # (state name, handler in functions/, result path, S3 prefixes read, S3 prefixes written, {table: actions})
 STEPS: list[tuple[str, str, str, list[str], list[str], dict[str, list[str]]]] = [
-    ("RegisterDataset", "data.handler.register_dataset", "$.dataset", ["datasets/"], [],
+    ("RegisterDataset", "data.handler.register_dataset", "$.dataset", ["datasets/"], ["runs/"],
      {"registry": [GET, UPDATE], "datasets": [GET, PUT, UPDATE]}),  # spec and runs; dataset version, identity
     ("ValidateDataset", "data.handler.validate_dataset", "$.validation", ["datasets/"], ["runs/"], {}),
-    ("BuildFeatures", "features.handler.build_features", "$.features", ["datasets/"], ["runs/"],
-     {"features": [BATCH_WRITE]}),  # the latest values, in batches
+    ("BuildFeatures", "features.handler.build_features", "$.features", ["datasets/"], ["runs/"], {}),
     ("Train", "training.handler.train", "$.training", ["runs/"], ["runs/"], {}),
-    ("Evaluate", "training.handler.evaluate", "$.evaluation", ["runs/"], [], {}),
+    ("Evaluate", "training.handler.evaluate", "$.evaluation", ["runs/"], ["runs/"], {}),
     ("RegisterModel", "registry.handler.register_model", "$.registration", ["runs/"], ["models/"],
      {"registry": [GET, PUT, UPDATE]}),  # the run's version number (counter), the version
     ("Promote", "registry.handler.promote", "$.promotion", ["runs/", "models/"], [],
      {"registry": [GET, PUT, UPDATE, QUERY, CONDITION_CHECK]}),  # approval, aliases (each one transaction with
     # its audit and history entries, an alias checking the version is approved), the trail
+    # Off the path to a registered model: each entity's latest values, in parallel batches.
+    ("PublishFeatures", "features.handler.publish_features", "$.publication", ["runs/"], [],
+     {"features": [BATCH_WRITE]}),
     ("RecordSuccess", "training.handler.record_success", "$.run", [], [], {"registry": [UPDATE]}),
 ]
 # The steps that change the registry (a version registered; approved, aliases moved): each change is an event.

@@ -11,7 +11,7 @@ from functions.errors import DatasetInvalid, NotFound
 from functions.pipeline.state import DatasetResult
 from functions.records import DatasetVersion, Run
 from functions.registry.store import RegistryStore
-from functions.shared.tabular import read_dataset, read_upload, upload_metadata
+from functions.shared.tabular import frame_bytes, read_dataset, read_upload, upload_metadata
 from functions.spec import ModelSpec
 from functions.storage.objects import ObjectStore, sha256
 
@@ -79,29 +79,38 @@ def earlier_run(datasets: DatasetStore, registry: RegistryStore, *, model: str, 
     return None  # other runs keep claiming it: train (never skip wrongly)
 
 
+def dataset_frame_key(model: str, run_id: str) -> str:
+    """Where a run keeps the upload parsed once: the typed frame every later step reads."""
+    return f"runs/{model}/{run_id}/dataset.parquet"
+
+
 def register_dataset(objects: ObjectStore, datasets: DatasetStore, registry: RegistryStore, *, model: str, key: str,
                      version_id: str | None, run_id: str, code_version: str) -> DatasetResult:
     """Record the uploaded version (once per content) and link it to the run.
 
     Fails with UnknownModel when the model has no spec. The result carries the spec, so the
-    whole run uses the spec as it was when it started. An unreadable file is not recorded as
-    a dataset version; validation reports why. When a run of the same identity (content, spec,
-    code version) succeeded before, the result names it (`duplicate_of`): the state machine
-    then ends the run as a success without training, unless the upload asks for a retrain
-    (object metadata `retrain: true`).
+    whole run uses the spec as it was when it started. The upload is read and parsed here, once:
+    the typed frame is stored as the run's Parquet copy (`frame_key`, verified by `frame_sha256`),
+    which validation, features and training read. An unreadable file is not recorded as a dataset
+    version; the result says why (`unreadable`) and validation reports it. When a run of the same
+    identity (content, spec, code version) succeeded before, the result names it (`duplicate_of`):
+    the state machine then ends the run as a success without training, unless the upload asks for
+    a retrain (object metadata `retrain: true`).
     """
     spec = registry.get_spec(model)
     data = read_upload(objects, key, version_id)
-    dataset_id = sha256(data)
+    dataset_id, size = sha256(data), len(data)
     run_key = run_key_for(dataset_id, spec, code_version)
     retrain = asks_for_retrain(upload_metadata(objects, key, version_id))
     registry.update_run(model, run_id, dataset_id=dataset_id, run_key=run_key, retrain=retrain)
     try:
         frame = read_dataset(data, key)
+        del data  # one copy of the table in memory: the frame
+        parquet = frame_bytes(frame, key.rsplit("/", 1)[-1])
     except DatasetInvalid as error:
         logger.info("the upload is unreadable; validation will report it", extra={"reason": error.message})
-        return DatasetResult(dataset_id=dataset_id, key=key, version_id=version_id, bytes=len(data), spec=spec,
-                             readable=False, run_key=run_key, retrain=retrain)
+        return DatasetResult(dataset_id=dataset_id, key=key, version_id=version_id, bytes=size, spec=spec,
+                             readable=False, run_key=run_key, retrain=retrain, unreadable=error.message)
     columns = {str(name): str(dtype) for name, dtype in frame.dtypes.items()}
     created = datasets.put_dataset(DatasetVersion(
         model=model, dataset_id=dataset_id, bucket=objects.bucket, key=key, version_id=version_id, rows=len(frame),
@@ -113,7 +122,12 @@ def register_dataset(objects: ObjectStore, datasets: DatasetStore, registry: Reg
     if earlier is not None:
         logger.info("an identical run succeeded before: nothing to train",
                     extra={"duplicate_of": earlier.run_id, "model_version": earlier.model_version})
-    return DatasetResult(dataset_id=dataset_id, key=key, version_id=version_id, bytes=len(data), spec=spec,
+        frame_key = frame_sha256 = None  # nothing reads it: the run ends here
+    else:
+        frame_key = dataset_frame_key(model, run_id)
+        frame_sha256 = objects.put_bytes(frame_key, parquet, content_type="application/vnd.apache.parquet")
+    return DatasetResult(dataset_id=dataset_id, key=key, version_id=version_id, bytes=size, spec=spec,
                          rows=len(frame), columns=columns, readable=True, new=created, run_key=run_key,
                          retrain=retrain, duplicate_of=earlier.run_id if earlier else None,
-                         duplicate_version=earlier.model_version if earlier else None)
+                         duplicate_version=earlier.model_version if earlier else None,
+                         frame_key=frame_key, frame_sha256=frame_sha256)

@@ -17,5 +17,6 @@ def register_dataset(state: PipelineState) -> DatasetResult:
 
 @pipeline_step
 def validate_dataset(state: PipelineState) -> ValidationResult:
+    dataset = state.result(DatasetResult)
     return validate_upload(uploads(state), spec=state.spec, key=state.key, version_id=state.version_id,
-                           dataset_id=state.result(DatasetResult).dataset_id, run_id=state.run_id)
+                           dataset_id=dataset.dataset_id, run_id=state.run_id, dataset=dataset)

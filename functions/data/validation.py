@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from functions.errors import DatasetInvalid, shown
-from functions.pipeline.state import ValidationResult
+from functions.pipeline.state import DatasetResult, ValidationResult
 from functions.shared.limits import MAX_CATEGORY_LENGTH, MAX_NUMERIC_MAGNITUDE
-from functions.shared.tabular import read_dataset, read_upload
+from functions.shared.tabular import read_dataset, read_frame, read_upload
 from functions.shared.transform import categories, category
 from functions.spec import MAX_CLASSES, ModelSpec
 from functions.storage.objects import ObjectStore
@@ -182,13 +182,26 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, min_rows: int = MIN_ROWS) 
 def validate(objects: ObjectStore, *, spec: ModelSpec, key: str, version_id: str | None, dataset_id: str | None,
              run_id: str, data: bytes) -> ValidationResult:
     """Check `data` (the uploaded file) against the contract; store the report; raise DatasetInvalid if it fails."""
-    readable = True
     try:
         frame = read_dataset(data, key)
+    except DatasetInvalid as error:
+        return validate_frame(objects, spec=spec, key=key, version_id=version_id, dataset_id=dataset_id,
+                              run_id=run_id, frame=None, unreadable=error.message)
+    return validate_frame(objects, spec=spec, key=key, version_id=version_id, dataset_id=dataset_id, run_id=run_id,
+                          frame=frame)
+
+
+def validate_frame(objects: ObjectStore, *, spec: ModelSpec, key: str, version_id: str | None,
+                   dataset_id: str | None, run_id: str, frame: pd.DataFrame | None,
+                   unreadable: str | None = None) -> ValidationResult:
+    """Check the parsed upload (`frame`; None when it could not be parsed, for the reason `unreadable`) against
+    the contract; store the report; raise DatasetInvalid if it fails."""
+    readable = frame is not None
+    if frame is not None:
         problems, warnings = check_frame(frame, spec)
         rows = len(frame)
-    except DatasetInvalid as error:
-        readable, problems, warnings, rows = False, [error.message], [], 0
+    else:
+        problems, warnings, rows = [unreadable or f"the dataset {key.rsplit('/', 1)[-1]!r} could not be read"], [], 0
     report = {
         "model": spec.name,
         "run_id": run_id,
@@ -223,8 +236,16 @@ def validate(objects: ObjectStore, *, spec: ModelSpec, key: str, version_id: str
 
 
 def validate_upload(objects: ObjectStore, *, spec: ModelSpec, key: str, version_id: str | None,
-                    dataset_id: str | None, run_id: str) -> ValidationResult:
-    """Read the uploaded object version and validate it (see `validate`)."""
+                    dataset_id: str | None, run_id: str, dataset: DatasetResult | None = None) -> ValidationResult:
+    """Validate the run's upload as RegisterDataset parsed it: its Parquet copy (verified by sha256), or the
+    reason it could not be parsed; the upload itself only for a state from before that copy existed."""
+    if dataset is not None and dataset.frame_key:
+        frame = read_frame(objects, dataset.frame_key, dataset.frame_sha256)
+        return validate_frame(objects, spec=spec, key=key, version_id=version_id, dataset_id=dataset_id,
+                              run_id=run_id, frame=frame)
+    if dataset is not None and dataset.unreadable:
+        return validate_frame(objects, spec=spec, key=key, version_id=version_id, dataset_id=dataset_id,
+                              run_id=run_id, frame=None, unreadable=dataset.unreadable)
     data = read_upload(objects, key, version_id)
     return validate(objects, spec=spec, key=key, version_id=version_id, dataset_id=dataset_id, run_id=run_id,
                     data=data)

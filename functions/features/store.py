@@ -41,6 +41,22 @@ def entity_key(value: Any) -> str | None:
     return text
 
 
+def entity_keys(series: pd.Series) -> pd.Series:
+    """`entity_key` of each value (None where it cannot be a key), as an object column; text and integer ids,
+    the usual ones, without a Python call per value."""
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind == "string" or (kind == "integer" and pd.api.types.is_integer_dtype(series.dtype)):
+        text = series if kind == "string" else series.astype(str)
+        # A character takes at most 4 UTF-8 bytes: only ids of more than MAX_ENTITY_BYTES / 4 characters are measured.
+        lengths = text.str.len()
+        usable = text.notna() & (lengths > 0)
+        long = usable & (lengths > MAX_ENTITY_BYTES // 4)
+        if long.any():
+            usable[long] = [len(str(value).encode()) <= MAX_ENTITY_BYTES for value in text[long]]
+        return text.astype(object).where(usable, None)
+    return pd.Series([entity_key(value) for value in series.tolist()], index=series.index, dtype=object)
+
+
 class OnlineStore(Protocol):
     def put_latest(self, model: str, rows: dict[str, dict[str, Any]], *, dataset_id: str, ttl_days: int) -> int:
         """Write each entity's features (entity key -> feature values); returns how many were written."""

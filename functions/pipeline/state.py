@@ -37,6 +37,11 @@ class DatasetResult(StepResult):
     retrain: bool = False  # the upload asked for a retrain (object metadata retrain=true)
     duplicate_of: str | None = None  # an earlier run of the same identity that succeeded: nothing to repeat
     duplicate_version: int | None = None  # the model version that run registered
+    # The upload parsed once, as a typed Parquet frame (runs/<model>/<run>/dataset.parquet) that every later
+    # step reads (verified by its sha256), never the upload again; or why it could not be parsed.
+    frame_key: str | None = None
+    frame_sha256: str | None = None
+    unreadable: str | None = None
 
 
 class ValidationResult(StepResult):
@@ -70,6 +75,12 @@ class EvaluationResult(StepResult):
     metrics: dict[str, float]
     holdout_rows: int
     warnings: list[str] = Field(default_factory=list)  # e.g. a model that scores at chance level
+    # The served format, converted once (the model is loaded here once): the ONNX model when it converts and
+    # agrees with scikit-learn (runs/<model>/<run>/model.onnx), else why not; RegisterModel copies the bytes.
+    classes: list[Any] | None = None
+    onnx_key: str | None = None
+    onnx_sha256: str | None = None
+    onnx_skipped: str | None = None  # None: not converted here (RegisterModel converts)
 
 
 class RegistrationResult(StepResult):
@@ -87,6 +98,12 @@ class PromotionResult(StepResult):
     champion_score: float | None = None
     reason: str
     status: str | None = None  # the version's approval status after the gate (records.VersionStatus)
+
+
+class PublicationResult(StepResult):
+    """PublishFeatures: each entity's latest features written to the online store, after the registration."""
+
+    entities: int
 
 
 class RunResult(StepResult):
@@ -109,6 +126,7 @@ STEPS: list[tuple[str, str, type[StepResult]]] = [
     ("evaluation", "Evaluate", EvaluationResult),
     ("registration", "RegisterModel", RegistrationResult),
     ("promotion", "Promote", PromotionResult),
+    ("publication", "PublishFeatures", PublicationResult),
     ("run", "RecordSuccess", RunResult),
 ]
 R = TypeVar("R", bound=StepResult)
@@ -129,6 +147,7 @@ class PipelineState(BaseModel):
     evaluation: EvaluationResult | None = None
     registration: RegistrationResult | None = None
     promotion: PromotionResult | None = None
+    publication: PublicationResult | None = None
     run: RunResult | None = None
     error: dict[str, Any] | None = None  # Step Functions' {"Error", "Cause"} of a caught failure
 

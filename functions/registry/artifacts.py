@@ -3,9 +3,14 @@
 model.skops is always written; model.onnx only when skl2onnx converts the pipeline and
 onnxruntime agrees with scikit-learn on a sample (serving then uses it: small, fast, no Python
 objects). Each is stored with its sha256 and verified before it is loaded.
+
+The pipeline serializes a model once: Train writes its skops bytes, Evaluate (which loads it to
+score it) converts it to ONNX once (`save_served_model`), and RegisterModel copies both files'
+bytes, verified by their sha256, to the version (`read_run_model`, `store_run_model`).
 """
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,6 +36,7 @@ logger = logging.getLogger(__name__)
 # ONNX runs in float32: answers within these tolerances count as the same answer.
 PROBABILITY_TOLERANCE = 1e-4
 REGRESSION_RTOLERANCE = 1e-4
+PARITY_SAMPLE_ROWS = 200  # holdout rows on which ONNX must agree with scikit-learn
 
 
 def save_model(objects: ObjectStore, key_prefix: str, pipeline: "Pipeline", spec: ModelSpec,
@@ -47,6 +53,48 @@ def save_model(objects: ObjectStore, key_prefix: str, pipeline: "Pipeline", spec
     onnx_sha256 = objects.put_bytes(onnx_key, onnx_bytes)
     return Artifacts(skops_key=skops_key, skops_sha256=skops_sha256, skops_trusted_types=trusted,
                      onnx_key=onnx_key, onnx_sha256=onnx_sha256, onnx_inputs=onnx_input_names(spec))
+
+
+def save_served_model(objects: ObjectStore, key: str, pipeline: "Pipeline", spec: ModelSpec,
+                      sample_frame: "pd.DataFrame") -> tuple[str | None, str | None, str]:
+    """Convert the pipeline to ONNX once and store it under `key` when it converts and agrees with scikit-learn
+    on the sample: (key, sha256, "") or (None, None, why not)."""
+    onnx_bytes, reason = _to_onnx(pipeline, spec, sample_frame)
+    if onnx_bytes is None:
+        return None, None, reason
+    return key, objects.put_bytes(key, onnx_bytes), ""
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """A run's trained model as its steps stored it, read back and verified: what a version's files will hold."""
+
+    skops: bytes
+    trusted_types: list[str]
+    onnx: bytes | None
+    onnx_skipped: str
+
+
+def read_run_model(objects: ObjectStore, *, skops_key: str, skops_sha256: str, trusted_types: list[str],
+                   onnx_key: str | None, onnx_sha256: str | None, onnx_skipped: str) -> RunModel:
+    """The run's skops (and ONNX) bytes, only if they match their recorded sha256 (IntegrityError otherwise)."""
+    skops = objects.get_verified(skops_key, skops_sha256)
+    onnx = objects.get_verified(onnx_key, onnx_sha256) if onnx_key else None
+    return RunModel(skops, list(trusted_types), onnx, onnx_skipped if onnx is None else "")
+
+
+def store_run_model(objects: ObjectStore, key_prefix: str, model: RunModel, spec: ModelSpec) -> Artifacts:
+    """Write the run's model files, byte for byte, as model.skops (and model.onnx) under `key_prefix`."""
+    prefix = key_prefix.rstrip("/")
+    skops_key = f"{prefix}/model.skops"
+    skops_sha256 = objects.put_bytes(skops_key, model.skops)
+    if model.onnx is None:
+        return Artifacts(skops_key=skops_key, skops_sha256=skops_sha256, skops_trusted_types=model.trusted_types,
+                         onnx_skipped=model.onnx_skipped)
+    onnx_key = f"{prefix}/model.onnx"
+    return Artifacts(skops_key=skops_key, skops_sha256=skops_sha256, skops_trusted_types=model.trusted_types,
+                     onnx_key=onnx_key, onnx_sha256=objects.put_bytes(onnx_key, model.onnx),
+                     onnx_inputs=onnx_input_names(spec))
 
 
 def onnx_input_names(spec: ModelSpec) -> list[str]:

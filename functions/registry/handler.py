@@ -32,6 +32,7 @@ def register_model(state: PipelineState) -> RegistrationResult:
         dataset_id=state.result(DatasetResult).dataset_id, training=state.result(TrainingResult),
         metrics=state.result(EvaluationResult).metrics, code_version=settings().code_version,
         warnings=state.warnings(), events=events, actor=function_actor(),
+        evaluation=state.result(EvaluationResult),
     )
     metrics.add_dimension(name="model", value=state.model)
     metrics.add_metric(name="RegistryEventsUnsent", unit=MetricUnit.Count, value=events.unsent)

@@ -16,13 +16,14 @@ import logging
 import platform
 from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 
 import pandas as pd
 
 from functions.errors import Conflict, DatasetInvalid, NotFound
-from functions.pipeline.state import PromotionResult, RegistrationResult, TrainingResult
-from functions.records import AuditEntry, ModelVersion
-from functions.registry.artifacts import load_predictor, save_model
+from functions.pipeline.state import EvaluationResult, PromotionResult, RegistrationResult, TrainingResult
+from functions.records import Artifacts, AuditEntry, ModelVersion
+from functions.registry.artifacts import load_predictor, read_run_model, save_model, store_run_model
 from functions.registry.events import EventPublisher, announce
 from functions.registry.lifecycle import registration
 from functions.registry.store import UNKNOWN_ACTOR, RegistryStore
@@ -52,7 +53,7 @@ def package_versions() -> dict[str, str]:
 def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, run_id: str,
                      dataset_id: str, training: TrainingResult, metrics: dict[str, float],
                      code_version: str, warnings: list[str] | None = None, events: EventPublisher | None = None,
-                     actor: str = UNKNOWN_ACTOR) -> RegistrationResult:
+                     actor: str = UNKNOWN_ACTOR, evaluation: EvaluationResult | None = None) -> RegistrationResult:
     """Store the run's model under models/<model>/v<n>/ and record version n (once per run).
 
     Idempotent per run: a retried step (throttled, or its reply lost) gets the number the first
@@ -60,9 +61,9 @@ def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: Mod
     (reading and verifying the run's model and holdout) is done before a number is reserved; a
     run that fails after reserving gives its number back (RecordFailure, see training.runs).
     The version is registered PendingManualApproval by `actor`, and its registration announced on `events`.
+    The model is not serialized again: the version's files are the bytes Train and Evaluate stored (`evaluation`).
     """
-    pipeline = load_verified_pipeline(objects, training.model_key, training.model_sha256, training.trusted_types)
-    holdout = objects.get_frame(training.holdout_key)
+    store_model, classes = _prepared_model(objects, spec, training, evaluation)
     version = registry.version_for_run(spec.name, run_id)
     try:
         existing = registry.get_version(spec.name, version)
@@ -74,10 +75,10 @@ def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: Mod
                            f"{existing.run_id}, not by run {run_id}")
         return RegistrationResult(version=existing.version, format=existing.artifacts.format)  # a retried step
     # A retry after a failure below writes the same keys again: the number was reserved for this run.
-    artifacts = save_model(objects, f"models/{spec.name}/v{version}", pipeline, spec, holdout.head(SAMPLE_ROWS))
+    artifacts = store_model(f"models/{spec.name}/v{version}")
     record = ModelVersion(
         model=spec.name, version=version, run_id=run_id, dataset_id=dataset_id, task=spec.task, target=spec.target,
-        signature=spec.signature, classes=classes_of(pipeline, spec), metric=spec.metric, metrics=metrics,
+        signature=spec.signature, classes=classes, metric=spec.metric, metrics=metrics,
         artifacts=artifacts, estimator=spec.estimator.name, params=training.params, code_version=code_version,
         packages=package_versions(), holdout_key=training.holdout_key, warnings=list(warnings or []),
         registered_by=actor,
@@ -86,6 +87,21 @@ def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: Mod
     logger.info("version registered", extra={"model": spec.name, "version": version, "format": artifacts.format})
     announce(events, registration(record))
     return RegistrationResult(version=version, format=artifacts.format)
+
+
+def _prepared_model(objects: ObjectStore, spec: ModelSpec, training: TrainingResult,
+                    evaluation: EvaluationResult | None) -> tuple[Callable[[str], Artifacts], list[Any] | None]:
+    """How to store the run's model under a key prefix, and its classes; the reads and checks that can fail
+    without writing anything are done here. When Evaluate converted the model, its files are copied byte for
+    byte (verified by sha256); for a state from before that, the model is converted here."""
+    if evaluation is not None and evaluation.onnx_skipped is not None:
+        model = read_run_model(objects, skops_key=training.model_key, skops_sha256=training.model_sha256,
+                               trusted_types=training.trusted_types, onnx_key=evaluation.onnx_key,
+                               onnx_sha256=evaluation.onnx_sha256, onnx_skipped=evaluation.onnx_skipped)
+        return (lambda prefix: store_run_model(objects, prefix, model, spec)), evaluation.classes
+    pipeline = load_verified_pipeline(objects, training.model_key, training.model_sha256, training.trusted_types)
+    sample = objects.get_frame(training.holdout_key).head(SAMPLE_ROWS)
+    return (lambda prefix: save_model(objects, prefix, pipeline, spec, sample)), classes_of(pipeline, spec)
 
 
 def served_score(objects: ObjectStore, registry: RegistryStore, *, spec: ModelSpec, version: int,

@@ -1,7 +1,10 @@
-"""Reading an uploaded dataset file (CSV or Parquet) into a frame, or a clear reason why not.
+"""Reading an uploaded dataset file (CSV or Parquet) into a frame, or a clear reason why not; and the
+run's typed copy of it.
 
 Limits are checked before the table is parsed where the format allows it: a file of a million
-columns would take a function's whole time to parse.
+columns would take a function's whole time to parse. The upload is parsed once per run
+(RegisterDataset): the typed frame is stored as Parquet (`frame_bytes`), and every later step
+reads that copy (`read_frame`, verified by its sha256), never the upload again.
 """
 
 import csv
@@ -159,3 +162,33 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
             f"the dataset {name!r} is not a readable CSV file{where}: "
             "check for unbalanced quotes or rows with the wrong number of fields"
         ) from error
+
+
+def frame_bytes(frame: pd.DataFrame, name: str) -> bytes:
+    """The frame as Parquet bytes (its columns' types kept); DatasetInvalid naming a column Parquet cannot hold."""
+    import pyarrow as pa
+
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+    except (pa.ArrowException, ValueError, TypeError) as error:
+        column = next((str(c) for c in frame.columns if not _storable(frame[c])), None)
+        which = f"column {shown(column, 40)}" if column is not None else "a column"
+        raise DatasetInvalid(f"the dataset {name!r} has {which} whose values mix types that cannot be stored "
+                             "as one column (e.g. numbers and other objects)") from error
+    return buffer.getvalue()
+
+
+def _storable(series: pd.Series) -> bool:
+    import pyarrow as pa
+
+    try:
+        pa.Array.from_pandas(series)
+    except (pa.ArrowException, ValueError, TypeError):
+        return False
+    return True
+
+
+def read_frame(objects: ObjectStore, key: str, digest: str | None) -> pd.DataFrame:
+    """A frame a run stored as Parquet, only if its bytes match the recorded sha256 (IntegrityError otherwise)."""
+    return pd.read_parquet(io.BytesIO(objects.get_verified(key, digest)))

@@ -16,9 +16,10 @@ from functions.pipeline.state import (
     TrainingResult,
 )
 from functions.records import RunArtifact, now_iso
+from functions.registry.artifacts import PARITY_SAMPLE_ROWS, save_served_model
 from functions.registry.promotion import package_versions
 from functions.registry.store import RegistryStore
-from functions.shared.models import SkopsPredictor, dumps_skops, load_verified_pipeline
+from functions.shared.models import SkopsPredictor, classes_of, dumps_skops, load_verified_pipeline
 from functions.shared.scoring import chance_warnings, score
 from functions.spec import ModelSpec
 from functions.storage.objects import ObjectStore
@@ -55,14 +56,19 @@ def train_run(objects: ObjectStore, *, spec: ModelSpec, run_id: str, features_ke
 
 
 def evaluate_run(objects: ObjectStore, *, spec: ModelSpec, training: TrainingResult) -> EvaluationResult:
-    """The run's model scored on its holdout, with a warning when it scores at chance level."""
+    """The run's model scored on its holdout, with a warning when it scores at chance level; and its served
+    format, converted here once (the model is loaded once in a run: here), beside the run's model.skops."""
     pipeline = load_verified_pipeline(objects, training.model_key, training.model_sha256, training.trusted_types)
     holdout = objects.get_frame(training.holdout_key)
     metrics = score(SkopsPredictor(pipeline, spec), holdout, spec)
     warnings = chance_warnings(spec, metrics, jsonable(holdout[spec.target].tolist()))
     if warnings:
         logger.warning("the model scores at chance level", extra={"model": spec.name, "metrics": metrics})
-    return EvaluationResult(metrics=metrics, holdout_rows=len(holdout), warnings=warnings)
+    onnx_key, onnx_sha256, skipped = save_served_model(objects, f"{training.model_key.rsplit('/', 1)[0]}/model.onnx",
+                                                       pipeline, spec, holdout.head(PARITY_SAMPLE_ROWS))
+    return EvaluationResult(metrics=metrics, holdout_rows=len(holdout), warnings=warnings,
+                            classes=classes_of(pipeline, spec), onnx_key=onnx_key, onnx_sha256=onnx_sha256,
+                            onnx_skipped=skipped)
 
 
 def run_artifacts(state: PipelineState) -> dict[str, RunArtifact]:

@@ -165,3 +165,68 @@ def test_a_failed_run_gives_its_identity_to_the_next_identical_run(stores, churn
     retried = register(stores, {"model": "churn", "key": "datasets/churn/again.csv", "run_id": "run-2",
                                 "version_id": stores.objects.versions["datasets/churn/again.csv"][0][0]})
     assert retried.duplicate_of is None  # a retried step of the run that holds the identity
+
+
+# --- the upload parsed once: the run's typed Parquet copy
+
+
+def test_the_parsed_upload_is_kept_as_the_runs_typed_parquet_copy(stores, churn_spec, churn_rows):
+    from functions.shared.tabular import read_frame
+
+    stores.registry.put_spec(churn_spec)
+    rows = churn_rows.assign(plan=churn_rows["plan"].where(churn_rows.index % 7 > 0))  # text with gaps
+    result = register(stores, start(stores, "churn", "train.csv", rows.to_csv(index=False).encode(), "run-1"))
+
+    assert result.frame_key == "runs/churn/run-1/dataset.parquet" and result.unreadable is None
+    assert result.frame_sha256 == sha256(stores.objects.get_bytes(result.frame_key))
+    frame = read_frame(stores.objects, result.frame_key, result.frame_sha256)
+    parsed = pd.read_csv(pd.io.common.BytesIO(rows.to_csv(index=False).encode()))
+    assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == result.columns
+    pd.testing.assert_frame_equal(frame, parsed)  # the same types and values as the parse
+
+
+def test_an_unreadable_upload_keeps_its_reason_for_validation_and_no_copy(stores, churn_spec):
+    stores.registry.put_spec(churn_spec)
+    result = register(stores, start(stores, "churn", "bad.csv", b'a,b\n1,"2\n', "run-1"))
+    assert result.readable is False and result.frame_key is None and stores.objects.keys("runs/") == []
+    assert result.unreadable is not None and "not a readable CSV file" in result.unreadable
+
+
+def test_a_run_identical_to_one_that_succeeded_keeps_no_copy(stores, churn_spec, churn_rows):
+    stores.registry.put_spec(churn_spec)
+    data = churn_rows.to_csv(index=False).encode()
+    first = register(stores, start(stores, "churn", "a.csv", data, "run-1"))
+    stores.registry.update_run("churn", "run-1", status="SUCCEEDED", model_version=1)
+    again = register(stores, start(stores, "churn", "b.csv", data, "run-2"))
+    assert again.duplicate_of == "run-1" and again.frame_key is None
+    assert stores.objects.keys("runs/") == [first.frame_key]
+
+
+def test_a_column_parquet_cannot_hold_is_named(churn_rows):
+    from functions.shared.tabular import frame_bytes
+
+    mixed = churn_rows.assign(plan=[1 if i % 2 else "basic" for i in range(len(churn_rows))])
+    with pytest.raises(DatasetInvalid, match="the dataset 'x.csv' has column 'plan' whose values mix types"):
+        frame_bytes(mixed, "x.csv")
+
+
+def test_a_whole_run_reads_the_upload_once_and_its_copy_once_per_step(stores, churn_champion, churn_rows):
+    from tests.training.helpers import run_in_memory
+
+    reads: list[str] = []
+    get_bytes = stores.objects.get_bytes
+
+    def traced(key, **kwargs):
+        reads.append(key)
+        return get_bytes(key, **kwargs)
+
+    stores.objects.get_bytes = traced  # type: ignore[method-assign]
+    state, error = run_in_memory(stores, "churn", "fresh.csv", churn_rows.to_csv(index=False).encode())
+
+    assert error is None and state.run is not None and state.run.status == "SUCCEEDED"
+    assert reads.count("datasets/churn/fresh.csv") == 1  # RegisterDataset: parsed there, once
+    dataset = state.dataset
+    assert dataset is not None and dataset.frame_key is not None
+    assert reads.count(dataset.frame_key) == 2  # ValidateDataset and BuildFeatures read the typed copy
+    features = state.features
+    assert features is not None and reads.count(features.features_key) == 2  # Train and PublishFeatures

@@ -259,3 +259,36 @@ def test_column_names_that_no_file_or_request_can_carry_are_refused(churn_spec, 
                     {"features": [*raw["features"][:3], {"name": name, "type": "numeric"}]}):
         with pytest.raises(ValidationError, match=re.escape(message)):
             ModelSpec.model_validate({**raw, **changes})
+
+
+# --- the parsed upload: validation reads RegisterDataset's typed copy, never the upload
+
+
+def test_validation_reads_the_runs_parsed_copy_not_the_upload(stores, churn_spec, churn_rows):
+    from functions.pipeline.state import DatasetResult
+    from functions.shared.tabular import frame_bytes
+
+    key = "datasets/churn/train.csv"
+    frame_key = "runs/churn/r6/dataset.parquet"
+    digest = stores.objects.put_bytes(frame_key, frame_bytes(churn_rows.head(10), "train.csv"))
+    dataset = DatasetResult(dataset_id="d", key=key, version_id="v1", bytes=1, spec=churn_spec, rows=10,
+                            readable=True, frame_key=frame_key, frame_sha256=digest)
+    stores.objects.faults.calls.clear()
+    with pytest.raises(DatasetInvalid, match="the dataset has 10 row"):  # the copy's 10 rows, not an upload
+        validate_upload(stores.objects, spec=churn_spec, key=key, version_id="v1", dataset_id="d", run_id="r6",
+                        dataset=dataset)
+    assert stores.objects.faults.calls == ["get_bytes", "put_bytes"]  # the copy, then the report
+    assert stores.objects.get_json("runs/churn/r6/validation.json")["dataset"]["rows"] == 10
+
+
+def test_an_unreadable_upload_is_reported_from_registrations_reason(stores, churn_spec):
+    from functions.pipeline.state import DatasetResult
+
+    dataset = DatasetResult(dataset_id="d", key="datasets/churn/bad.csv", version_id="v1", bytes=1, spec=churn_spec,
+                            readable=False, unreadable="the dataset 'bad.csv' is not a readable CSV file")
+    with pytest.raises(DatasetInvalid, match="^the dataset 'bad.csv' is not a readable CSV file$"):
+        validate_upload(stores.objects, spec=churn_spec, key=dataset.key, version_id="v1", dataset_id="d",
+                        run_id="r7", dataset=dataset)
+    assert stores.objects.faults.calls == ["put_bytes"]  # nothing read: the reason came with the state
+    report = stores.objects.get_json("runs/churn/r7/validation.json")
+    assert report["passed"] is False and report["problems"] == ["the dataset 'bad.csv' is not a readable CSV file"]

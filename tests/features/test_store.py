@@ -1,15 +1,24 @@
 """The online store: one contract, run against the in-memory twin and the DynamoDB adapter (moto),
 then what only the adapter does (items with a TTL, BatchGetItem batches and unprocessed keys)."""
 
+import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from functions.errors import InvalidInput, RetryableError
-from functions.features.dynamo import DynamoOnlineStore
+from functions.errors import InvalidInput, MlopsError, RetryableError
+from functions.features.dynamo import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    WRITE_ATTEMPTS,
+    WRITERS,
+    DynamoOnlineStore,
+    backoff_s,
+)
 from functions.features.store import MAX_ENTITY_BYTES, OnlineStore, entity_key, latest_rows
 from tests.conftest import failing_with
 from tests.fakes import MemoryOnlineStore, lost_reply, throttled
@@ -94,7 +103,7 @@ def test_a_write_whose_reply_is_lost_is_repeated_safely(online, monkeypatch):
         online.faults.inject("put_latest", lost_reply(), after=True)
     else:
         assert isinstance(online, DynamoOnlineStore)
-        lose_reply_once(monkeypatch, online.table.meta.client, "batch_write_item")
+        lose_reply_once(monkeypatch, online.client, "batch_write_item")
     rows = {"a": {"x": 1.0}, "b": {"x": 2.0}}
     with pytest.raises(RetryableError):
         put(online, rows)
@@ -184,7 +193,126 @@ def test_keys_left_unprocessed_for_good_are_retryable(dynamo_online, monkeypatch
 
 
 def test_a_throttled_batch_write_is_retryable(dynamo_online, monkeypatch):
-    monkeypatch.setattr(dynamo_online.table.meta.client, "batch_write_item",
+    monkeypatch.setattr(dynamo_online.client, "batch_write_item",
                         failing_with("ProvisionedThroughputExceededException", "BatchWriteItem"))
-    with pytest.raises(RetryableError):
+    with pytest.raises(RetryableError, match="1 of 1 entities were not written"):
         dynamo_online.put_latest("churn", {"a": {"x": 1.0}}, dataset_id="d1", ttl_days=1)
+
+
+def test_a_refused_batch_write_is_not_retryable(dynamo_online, monkeypatch):
+    monkeypatch.setattr(dynamo_online.client, "batch_write_item", failing_with("AccessDeniedException",
+                                                                               "BatchWriteItem"))
+    with pytest.raises(MlopsError, match="storage error") as raised:
+        dynamo_online.put_latest("churn", {f"e{i}": {"x": 1.0} for i in range(60)}, dataset_id="d1", ttl_days=1)
+    assert not isinstance(raised.value, RetryableError)
+
+
+# --- the writer: batches of 25, several in flight, unprocessed items sent again
+
+
+def rows_of(count: int) -> dict[str, dict]:
+    return {f"e{i:05d}": {"x": float(i), "plan": "basic"} for i in range(count)}
+
+
+def test_writes_go_in_batches_of_twenty_five_each_item_once(dynamo_online, monkeypatch):
+    sent: list[list[str]] = []
+    lock = threading.Lock()
+    real = dynamo_online.client.batch_write_item
+
+    def spied(RequestItems):
+        with lock:
+            sent.append([r["PutRequest"]["Item"]["entity"]["S"] for r in RequestItems["features"]])
+        return real(RequestItems=RequestItems)
+
+    monkeypatch.setattr(dynamo_online.client, "batch_write_item", spied)
+    rows = rows_of(260)
+    assert dynamo_online.put_latest("churn", rows, dataset_id="d1", ttl_days=1) == 260
+    assert sorted(len(batch) for batch in sent) == [10] + [25] * 10
+    assert sorted(entity for batch in sent for entity in batch) == sorted(rows)
+    assert dynamo_online.get_many("churn", list(rows)) == rows
+
+
+def test_batches_are_written_in_parallel():
+    # Every writer must be inside a request at once for the barrier to open: sent one at a time, it times out.
+    barrier = threading.Barrier(WRITERS, timeout=10)
+    entered: list[int] = []
+
+    class Client:
+        def batch_write_item(self, RequestItems):
+            entered.append(len(RequestItems["features"]))
+            if len(entered) <= WRITERS:
+                barrier.wait()
+            return {"UnprocessedItems": {}}
+
+    table = SimpleNamespace(name="features")
+    store = DynamoOnlineStore(table, client=Client())  # type: ignore[arg-type]
+    assert store.put_latest("churn", rows_of(25 * WRITERS * 3), dataset_id="d1", ttl_days=1) == 25 * WRITERS * 3
+    assert len(entered) == WRITERS * 3 and not barrier.broken
+
+
+def unprocessed_through_botocore(client, drop: int, times: int) -> list[int]:
+    """The next `times` BatchWriteItem calls reach DynamoDB (moto) without their last `drop` items, which the
+    answer names as UnprocessedItems, as DynamoDB does when it is busy. Returns how many each call left."""
+    left: list[int] = []
+    lock = threading.Lock()
+
+    def hold_back(params, context, **kwargs):
+        with lock:
+            if len(left) >= times:
+                return
+            (table, requests), = params["RequestItems"].items()
+            kept, held = requests[:max(0, len(requests) - drop)], requests[max(0, len(requests) - drop):]
+            left.append(len(held))
+        params["RequestItems"] = {table: kept} if kept else {}
+        context["held"] = (table, held)
+        if not kept:  # nothing to send: DynamoDB answers that none was processed
+            context["empty"] = True
+
+    def answer(parsed, context, **kwargs):
+        if "held" in context:
+            table, held = context["held"]
+            parsed["UnprocessedItems"] = {table: held} if held else {}
+
+    def skip_empty(params, context, **kwargs):
+        if context.get("empty"):
+            from botocore.awsrequest import AWSResponse
+
+            return AWSResponse(params["url"], 200, {}, None), {"UnprocessedItems": {}}
+        return None
+
+    client.meta.events.register("provide-client-params.dynamodb.BatchWriteItem", hold_back)
+    client.meta.events.register_first("before-call.dynamodb.BatchWriteItem", skip_empty)
+    client.meta.events.register("after-call.dynamodb.BatchWriteItem", answer)
+    return left
+
+
+def test_unprocessed_items_are_sent_again_after_a_jittered_backoff(dynamo_online, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr("functions.features.dynamo.time.sleep", waits.append)
+    left = unprocessed_through_botocore(dynamo_online.client, drop=10, times=6)
+    rows = rows_of(100)
+
+    assert dynamo_online.put_latest("churn", rows, dataset_id="d1", ttl_days=1) == 100
+
+    assert left == [10] * 6 and len(waits) == 6
+    assert all(0 <= wait <= BACKOFF_CAP_S for wait in waits)
+    assert dynamo_online.get_many("churn", list(rows)) == rows  # every item written, the held-back ones too
+
+
+def test_the_backoff_grows_exponentially_with_full_jitter(monkeypatch):
+    monkeypatch.setattr("functions.features.dynamo.random.uniform", lambda low, high: high)
+    assert [backoff_s(attempt) for attempt in range(8)] == [
+        min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) for attempt in range(8)]
+    monkeypatch.setattr("functions.features.dynamo.random.uniform", lambda low, high: low)
+    assert backoff_s(5) == 0
+
+
+def test_items_left_unprocessed_for_good_fail_retryably_naming_how_many(dynamo_online, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr("functions.features.dynamo.time.sleep", waits.append)
+    unprocessed_through_botocore(dynamo_online.client, drop=25, times=1_000)  # nothing ever processed
+    with pytest.raises(RetryableError, match="60 of 60 entities were not written"):
+        dynamo_online.put_latest("churn", rows_of(60), dataset_id="d1", ttl_days=1)
+    # A batch is sent WRITE_ATTEMPTS times at most, with a backoff between sends; once one gives up, the
+    # others stop sending.
+    assert WRITE_ATTEMPTS - 1 <= len(waits) <= 3 * (WRITE_ATTEMPTS - 1)

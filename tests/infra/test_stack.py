@@ -85,7 +85,7 @@ def test_pipeline_runs_the_steps_in_order_with_retry_and_catch(template_dict):
         name = states[name].get("Next")
     assert order == [
         "RegisterDataset", "ValidateDataset", "BuildFeatures", "Train",
-        "Evaluate", "RegisterModel", "Promote", "RecordSuccess",
+        "Evaluate", "RegisterModel", "Promote", "PublishFeatures", "RecordSuccess",
     ]
     for step in order:
         assert "RetryableError" in states[step]["Retry"][0]["ErrorEquals"]

@@ -10,7 +10,7 @@ from functions.data.datasets import register_dataset
 from functions.data.validation import validate_upload
 from functions.errors import MlopsError
 from functions.features import handler as features_handler
-from functions.features.build import build_run_features
+from functions.features.build import build_run_features, publish_run_features
 from functions.pipeline.state import (
     DatasetResult,
     EvaluationResult,
@@ -36,6 +36,7 @@ STEPS = [
     ("evaluation", training_handler.evaluate),
     ("registration", registry_handler.register_model),
     ("promotion", registry_handler.promote),
+    ("publication", features_handler.publish_features),
     ("run", training_handler.record_success),
 ]
 
@@ -94,10 +95,9 @@ DOMAIN_STEPS: list[tuple[str, DomainStep]] = [
         run_id=state.run_id, code_version="test-1")),
     ("validation", lambda s, state: validate_upload(
         s.objects, spec=state.spec, key=state.key, version_id=state.version_id,
-        dataset_id=state.result(DatasetResult).dataset_id, run_id=state.run_id)),
+        dataset_id=state.result(DatasetResult).dataset_id, run_id=state.run_id, dataset=state.result(DatasetResult))),
     ("features", lambda s, state: build_run_features(
-        s.objects, s.online, spec=state.spec, key=state.key, version_id=state.version_id, run_id=state.run_id,
-        dataset_id=state.result(DatasetResult).dataset_id, ttl_days=30)),
+        s.objects, spec=state.spec, run_id=state.run_id, dataset=state.result(DatasetResult))),
     ("training", lambda s, state: runs.train_run(
         s.objects, spec=state.spec, run_id=state.run_id, features_key=state.result(FeaturesResult).features_key,
         dataset_id=state.result(DatasetResult).dataset_id)),
@@ -106,10 +106,13 @@ DOMAIN_STEPS: list[tuple[str, DomainStep]] = [
     ("registration", lambda s, state: register_version(
         s.objects, s.registry, spec=state.spec, run_id=state.run_id, dataset_id=state.result(DatasetResult).dataset_id,
         training=state.result(TrainingResult), metrics=state.result(EvaluationResult).metrics,
-        code_version="test-1", warnings=state.warnings())),
+        code_version="test-1", warnings=state.warnings(), evaluation=state.result(EvaluationResult))),
     ("promotion", lambda s, state: promote(
         s.objects, s.registry, spec=state.spec, version=state.result(RegistrationResult).version,
         holdout_key=state.result(TrainingResult).holdout_key, metrics=state.result(EvaluationResult).metrics)),
+    ("publication", lambda s, state: publish_run_features(
+        s.objects, s.online, spec=state.spec, features=state.result(FeaturesResult),
+        dataset_id=state.result(DatasetResult).dataset_id, ttl_days=30)),
     ("run", lambda s, state: runs.record_success(s.registry, state)),
 ]
 

@@ -199,7 +199,7 @@ def test_a_run_that_runs_out_of_retries_on_s3_is_recorded_failed_at_its_step(sto
     state, error = run_in_memory(stores, "churn", "b.csv", churn_rows.head(50).to_csv(index=False).encode())
     assert isinstance(error, RetryableError)
     run = stores.registry.get_run("churn", state.run_id)
-    assert run.status == "FAILED" and run.failed_step == "ValidateDataset" and "try again" in run.failure_reason
+    assert run.status == "FAILED" and run.failed_step == "RegisterDataset" and "try again" in run.failure_reason
     assert stores.registry.get_alias("churn") == 1 and len(stores.registry.list_versions("churn")) == 1
 
 
@@ -291,3 +291,69 @@ def test_the_same_upload_again_is_a_run_that_matches_the_first_and_trains_nothin
     assert error is None and retrained.run is not None and retrained.run.duplicate_of is None
     assert retrained.result(RegistrationResult).version == 2
     assert stores.registry.get_run("churn", retrained.run_id).retrain is True
+
+
+# --- the model serialized once ------------------------------------------------------------------
+
+
+def test_a_run_serializes_its_model_once_loads_it_once_and_converts_it_once(stores, churn_spec, churn_rows,
+                                                                            monkeypatch):
+    import skl2onnx
+    import skops.io as sio
+
+    counts = {"dumps": 0, "loads": 0, "convert": 0}
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            counts[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(sio, "dumps", counted("dumps", sio.dumps))
+    monkeypatch.setattr(sio, "loads", counted("loads", sio.loads))
+    monkeypatch.setattr(skl2onnx, "convert_sklearn", counted("convert", skl2onnx.convert_sklearn))
+    stores.registry.put_spec(churn_spec)
+
+    state, error = run_in_memory(stores, "churn", "fresh.csv", churn_rows.to_csv(index=False).encode())
+
+    assert error is None and state.run is not None and state.run.status == "SUCCEEDED"
+    assert counts == {"dumps": 1, "loads": 1, "convert": 1}  # Train dumps, Evaluate loads and converts
+    training, evaluation = state.result(TrainingResult), state.result(EvaluationResult)
+    version = stores.registry.get_version("churn", state.result(RegistrationResult).version)
+    # The version's files are the run's bytes: the same hashes.
+    assert version.artifacts.skops_sha256 == training.model_sha256
+    assert evaluation.onnx_key == f"runs/churn/{state.run_id}/model.onnx"
+    assert version.artifacts.onnx_sha256 == evaluation.onnx_sha256 is not None
+    assert version.classes == evaluation.classes == [0, 1] and version.artifacts.format == "onnx"
+    assert stores.objects.get_bytes(version.artifacts.skops_key) == stores.objects.get_bytes(training.model_key)
+
+
+def test_a_model_that_does_not_convert_is_registered_as_skops_with_the_reason(stores, churn_spec, churn_rows,
+                                                                              monkeypatch):
+    import skl2onnx
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("unsupported")
+
+    monkeypatch.setattr(skl2onnx, "convert_sklearn", refuse)
+    stores.registry.put_spec(churn_spec)
+    state, error = run_in_memory(stores, "churn", "fresh.csv", churn_rows.to_csv(index=False).encode())
+    assert error is None
+    assert state.result(EvaluationResult).onnx_key is None
+    version = stores.registry.get_version("churn", state.result(RegistrationResult).version)
+    assert version.artifacts.format == "skops" and version.artifacts.onnx_skipped == "conversion failed (RuntimeError)"
+
+
+def test_a_tampered_onnx_file_is_refused_before_a_version_number_is_taken(stores, churn_spec, churn_rows):
+    from functions.registry.promotion import register_version
+
+    stores.registry.put_spec(churn_spec)
+    stores.objects.put_frame(FEATURES_KEY, model_frame(churn_rows, churn_spec))
+    training = train(stores, churn_spec)
+    evaluation = evaluate_run(stores.objects, spec=churn_spec, training=training)
+    assert evaluation.onnx_key is not None
+    stores.objects.put(evaluation.onnx_key, b"not the model")
+    with pytest.raises(IntegrityError, match="does not match its recorded sha256"):
+        register_version(stores.objects, stores.registry, spec=churn_spec, run_id=RUN_ID, dataset_id="a" * 64,
+                         training=training, metrics=evaluation.metrics, code_version="test-1", evaluation=evaluation)
+    assert stores.registry.counters.get("churn") is None and stores.registry.list_versions("churn") == []
