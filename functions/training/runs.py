@@ -84,6 +84,8 @@ def run_artifacts(state: PipelineState) -> dict[str, RunArtifact]:
         found["train"] = RunArtifact(key=training.train_key)
         found["holdout"] = RunArtifact(key=training.holdout_key)
         found["model"] = RunArtifact(key=training.model_key, sha256=training.model_sha256)
+    if state.evaluation is not None and state.evaluation.onnx_key:
+        found["onnx"] = RunArtifact(key=state.evaluation.onnx_key, sha256=state.evaluation.onnx_sha256)
     return found
 
 

@@ -84,7 +84,7 @@ def test_a_pipeline_run_is_tracked_and_its_version_reachable_from_its_dataset_an
     (version,) = [v for v in platform.registry.list_versions(trained_model) if v.version == 1]
     run = platform.registry.get_run(trained_model, version.run_id)
     assert run.source == "pipeline" and run.packages["scikit-learn"] and run.code_version
-    assert {"validation", "features", "train", "holdout", "model"} <= set(run.artifacts)
+    assert {"validation", "features", "train", "holdout", "model", "onnx"} <= set(run.artifacts)
     model = run.artifacts["model"]
     assert sha256(platform.objects.get_bytes(model.key)) == model.sha256
     assert problems(platform.registry, platform.datasets, trained_model) == []
