@@ -24,6 +24,7 @@ from rich.tree import Tree
 from cli.platform import Platform, PlatformError, state_dir
 from functions.records import Run
 from functions.registry.lifecycle import Outcome
+from functions.spec import METRICS
 
 if TYPE_CHECKING:
     from mlops.lineage import DatasetLineage, VersionLineage
@@ -596,6 +597,9 @@ def runs_compare(
     _run(action)
 
 
+SHOWN_TRIALS = 5  # a version's lineage shows the best trials of its search; `runs compare --search` shows more
+
+
 def _version_tree(lineage: "VersionLineage", bucket: str) -> Tree:
     v = lineage.version
     aliases = f" [green]({', '.join(lineage.aliases)})[/green]" if lineage.aliases else ""
@@ -621,13 +625,18 @@ def _version_tree(lineage: "VersionLineage", bucket: str) -> Tree:
             node.add(f"parent search [bold]{escape(parent.run_id)}[/bold] ({parent.status})"
                      + (f", trial {run.trial}" if run.trial is not None else ""))
         if lineage.trials:
-            trials = node.add(f"search: {len(lineage.trials)} trials (`mlops runs compare {escape(v.model)} ...`)")
-            for trial in lineage.trials[:10]:
-                what = ", ".join(x for x in (trial.status, escape(trial.estimator or ""),
+            failed = sum(t.status == "FAILED" for t in lineage.trials)
+            trials = node.add(f"search: {len(lineage.trials)} trials ({failed} failed), the best first: "
+                              f"`mlops runs compare {escape(v.model)} --search {escape(run.run_id)}`")
+            higher = METRICS.get(v.task, {}).get(v.metric, True)
+            scored = sorted((t for t in lineage.trials if v.metric in t.metrics),
+                            key=lambda t: -t.metrics[v.metric] if higher else t.metrics[v.metric])
+            for trial in scored[:SHOWN_TRIALS]:
+                what = ", ".join(x for x in (escape(trial.estimator or ""),
                                              f"{v.metric} {_number(trial.metrics.get(v.metric))}") if x)
                 trials.add(f"trial {trial.trial if trial.trial is not None else '?'} {escape(trial.run_id)}: {what}")
-            if len(lineage.trials) > 10:
-                trials.add(f"... and {len(lineage.trials) - 10} more")
+            if len(lineage.trials) > min(len(scored), SHOWN_TRIALS):
+                trials.add(f"... and {len(lineage.trials) - min(len(scored), SHOWN_TRIALS)} more")
         for name, artifact in sorted(run.artifacts.items()):
             digest = f" sha256 {artifact.sha256[:16]}" if artifact.sha256 else ""
             node.add(f"artifact {escape(name)}: s3://{escape(bucket)}/{escape(artifact.key)}{digest}")
@@ -656,14 +665,23 @@ def _dataset_tree(lineage: "DatasetLineage", model: str) -> Tree:
     d = lineage.dataset
     root = Tree(f"dataset [bold]{d.dataset_id[:12]}[/bold] of {escape(model)}: {d.rows} rows, {len(d.columns)} "
                 f"columns, s3://{escape(d.bucket)}/{escape(d.key)}, recorded {_when(d.created_at)}")
+    shown = {r.run_id for r in lineage.runs}
+    children: dict[str, int] = {}
+    for r in lineage.runs:  # a search's trials are counted under it, not listed one by one
+        if r.parent_run_id in shown:
+            children[r.parent_run_id] = children.get(r.parent_run_id, 0) + 1
     runs = root.add(f"runs ({len(lineage.runs)})")
     for r in lineage.runs:
+        if r.parent_run_id in shown:
+            continue
         details: list[str] = [r.status, r.source]
         if r.parent_run_id:
             details.append(f"trial {r.trial} of {r.parent_run_id}" if r.trial is not None else
                            f"child of {r.parent_run_id}")
         if r.duplicate_of:
             details.append(f"duplicate of {r.duplicate_of}")
+        if r.run_id in children:
+            details.append(f"a search of {children[r.run_id]} trials")
         outcome = f" -> v{r.model_version}" if r.model_version and not r.parent_run_id else ""
         runs.add(f"{escape(r.run_id)} ({escape(', '.join(details))}){outcome}")
     for missing in lineage.missing:

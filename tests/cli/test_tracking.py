@@ -91,7 +91,8 @@ def test_lineage_of_a_version_shows_its_run_dataset_features_and_trials(mlops):
     assert f"dataset {champion.dataset_id[:12]}: 200 rows" in out
     assert f"mlops lineage churn --dataset {champion.dataset_id[:12]}" in out
     assert "tenure_months (numeric)" in out and "plan (categorical)" in out
-    assert "search: 1 trials" in out and "trial 3 churn-trial: SUCCEEDED, roc_auc 0.72" in out
+    assert f"search: 1 trials (0 failed), the best first: `mlops runs compare churn --search {champion.run_id}`" in out
+    assert "trial 3 churn-trial: roc_auc 0.72" in out
     assert "params: C=1.0, max_iter=300" in out and "tags: owner=ana" in out
     assert f"onnx s3://{champion.artifacts.onnx_key}".replace("s3://", "s3://mlops-test-data/") in out
 
@@ -100,8 +101,8 @@ def test_lineage_of_a_dataset_shows_every_run_and_version_that_used_it(mlops):
     result = mlops("lineage", "churn", "--dataset", mlops.champion.dataset_id[:8])
     assert result.exit_code == 0, result.output
     assert f"dataset {mlops.champion.dataset_id[:12]} of churn: 200 rows" in result.output
-    assert f"{mlops.champion.run_id} (SUCCEEDED, pipeline) -> v1" in result.output
-    assert f"churn-trial (SUCCEEDED, pipeline, trial 3 of {mlops.champion.run_id})" in result.output
+    assert f"{mlops.champion.run_id} (SUCCEEDED, pipeline, a search of 1 trials) -> v1" in result.output
+    assert "churn-trial" not in result.output, "a search's trials are counted under it"
     assert "v1 (champion): " in result.output and "mlops lineage churn 1" in result.output
 
 

@@ -91,4 +91,4 @@ def test_a_pipeline_run_is_tracked_and_its_version_reachable_from_its_dataset_an
     traced = cli("lineage", trained_model, "1")
     assert f"run {run.run_id} (pipeline, SUCCEEDED" in traced and f"dataset {version.dataset_id[:12]}" in traced
     used = cli("lineage", trained_model, "--dataset", version.dataset_id)
-    assert f"{run.run_id} (SUCCEEDED, pipeline) -> v1" in used
+    assert f"{run.run_id} (SUCCEEDED, pipeline" in used and "-> v1" in used
