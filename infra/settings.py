@@ -51,9 +51,29 @@ class PlatformSettings(BaseModel):
     registry_step_timeout_seconds: int = Field(300, ge=1, le=900)
     record_step_memory_mb: int = Field(512, ge=128, le=10_240)
     record_step_timeout_seconds: int = Field(60, ge=1, le=900)
+    # The training section. A model trains in a SageMaker training job (the scikit-learn framework image,
+    # through Step Functions' .sync integration) when its spec says `backend: sagemaker`, or when its
+    # dataset has more cells (rows x feature columns) than sagemaker_threshold_cells; else in the Train
+    # Lambda step. The job's instance, volume and longest run are these; the task waits
+    # sagemaker_startup_minutes more (the instance starting, the data downloaded, the model uploaded).
+    sagemaker_threshold_cells: int = Field(50_000_000, gt=0)
+    sagemaker_instance_type: str = Field("ml.m5.xlarge", pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+    sagemaker_volume_gb: int = Field(30, ge=1, le=16_384)
+    sagemaker_max_runtime_minutes: int = Field(60, ge=1, le=28 * 24 * 60)
+    sagemaker_startup_minutes: int = Field(15, ge=1, le=120)
+    sagemaker_framework_version: str = Field("1.2-1", pattern=r"^[0-9]+\.[0-9]+(-[0-9]+)?$")  # sagemaker-scikit-learn
+    # A hyper-parameter search runs its trials in a Map state: inline (the trials in the state) up to
+    # search_distributed_threshold trials, past it a Distributed Map that reads them from S3 (a JSON
+    # array) and writes its results there, so thousands of trials stay within the state size limit.
+    # At most search_max_concurrency trials run at once (also the trial function's reserved concurrency);
+    # a Distributed Map fails when more than search_tolerated_failure_percentage of its trial executions
+    # fail (a trial that fails on its candidate still ends its execution: recorded FAILED, not failed).
+    search_distributed_threshold: int = Field(40, ge=1, le=200)
+    search_max_concurrency: int = Field(10, ge=1, le=1_000)
+    search_tolerated_failure_percentage: float = Field(100.0, ge=0, le=100)
     # At least the steps' timeouts added up (checked below), so a run that is slow but within
     # its steps' limits is never cut short; a run that times out is recorded FAILED anyway.
-    pipeline_timeout_minutes: int = 105
+    pipeline_timeout_minutes: int = 240
     # Reserved concurrency (None: unreserved) of each pipeline step function and the upload
     # trigger, and of the drift check: runaway uploads or checks cannot take the account's
     # concurrency from the predict function (which stays unreserved unless set here).
@@ -126,13 +146,21 @@ class PlatformSettings(BaseModel):
 
 # The pipeline's steps by kind, in the order a run meets them (RecordFailure after a failure,
 # which may follow a failed RecordSuccess).
-DATA_STEPS = ("RegisterDataset", "ValidateDataset", "BuildFeatures", "Train", "Evaluate", "PublishFeatures")
+DATA_STEPS = ("RegisterDataset", "ValidateDataset", "BuildFeatures", "PlanTraining", "Train", "Evaluate",
+              "PublishFeatures")
 REGISTRY_STEPS = ("RegisterModel", "Promote")
 RECORD_STEPS = ("RecordSuccess", "RecordFailure")
+# The training section's other states: a search's (a trial, SelectBest) and the SageMaker backend's
+# (TrainOnSageMaker instead of Train, then CollectTraining). Their Lambda functions are timed as data steps.
+SEARCH_STEPS = ("Trial", "SelectBest")
+SAGEMAKER_TASK = "TrainOnSageMaker"
+SAGEMAKER_STEPS = (SAGEMAKER_TASK, "CollectTraining")
 
 
 def step_timeout_seconds(settings: PlatformSettings, step: str) -> int:
-    if step in DATA_STEPS:
+    if step == SAGEMAKER_TASK:  # the training job's longest run, and its start-up and upload
+        return (settings.sagemaker_max_runtime_minutes + settings.sagemaker_startup_minutes) * 60
+    if step in DATA_STEPS + SEARCH_STEPS + SAGEMAKER_STEPS:
         return settings.training_timeout_minutes * 60
     if step in REGISTRY_STEPS:
         return settings.registry_step_timeout_seconds
@@ -140,5 +168,9 @@ def step_timeout_seconds(settings: PlatformSettings, step: str) -> int:
 
 
 def pipeline_steps_seconds(settings: PlatformSettings) -> int:
-    """The pipeline's steps' timeouts added up: the least time a run may need."""
-    return sum(step_timeout_seconds(settings, step) for step in DATA_STEPS + REGISTRY_STEPS + RECORD_STEPS)
+    """The pipeline's steps' timeouts added up along its longest path: the least time a run may need (a search
+    counted as one round of trials; a search of more trials than search_max_concurrency takes more rounds)."""
+    steps = sum(step_timeout_seconds(settings, step) for step in DATA_STEPS + REGISTRY_STEPS + RECORD_STEPS)
+    search = sum(step_timeout_seconds(settings, step) for step in SEARCH_STEPS)
+    sagemaker = sum(step_timeout_seconds(settings, step) for step in SAGEMAKER_STEPS)
+    return steps + search + max(0, sagemaker - step_timeout_seconds(settings, "Train"))

@@ -23,6 +23,10 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   execution emits the "Step Functions Execution Status Change" event to the default event bus
   when it starts and when it ends (SUCCEEDED, FAILED, TIMED_OUT or ABORTED), with the detail
   AWS sends; moto emits none.
+- Step Functions' `sagemaker:createTrainingJob.sync` runs the training job's entry point in-process
+  (local/sagemaker.py); moto's interpreter refuses `.sync` for SageMaker, and moto runs no job.
+- Distributed Map states accept an integer ToleratedFailurePercentage, enforce their tolerated
+  failures and write their results with their ResultWriter (local/maps.py), as AWS does.
 
 An execution that does not succeed is one line on the console ("execution <name> failed at
 <state>: <reason>"), instead of what moto's interpreter logs (its internal objects' reprs).
@@ -48,9 +52,11 @@ from moto.core.config import default_user_config
 from moto.dynamodb.models import DynamoDBBackend
 from moto.events.models import Rule, events_backends
 from moto.events.utils import EventMessageType, EventTemplateParser
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 from moto.utilities.arns import parse_arn
 
+from local import maps, sagemaker
 from local.runtime import LambdaRuntime, TooManyRequestsException
 
 log = logging.getLogger("mlops.local")
@@ -76,6 +82,14 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True}))
         _applied.enter_context(mock.patch.object(Execution, "start", _execution_start))
         _applied.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _execution_ended))
+        _applied.enter_context(mock.patch.object(state_task_factory, "state_task_service_for",
+                                                 sagemaker.state_task_service_for(
+                                                     state_task_factory.state_task_service_for)))
+        _applied.enter_context(mock.patch.object(maps.AmazonStateLanguageParser, "parse", staticmethod(maps.parse)))
+        _applied.enter_context(mock.patch.object(maps.DistributedIterationComponent, "_map_run", maps.map_run))
+        _applied.enter_context(mock.patch.object(maps.ResourceEvalS3, "_handle_put_object",
+                                                 staticmethod(maps.put_results)))
+        _applied.enter_context(mock.patch.object(maps.ResultWriter, "_eval_body", maps.write_results))
         interpreter = logging.getLogger(_MOTO_INTERPRETER)  # its loggers below it inherit the level
         _applied.callback(interpreter.setLevel, interpreter.level)
         interpreter.setLevel(logging.CRITICAL + 1)  # _report_end says what matters, in one line

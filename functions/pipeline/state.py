@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from functions.errors import InvalidInput
-from functions.spec import NAME_PATTERN, ModelSpec
+from functions.spec import NAME_PATTERN, Backend, ModelSpec
 
 # Where a step's event holds its run: the correlation id of the step's logs.
 RUN_ID = "run_id"
@@ -57,6 +57,83 @@ class FeaturesResult(StepResult):
     entities: int
 
 
+# --- the training section: its plan, the search's trials, the SageMaker training job -------------
+
+
+class TrialItem(StepResult):
+    """One trial of a search: an item of the Map (its parameters are the estimator's, as sampled)."""
+
+    index: int = Field(ge=0)
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingJob(StepResult):
+    """A SageMaker training job's name and S3 paths (the template builds the job from them)."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,56}$")  # a suffix -<retry> keeps it within 63
+    features_uri: str  # channel "features": the run's features (Parquet)
+    config_uri: str  # channel "config": what to train (training/job.json, and best.json after a search)
+    output_uri: str  # where SageMaker writes <job>/output/model.tar.gz
+
+
+class PlanResult(StepResult):
+    """PlanTraining: which backend trains the model, and whether (and how) a search runs first."""
+
+    backend: Backend
+    backend_reason: str
+    search: Literal["none", "inline", "distributed"] = "none"
+    trials: int = 0
+    search_key: str | None = None  # what every trial reads (runs/<model>/<run>/search/search.json)
+    trials_key: str | None = None  # the trials, a JSON array: the Distributed Map's ItemReader reads it
+    items: list[TrialItem] = Field(default_factory=list)  # the trials of an inline Map (else empty)
+    job: TrainingJob | None = None  # the SageMaker backend's job
+
+
+class TrialInput(BaseModel):
+    """The event of a trial: what the Map's ItemSelector gives it (the run, and the trial, its item)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    run_id: str = Field(min_length=1, max_length=80)
+    model: str = Field(pattern=NAME_PATTERN)
+    search_key: str = Field(min_length=1, max_length=1024)
+    trial: TrialItem
+
+
+class TrialResult(StepResult):
+    """A trial's outcome (also stored as runs/<model>/<run>/search/trials/<index>.json for SelectBest)."""
+
+    index: int
+    run_id: str  # the trial's own run (a child of the pipeline's run)
+    estimator: str
+    params: dict[str, Any]
+    status: Literal["SUCCEEDED", "FAILED"]
+    score: float | None = None  # the mean of the spec's metric over the folds
+    metrics: dict[str, float] = Field(default_factory=dict)  # each metric's mean over the folds
+    fold_metrics: list[dict[str, float]] = Field(default_factory=list)
+    failure_reason: str | None = None
+
+
+class SearchResult(StepResult):
+    """SelectBest: the best trial by the spec's metric (ties: the lowest index), and how the others did."""
+
+    metric: str
+    trials: int
+    succeeded: int
+    failed: int
+    best: TrialResult
+    best_key: str  # best.json, beside the training job's config (the SageMaker backend reads it)
+
+
+class TrainingJobResult(StepResult):
+    """TrainOnSageMaker: the finished training job (the task's ResultSelector keeps these of DescribeTrainingJob)."""
+
+    job_name: str
+    status: str
+    model_artifacts: str  # s3://<bucket>/<output>/<job>/output/model.tar.gz
+
+
 class TrainingResult(StepResult):
     model_key: str
     model_sha256: str
@@ -69,6 +146,8 @@ class TrainingResult(StepResult):
     stratified: bool
     rows: dict[str, int]
     grouped: bool = False  # split by entity id: no entity on both sides
+    backend: Backend = "lambda"  # where it was trained (a SageMaker training job: job_name)
+    job_name: str | None = None
 
 
 class EvaluationResult(StepResult):
@@ -122,7 +201,10 @@ STEPS: list[tuple[str, str, type[StepResult]]] = [
     ("dataset", "RegisterDataset", DatasetResult),
     ("validation", "ValidateDataset", ValidationResult),
     ("features", "BuildFeatures", FeaturesResult),
-    ("training", "Train", TrainingResult),
+    ("plan", "PlanTraining", PlanResult),
+    ("search", "SelectBest", SearchResult),  # only when the plan runs a search
+    ("training_job", "TrainOnSageMaker", TrainingJobResult),  # only on the SageMaker backend
+    ("training", "Train", TrainingResult),  # on the SageMaker backend: CollectTraining
     ("evaluation", "Evaluate", EvaluationResult),
     ("registration", "RegisterModel", RegistrationResult),
     ("promotion", "Promote", PromotionResult),
@@ -143,6 +225,9 @@ class PipelineState(BaseModel):
     dataset: DatasetResult | None = None
     validation: ValidationResult | None = None
     features: FeaturesResult | None = None
+    plan: PlanResult | None = None
+    search: SearchResult | None = None
+    training_job: TrainingJobResult | None = None
     training: TrainingResult | None = None
     evaluation: EvaluationResult | None = None
     registration: RegistrationResult | None = None
@@ -170,7 +255,16 @@ class PipelineState(BaseModel):
         return found + (list(self.evaluation.warnings) if self.evaluation else [])
 
     def failed_step(self) -> str:
-        return next((step for path, step, _ in STEPS if getattr(self, path) is None), "unknown")
+        sagemaker = self.plan is not None and self.plan.backend == "sagemaker"
+        for path, step, _ in STEPS:
+            if getattr(self, path) is not None:
+                continue
+            if path == "search" and (self.plan is None or self.plan.search == "none"):
+                continue  # no search was planned
+            if path == "training_job" and not sagemaker:
+                continue
+            return "CollectTraining" if path == "training" and sagemaker else step
+        return "unknown"
 
 
 def parse_state(event: Any) -> PipelineState:

@@ -79,7 +79,7 @@ def register_version(objects: ObjectStore, registry: RegistryStore, *, spec: Mod
     record = ModelVersion(
         model=spec.name, version=version, run_id=run_id, dataset_id=dataset_id, task=spec.task, target=spec.target,
         signature=spec.signature, classes=classes, metric=spec.metric, metrics=metrics,
-        artifacts=artifacts, estimator=spec.estimator.name, params=training.params, code_version=code_version,
+        artifacts=artifacts, estimator=training.estimator, params=training.params, code_version=code_version,
         packages=package_versions(), holdout_key=training.holdout_key, warnings=list(warnings or []),
         registered_by=actor,
     )

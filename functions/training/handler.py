@@ -12,19 +12,27 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.errors import InvalidInput
 from functions.pipeline.executions import pipeline_executions
 from functions.pipeline.state import (
+    RUN_ID,
     DatasetResult,
     EvaluationResult,
     FeaturesResult,
     PipelineState,
+    PlanResult,
     RunResult,
+    SearchResult,
+    TrainingJobResult,
     TrainingResult,
+    TrialInput,
 )
 from functions.pipeline.step import metrics, pipeline_step
 from functions.registry.dynamo import registry_store
 from functions.settings import starter_settings
+from functions.spec import Estimator
 from functions.storage.s3 import data_objects
-from functions.training import ended, runs
+from functions.training import ended, jobs, plan, runs, search
+from functions.training.settings import training_settings
 from functions.training.start import start_run
+from functions.training.train_entry import BEST_FILE
 
 logger = Logger()
 tracer = Tracer()
@@ -54,10 +62,54 @@ def start_pipeline(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 @pipeline_step
+def plan_training(state: PipelineState) -> PlanResult:
+    result = plan.plan_training(data_objects(), spec=state.spec, run_id=state.run_id,
+                                dataset=state.result(DatasetResult), features=state.result(FeaturesResult),
+                                code_version=training_settings().code_version, settings=training_settings())
+    logger.info("training planned", extra={"backend": result.backend, "reason": result.backend_reason,
+                                           "search": result.search, "trials": result.trials})
+    return result
+
+
+@logger.inject_lambda_context(correlation_id_path=RUN_ID, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def run_trial(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """One trial of a search (an item of the Map): its own domain failures make a FAILED trial, not an error."""
+    try:
+        trial = parse(event=event, model=TrialInput)
+    except Exception as error:
+        raise InvalidInput("the event is not a trial of a search (run_id, model, search_key, trial)") from error
+    result = search.run_trial(data_objects(), registry_store(), trial)
+    metrics.add_dimension(name="model", value=trial.model)
+    metrics.add_metric(name="TrialsFailed", unit=MetricUnit.Count, value=1 if result.status == "FAILED" else 0)
+    logger.info("trial done", extra={"trial": result.index, "status": result.status, "score": result.score})
+    return {"index": result.index, "status": result.status, "score": result.score}  # small: the Map keeps it
+
+
+@pipeline_step
+def select_best(state: PipelineState) -> SearchResult:
+    planned = state.result(PlanResult)
+    if planned.search_key is None or planned.trials_key is None:
+        raise InvalidInput(f"run {state.run_id} planned no search")
+    return search.select_best(data_objects(), registry_store(), run_id=state.run_id, search_key=planned.search_key,
+                              trials_key=planned.trials_key,
+                              best_key=plan.training_prefix(state.model, state.run_id) + BEST_FILE)
+
+
+@pipeline_step
 def train(state: PipelineState) -> TrainingResult:
+    best = state.search.best if state.search is not None else None
     return runs.train_run(data_objects(), spec=state.spec, run_id=state.run_id,
                           features_key=state.result(FeaturesResult).features_key,
-                          dataset_id=state.result(DatasetResult).dataset_id)
+                          dataset_id=state.result(DatasetResult).dataset_id,
+                          best=Estimator(name=best.estimator, params=best.params) if best else None)
+
+
+@pipeline_step
+def collect_training(state: PipelineState) -> TrainingResult:
+    return jobs.collect_training(data_objects(), spec=state.spec, run_id=state.run_id,
+                                 job=state.result(TrainingJobResult))
 
 
 @pipeline_step

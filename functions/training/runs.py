@@ -19,11 +19,11 @@ from functions.records import RunArtifact, now_iso
 from functions.registry.artifacts import PARITY_SAMPLE_ROWS, save_served_model
 from functions.registry.promotion import package_versions
 from functions.registry.store import RegistryStore
-from functions.shared.models import SkopsPredictor, classes_of, dumps_skops, load_verified_pipeline
+from functions.shared.models import SkopsPredictor, classes_of, load_verified_pipeline
 from functions.shared.scoring import chance_warnings, score
-from functions.spec import ModelSpec
+from functions.spec import Estimator, ModelSpec
 from functions.storage.objects import ObjectStore
-from functions.training.train import fit
+from functions.training.train_entry import train_model
 
 logger = logging.getLogger(__name__)
 
@@ -38,19 +38,19 @@ def run_prefix(model: str, run_id: str) -> str:
 
 
 def train_run(objects: ObjectStore, *, spec: ModelSpec, run_id: str, features_key: str,
-              dataset_id: str) -> TrainingResult:
-    """Fit the spec's pipeline on the run's features; store train/holdout frames and the model (skops)."""
-    result = fit(objects.get_frame(features_key), spec, dataset_id)
+              dataset_id: str, best: Estimator | None = None) -> TrainingResult:
+    """Fit the spec's pipeline (after a search: the best trial's) on the run's features, with the training entry
+    point a SageMaker job runs too; store train/holdout frames and the model (skops)."""
+    trained = train_model(objects.get_frame(features_key), spec, dataset_id, best)
+    result = trained.result
     prefix = run_prefix(spec.name, run_id)
-    columns = spec.feature_names + [spec.target]
     train_key, holdout_key, model_key = f"{prefix}/train.parquet", f"{prefix}/holdout.parquet", f"{prefix}/model.skops"
-    objects.put_frame(train_key, result.train[columns])
-    objects.put_frame(holdout_key, result.holdout[columns])
-    model_bytes, trusted_types = dumps_skops(result.pipeline)
+    objects.put_frame(train_key, result.train)
+    objects.put_frame(holdout_key, result.holdout)
     return TrainingResult(
-        model_key=model_key, model_sha256=objects.put_bytes(model_key, model_bytes), trusted_types=trusted_types,
-        train_key=train_key, holdout_key=holdout_key, params=result.params, estimator=spec.estimator.name,
-        seed=result.seed, stratified=result.stratified, grouped=result.grouped,
+        model_key=model_key, model_sha256=objects.put_bytes(model_key, trained.model_bytes),
+        trusted_types=trained.trusted_types, train_key=train_key, holdout_key=holdout_key, params=result.params,
+        estimator=trained.estimator, seed=result.seed, stratified=result.stratified, grouped=result.grouped,
         rows={"train": len(result.train), "holdout": len(result.holdout)},
     )
 
@@ -136,6 +136,12 @@ def failure_reason(error: dict[str, Any] | None, run_id: str, step: str) -> str:
     message = cause.get("errorMessage")
     if error_type in _domain_errors() and isinstance(message, str) and message.strip():
         return message.strip()[:MAX_REASON_CHARS]
+    if "TrainingJobStatus" in cause:  # a SageMaker training job that ended badly: the .sync task's cause describes it
+        why = " ".join(str(cause.get("FailureReason") or "no reason given").split())
+        return (f"the SageMaker training job {cause.get('TrainingJobName', '')} "
+                f"{str(cause['TrainingJobStatus']).lower()}: {why}")[:MAX_REASON_CHARS]
+    if name.startswith("SageMaker."):
+        return f"step {step}: SageMaker refused to start the training job; see the execution history of run {run_id}"
     if name in {"States.Timeout", "States.HeartbeatTimeout"} or error_type == "Sandbox.Timedout":
         return f"step {step} timed out; see the logs of run {run_id}"
     if name in LAMBDA_UNAVAILABLE:

@@ -149,8 +149,19 @@ def _grouped_split(frame: pd.DataFrame, spec: ModelSpec, seed: int,
     return frame.iloc[train_rows], frame.iloc[holdout_rows], stratified
 
 
-def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:
-    """Split `frame` (features + target) and fit the spec's pipeline on the training part."""
+@dataclass
+class Prepared:
+    """The model input split as training splits it: train and holdout frames, and each train row's entity."""
+
+    train: pd.DataFrame  # features + target
+    holdout: pd.DataFrame  # features + target
+    seed: int
+    stratified: bool
+    groups: pd.Series | None  # the entity of each train row (None: rows are independent)
+
+
+def prepare(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> Prepared:
+    """Split `frame` (features + target) into train and holdout; DatasetInvalid when the train part cannot be fit."""
     data = model_input(frame, spec).reset_index(drop=True)
     seed = seed_for(dataset_id)
     groups = entity_groups(frame.reset_index(drop=True), spec)
@@ -167,19 +178,32 @@ def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:
     empty = [name for name in spec.numeric_features if train[name].isna().all()]
     if empty:  # the imputer would drop such a column and the scaler then fails on nothing
         raise DatasetInvalid(f"numeric feature(s) {', '.join(map(repr, empty))} have no values in the training rows")
+    return Prepared(train, holdout, seed, stratified, None if groups is None else groups.loc[train.index])
+
+
+def fit_pipeline(spec: ModelSpec, seed: int, train: pd.DataFrame) -> Pipeline:
+    """The spec's pipeline fit on `train` (features + target); SpecInvalid when the estimator refuses a parameter."""
     pipeline = build_pipeline(spec, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         try:
-            pipeline.fit(train[spec.feature_names], y)
+            pipeline.fit(train[spec.feature_names], train[spec.target])
         except ValueError as error:
             raise _parameter_error(spec, error) from error
     for warning in caught:
         if issubclass(warning.category, ConvergenceWarning):
             logger.warning("the estimator did not converge; consider raising max_iter")
             break
+    return pipeline
+
+
+def fit(frame: pd.DataFrame, spec: ModelSpec, dataset_id: str) -> TrainResult:
+    """Split `frame` (features + target) and fit the spec's pipeline on the training part."""
+    prepared = prepare(frame, spec, dataset_id)
+    pipeline = fit_pipeline(spec, prepared.seed, prepared.train)
     params = {k: jsonable(v) for k, v in pipeline.named_steps["estimator"].get_params().items() if _is_plain(v)}
-    return TrainResult(pipeline, train, holdout, params, seed, stratified, grouped=groups is not None)
+    return TrainResult(pipeline, prepared.train, prepared.holdout, params, prepared.seed, prepared.stratified,
+                       grouped=prepared.groups is not None)
 
 
 def _parameter_error(spec: ModelSpec, error: ValueError) -> Exception:

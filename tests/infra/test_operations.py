@@ -34,17 +34,23 @@ def test_the_pipeline_may_take_as_long_as_its_steps_added_up(template_dict):
     definition = _definition(template_dict)
     tasks = {name: state for name, state in definition["States"].items() if state["Type"] == "Task"}
     assert definition["TimeoutSeconds"] >= sum(state["TimeoutSeconds"] for state in tasks.values())
-    # Each task waits as long as its function may run.
+    # Each task waits as long as its function may run (a trial's task, in each Map, as the trial function).
     by_handler = functions_by_handler(template_dict)
     timeouts = {props["Description"].removeprefix("Training pipeline step "): props["Timeout"]
                 for _, props in by_handler.values() if props["Description"].startswith("Training pipeline step ")}
-    assert {name: state["TimeoutSeconds"] for name, state in tasks.items()} == timeouts
+    trials = {state["TimeoutSeconds"] for map_state in definition["States"].values() if map_state["Type"] == "Map"
+              for state in map_state["ItemProcessor"]["States"].values() if state["Type"] == "Task"}
+    assert trials == {timeouts.pop("Trial")}
+    # The SageMaker task waits for its job (tests/infra/test_training.py): it has no function.
+    assert {name: state["TimeoutSeconds"] for name, state in tasks.items()
+            if ":sagemaker:" not in state["Resource"]} == timeouts
 
 
 def test_settings_refuse_a_pipeline_timeout_shorter_than_its_steps():
     with pytest.raises(ValueError, match="less than its steps' timeouts added up"):
         PlatformSettings.from_context({"pipeline_timeout_minutes": 60})
-    assert PlatformSettings.from_context({"pipeline_timeout_minutes": 60, "training_timeout_minutes": 8})
+    assert PlatformSettings.from_context({"pipeline_timeout_minutes": 60, "training_timeout_minutes": 5,
+                                          "sagemaker_max_runtime_minutes": 1, "sagemaker_startup_minutes": 1})
 
 
 @pytest.mark.parametrize("handler, memory_mb, timeout_s", [
@@ -176,7 +182,9 @@ def test_tables_are_protected_from_deletion_while_retained(template_dict):
 def test_pipeline_and_drift_functions_are_capped_and_serving_is_not(template_dict):
     for handler, (_, props) in functions_by_handler(template_dict).items():
         reserved = props.get("ReservedConcurrentExecutions")
-        if handler.startswith(("training.", "data.", "features.", "registry.")):
+        if handler == "training.handler.run_trial":  # as many as the search's Map runs at once
+            assert reserved == PlatformSettings().search_max_concurrency, handler
+        elif handler.startswith(("training.", "data.", "features.", "registry.")):
             assert reserved == 5, handler
         elif handler.startswith("monitoring."):
             assert reserved == 1, handler
@@ -221,7 +229,11 @@ DYNAMODB_ACTIONS: dict[str, dict[str, set[str]]] = {
     "data.handler.validate_dataset": {},
     "features.handler.build_features": {},
     "features.handler.publish_features": {"Online": {"BatchWriteItem"}},
+    "training.handler.plan_training": {},
     "training.handler.train": {},
+    "training.handler.select_best": {"Registry": {"PutItem", "UpdateItem"}},  # a trial that left no result
+    "training.handler.run_trial": {"Registry": {"PutItem", "UpdateItem"}},  # its child run
+    "training.handler.collect_training": {},
     "training.handler.evaluate": {},
     "registry.handler.register_model": {"Registry": {"GetItem", "PutItem", "UpdateItem"}},
     "registry.handler.promote": {"Registry": {"GetItem", "PutItem", "UpdateItem", "Query", "ConditionCheckItem"}},

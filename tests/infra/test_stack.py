@@ -68,7 +68,7 @@ def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(template_dic
 def _definition(template_dict) -> dict:
     (machine,) = resources(template_dict, "AWS::StepFunctions::StateMachine").values()
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    return json.loads("".join(p if isinstance(p, str) else '"ARN"' for p in parts).replace('""ARN""', '"ARN"'))
+    return json.loads("".join(p if isinstance(p, str) else "ARN" for p in parts))  # references are inside strings
 
 
 def test_pipeline_runs_the_steps_in_order_with_retry_and_catch(template_dict):
@@ -76,6 +76,9 @@ def test_pipeline_runs_the_steps_in_order_with_retry_and_catch(template_dict):
     states = definition["States"]
     order, name = [], definition["StartAt"]
     while name in states and states[name]["Type"] in {"Task", "Choice"}:
+        if name in {"SearchStrategy", "TrainingBackend"}:  # no search, on Lambda (tests/infra/test_training.py)
+            name = states[name]["Default"]
+            continue
         if states[name]["Type"] == "Choice":  # a run identical to one that succeeded skips to RecordSuccess
             assert name == "AlreadyTrained" and states[name]["Choices"] == [
                 {"Variable": "$.dataset.duplicate_of", "IsString": True, "Next": "RecordSuccess"}]
@@ -84,7 +87,7 @@ def test_pipeline_runs_the_steps_in_order_with_retry_and_catch(template_dict):
         order.append(name)
         name = states[name].get("Next")
     assert order == [
-        "RegisterDataset", "ValidateDataset", "BuildFeatures", "Train",
+        "RegisterDataset", "ValidateDataset", "BuildFeatures", "PlanTraining", "Train",
         "Evaluate", "RegisterModel", "Promote", "PublishFeatures", "RecordSuccess",
     ]
     for step in order:

@@ -5,10 +5,17 @@ as the Lambda handlers do (the domain steps on the in-memory stores, or the hand
 What the runner mirrors is read from infra/training.py's source, without importing the CDK: the steps and
 their result paths (STEPS), the errors and maximum attempts of each `add_retry` call (a retrier counts its
 own attempts; the first whose errors match an error decides), the errors and result path of the
-`add_catch` call, the error and cause of the Fail state after RecordFailure, each Choice's condition
-(`.when(sfn.Condition.is_string("$.path"), state)`, taken after the step that writes the path); and the rule on the
-execution's status change is the `ended` callback. tests/pipeline/test_fault_matrix.py checks all of it
-against the synthesized template. Retry intervals are not waited for.
+`add_catch` call into RecordFailure, the error and cause of the Fail state after RecordFailure, each Choice's
+condition (`.when(sfn.Condition.is_string("$.path"), state)`, taken after the step that writes the path); and
+the rule on the execution's status change is the `ended` callback. The training section (between
+PlanTraining and Train: the search's Choice, its inline or Distributed Map of trials, SelectBest, the
+backend's Choice, the SageMaker task and CollectTraining) is read from its tables (SECTION_STEPS, TRIAL,
+SEARCH_MAPS, TRIAL_STATES, TRIAL_INPUT, the SageMaker task's retrier): a Map runs the Trial task per item
+(the inline Map's items from the state, the Distributed Map's read from S3 by `read_items`), each trial
+retried as a step and, past its retries, caught by its Pass state (the iteration ends). A SageMaker task is
+a task that raises TaskFailed (States.TaskFailed, the job's description as cause) for a job that failed.
+tests/pipeline/test_fault_matrix.py checks all of it against the synthesized template. Retry intervals are
+not waited for.
 """
 
 import ast
@@ -21,6 +28,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from infra.settings import SAGEMAKER_TASK
 
 TRAINING_SOURCE = Path(__file__).resolve().parents[2] / "infra" / "training.py"
 
@@ -53,6 +62,24 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Section:
+    """The training section, between PlanTraining and Train (infra/training.py's diagram)."""
+
+    plan: str  # the state whose result decides (PlanTraining)
+    search_choice: str  # its Choice on $.plan.search: a Map per strategy, else the backend's Choice
+    maps: dict[str, str]  # strategy ("inline", "distributed") -> the Map state
+    trial_states: dict[str, tuple[str, str]]  # strategy -> (its trial's task state, its Pass state)
+    trial: str  # the task every trial runs (its function's name in the tasks)
+    trial_input: dict[str, str]  # the Map's ItemSelector: field -> path ("$$.Map.Item.Value": the item)
+    steps: dict[str, str]  # SelectBest and CollectTraining -> result path
+    backend_choice: str  # its Choice on $.plan.backend: "sagemaker" -> the SageMaker task, else Train
+    sagemaker: str  # the SageMaker task (result at training_job)
+    sagemaker_retriers: list[Retrier]
+    train: str = "Train"
+    evaluate: str = "Evaluate"
+
+
+@dataclass(frozen=True)
 class Template:
     """What the runner takes from the template."""
 
@@ -63,8 +90,14 @@ class Template:
     fail_error: str  # the error of the Fail state after RecordFailure
     fail_cause_path: str | None  # where its cause is read (without "$."), when it is not a fixed text
     choices: list[Choice]
+    section: Section
     failure_state: str = "RecordFailure"
     failure_path: str = "run"
+
+    def path_of(self, name: str) -> str:
+        """Where a task state's result goes (without "$.")."""
+        paths = {**dict(self.steps), **self.section.steps, self.section.sagemaker: "training_job"}
+        return paths[name]
 
 
 @cache
@@ -86,7 +119,10 @@ def template() -> Template:
         return [{**({str(i): arg for i, arg in enumerate(call.args)} if positional else {}),
                  **{keyword.arg: keyword.value for keyword in call.keywords if keyword.arg}} for call in found]
 
-    (catch,) = calls("add_catch")  # one Catch for every step (else: teach the runner the new shape)
+    # One Catch into RecordFailure for every state of the run (else: teach the runner the new shape); a
+    # trial's own Catch (into its Pass state) is the section's.
+    (catch,) = [c for c in calls("add_catch", positional=True)
+                if isinstance(c["0"], ast.Name) and c["0"].id == "record_failure"]
     (fail,) = calls("Fail")
     steps_node = constants["STEPS"]
     assert isinstance(steps_node, ast.List), "infra/training.py's STEPS is no longer a list of tuples"
@@ -100,15 +136,37 @@ def template() -> Template:
         assert isinstance(condition, ast.Call) and isinstance(condition.func, ast.Attribute)
         assert isinstance(target, ast.Name), "a Choice's target is a state's variable"
         test = condition.func.attr
+        if test == "string_equals":  # the training section's Choices (on $.plan): the Section below
+            continue
         assert test in {"is_string", "is_present", "is_not_null"}, f"teach the runner sfn.Condition.{test}"
         by_variable = {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower(): name for name, _ in steps}
         choices.append(Choice(value(condition.args[0]).removeprefix("$."), test, by_variable[target.id]))
+    def retrier(retry: dict[str, ast.expr]) -> Retrier:
+        return Retrier(frozenset(value(retry["errors"])),
+                       value(retry["max_attempts"]) if "max_attempts" in retry else 3)  # CDK's default: 3
+
+    def is_sagemaker(retry: dict[str, ast.expr]) -> bool:
+        return isinstance(retry["errors"], ast.Name) and retry["errors"].id == "SAGEMAKER_ERRORS"
+
+    trial = constants["TRIAL"]
+    assert isinstance(trial, ast.Tuple)
+    trial_name = ast.literal_eval(trial.elts[0])
+    section_steps = constants["SECTION_STEPS"]
+    assert isinstance(section_steps, ast.List)
+    section = Section(
+        plan="PlanTraining", search_choice=value(constants["SEARCH_CHOICE"]), maps=value(constants["SEARCH_MAPS"]),
+        trial_states={mode: tuple(names) for mode, names in value(constants["TRIAL_STATES"]).items()},
+        trial=trial_name, trial_input=value(constants["TRIAL_INPUT"]),
+        steps={value(row.elts[0]): value(row.elts[2]).removeprefix("$.") for row in section_steps.elts
+               if isinstance(row, ast.Tuple)},
+        backend_choice=value(constants["BACKEND_CHOICE"]), sagemaker=SAGEMAKER_TASK,
+        sagemaker_retriers=[retrier(retry) for retry in calls("add_retry") if is_sagemaker(retry)],
+    )
     return Template(
         steps=steps,
         choices=choices,
-        retriers=[Retrier(frozenset(value(retry["errors"])),
-                          value(retry["max_attempts"]) if "max_attempts" in retry else 3)  # CDK's default: 3
-                  for retry in calls("add_retry")],
+        section=section,
+        retriers=[retrier(retry) for retry in calls("add_retry") if not is_sagemaker(retry)],
         catch_errors=frozenset(value(catch["errors"])),
         error_path=value(catch["result_path"]).removeprefix("$."),
         fail_error=value(fail["error"]),
@@ -124,10 +182,20 @@ class LambdaServiceError(Exception):
         self.name = name
 
 
+class TaskFailed(Exception):
+    """A service task's own failure (a SageMaker job that failed): States.TaskFailed, its description as cause."""
+
+    def __init__(self, cause: dict[str, Any]):
+        super().__init__("States.TaskFailed")
+        self.cause = cause
+
+
 def lambda_error(error: Exception) -> dict[str, str]:
     """Step Functions' {"Error", "Cause"} of a Lambda task that raised `error` (its errorType is the class name)."""
     if isinstance(error, LambdaServiceError):
         return {"Error": error.name, "Cause": f"{error.name}: Rate Exceeded."}
+    if isinstance(error, TaskFailed):
+        return {"Error": "States.TaskFailed", "Cause": json.dumps(error.cause)}
     name = type(error).__name__
     cause = {"errorMessage": str(error), "errorType": name,
              "stackTrace": traceback.format_tb(error.__traceback__)}
@@ -142,6 +210,7 @@ class Execution:
     attempts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (state, error) of every failed attempt
     stopped_before: str | None = None  # where `until` stopped it
+    path: list[str] = field(default_factory=list)  # the states it went through, in order (Choices aside)
 
 
 class _Failed(Exception):
@@ -150,20 +219,24 @@ class _Failed(Exception):
         self.error = error
 
 
+ItemReader = Callable[[str, str], list[Any]]  # (bucket, key) -> the JSON array a Distributed Map reads
+
+
 class StateMachine:
-    """The pipeline's execution: Task states in order, retried and caught as the template says.
+    """The pipeline's execution: its states as the template links them, retried and caught as it says.
 
     `ended` stands for the rule on the execution's status change (a failed execution's run is
     recorded FAILED if it is still RUNNING): called with the execution once it has FAILED.
+    `read_items` is the Distributed Map's ItemReader (S3 GetObject of a JSON array).
     """
 
     def __init__(self, tasks: dict[str, Task], *, before: BeforeAttempt | None = None,
-                 ended: Callable[["Execution"], Any] | None = None):
+                 ended: Callable[["Execution"], Any] | None = None, read_items: ItemReader | None = None):
         self.template = template()
         names = [name for name, _ in self.template.steps] + [self.template.failure_state]
         missing = sorted(set(names) - set(tasks))
         assert not missing, f"no task for state(s) {', '.join(missing)}"
-        self.tasks, self.before, self.ended = tasks, before, ended
+        self.tasks, self.before, self.ended, self.read_items = tasks, before, ended, read_items
 
     def run(self, state: dict[str, Any], *, start_at: str | None = None,
             until: Callable[[str, dict[str, Any]], bool] | None = None) -> "Execution":
@@ -175,16 +248,17 @@ class StateMachine:
             if self.ended is not None:
                 self.ended(execution)
             return execution
-        steps = self.template.steps
-        names = [name for name, _ in steps]
-        at = names.index(start_at) if start_at is not None else 0
-        while at < len(steps):
-            name, path = steps[at]
+        name: str | None = start_at or self.template.steps[0][0]
+        while name is not None:
             if until is not None and until(name, execution.state):
                 execution.stopped_before = name
                 return execution
+            execution.path.append(name)
             try:
-                execution.state[path] = self._invoke(execution, name)
+                if name in self.template.section.maps.values():
+                    self._map(execution, name)
+                else:
+                    execution.state[self.template.path_of(name)] = self._invoke(execution, name)
             except _Failed as failure:
                 caught = self.template.catch_errors
                 if "States.ALL" in caught or failure.error["Error"] in caught:
@@ -195,12 +269,50 @@ class StateMachine:
                 if self.ended is not None:
                     self.ended(execution)
                 return execution
-            at += 1
-            for choice in self.template.choices:
-                if choice.path.split(".")[0] == path and choice.holds(execution.state):
-                    at = names.index(choice.target)
+            name = self._next(name, execution.state)
         execution.status = "SUCCEEDED"
         return execution
+
+    def _next(self, name: str, state: dict[str, Any]) -> str | None:
+        """The state after `name` (None: the end), through the Choices that follow it."""
+        section = self.template.section
+        plan = state.get("plan") or {}
+        backend = section.sagemaker if plan.get("backend") == "sagemaker" else section.train
+        if name == section.plan:
+            return section.maps.get(plan.get("search"), backend)
+        if name in section.maps.values():
+            return "SelectBest"
+        if name == "SelectBest":
+            return backend
+        if name == section.sagemaker:
+            return "CollectTraining"
+        if name == "CollectTraining":
+            return section.evaluate
+        names = [step for step, _ in self.template.steps]
+        at = names.index(name) + 1
+        path = dict(self.template.steps)[name]
+        for choice in self.template.choices:
+            if choice.path.split(".")[0] == path and choice.holds(state):
+                at = names.index(choice.target)
+        return names[at] if at < len(names) else None
+
+    def _map(self, execution: "Execution", name: str) -> None:
+        """A Map of trials: each item through the trial task (retried as a step); a trial failing past its retries
+        is caught by its Pass state, so the Map goes on. The Map's result is discarded (ResultPath null)."""
+        section = self.template.section
+        state = execution.state
+        if name == section.maps["inline"]:
+            items = list(state["plan"]["items"])
+        else:
+            assert self.read_items is not None, "a Distributed Map needs read_items (its ItemReader)"
+            items = self.read_items(state["bucket"], state["plan"]["trials_key"])
+        for item in items:
+            trial_input = {field: item if path == "$$.Map.Item.Value" else _at(state, path)
+                           for field, path in section.trial_input.items()}
+            try:
+                self._invoke(execution, section.trial, trial_input)
+            except _Failed:  # its Catch: the Pass state ends the iteration
+                continue
 
     def _record_failure(self, execution: "Execution") -> None:
         execution.status = "FAILED"
@@ -215,12 +327,14 @@ class StateMachine:
             cause = cause.get(part) if isinstance(cause, dict) and part else cause
         execution.error = {"Error": self.template.fail_error, "Cause": str(cause) if cause is not None else ""}
 
-    def _invoke(self, execution: "Execution", name: str) -> dict[str, Any]:
-        retries = [0] * len(self.template.retriers)
+    def _invoke(self, execution: "Execution", name: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        retriers = (self.template.section.sagemaker_retriers if name == self.template.section.sagemaker
+                    else self.template.retriers)
+        retries = [0] * len(retriers)
         attempt = 0
         while True:
             execution.attempts[name] = execution.attempts.get(name, 0) + 1
-            payload = copy.deepcopy(execution.state)  # every attempt gets the same input
+            payload = copy.deepcopy(execution.state if event is None else event)  # every attempt: the same input
             if self.before is not None:
                 self.before(name, attempt, payload)
             attempt += 1
@@ -229,13 +343,20 @@ class StateMachine:
             except Exception as error:  # Step Functions sees every error of the function
                 shape = lambda_error(error)
                 execution.failures.append((name, shape["Error"]))
-                retrier = next((i for i, r in enumerate(self.template.retriers)
+                retrier = next((i for i, r in enumerate(retriers)
                                 if shape["Error"] in r.errors or "States.ALL" in r.errors), None)
-                if retrier is not None and retries[retrier] < self.template.retriers[retrier].max_attempts:
+                if retrier is not None and retries[retrier] < retriers[retrier].max_attempts:
                     retries[retrier] += 1
                     continue
                 raise _Failed(shape) from error
             return json.loads(json.dumps(result))  # what a Lambda result survives: JSON
+
+
+def _at(state: dict[str, Any], path: str) -> Any:
+    value: Any = state
+    for part in path.removeprefix("$.").split("."):
+        value = value[part]
+    return value
 
 
 # --- the tasks: domain steps on in-memory stores, or the Lambda handlers --------------------------
@@ -245,7 +366,7 @@ def domain_tasks(stores: Any) -> dict[str, Task]:
     """Each state's domain call on `stores` (tests/conftest.Stores), parsing the state as the handler does."""
     from functions.pipeline.state import parse_state
     from functions.training import runs
-    from tests.training.helpers import DOMAIN_STEPS
+    from tests.training.helpers import DOMAIN_STEPS, SECTION_DOMAIN, domain_trial
 
     by_path = {path: name for name, path in template().steps}
 
@@ -253,15 +374,24 @@ def domain_tasks(stores: Any) -> dict[str, Task]:
         return lambda state: step(stores, parse_state(state)).model_dump(mode="json")
 
     tasks = {by_path[path]: task(step) for path, step in DOMAIN_STEPS}
+    tasks.update({name: task(step) for name, step in SECTION_DOMAIN.items()})
+    tasks[template().section.trial] = lambda event: domain_trial(stores, event)
     tasks[template().failure_state] = task(lambda s, state: runs.record_failure(s.registry, state))
     return tasks
 
 
+def domain_items(stores: Any) -> ItemReader:
+    """The Distributed Map's ItemReader on the in-memory bucket."""
+    return lambda bucket, key: stores.objects.get_json(key)
+
+
 def handler_tasks(context: Any) -> dict[str, Task]:
     """Each state's Lambda handler (functions/*/handler.py), as the template names them."""
+    from functions.pipeline.state import parse_state
     from functions.pipeline.step import metrics
+    from functions.storage.s3 import data_objects
     from functions.training import handler as training_handler
-    from tests.training.helpers import STEPS
+    from tests.training.helpers import STEPS, run_sagemaker_job
 
     by_path = {path: name for name, path in template().steps}
 
@@ -276,8 +406,20 @@ def handler_tasks(context: Any) -> dict[str, Task]:
         return invoke
 
     tasks = {by_path[path]: task(handler) for path, handler in STEPS}
+    tasks.update({"SelectBest": task(training_handler.select_best),
+                  "CollectTraining": task(training_handler.collect_training),
+                  template().section.trial: task(training_handler.run_trial),
+                  template().section.sagemaker: lambda state: run_sagemaker_job(data_objects(),
+                                                                                parse_state(state))})
     tasks[template().failure_state] = task(training_handler.record_failure)
     return tasks
+
+
+def handler_items() -> ItemReader:
+    """The Distributed Map's ItemReader on the data bucket (moto's S3)."""
+    from functions.storage.s3 import data_objects
+
+    return lambda bucket, key: data_objects().get_json(key)
 
 
 # --- the rule on the execution's status change --------------------------------------------------

@@ -423,9 +423,13 @@ def test_the_runner_mirrors_the_synthesized_state_machine(template_dict):
     retriers = [(set(r.errors), r.max_attempts) for r in runner.retriers]
     catch = [{"ErrorEquals": sorted(runner.catch_errors), "ResultPath": f"$.{runner.error_path}",
               "Next": FAILURE_STATE}]
+    section = runner.section
     order, name = [], pipeline_definition(template_dict)["StartAt"]
     while states[name]["Type"] != "Succeed":
         state = states[name]
+        if state["Type"] == "Choice" and name in {section.search_choice, section.backend_choice}:
+            name = state["Default"]  # the training section: checked below
+            continue
         if state["Type"] == "Choice":
             assert [(c["Variable"], c["Next"]) for c in state["Choices"]] == [
                 (f"$.{c.path}", c.target) for c in runner.choices]
@@ -448,6 +452,73 @@ def test_the_runner_mirrors_the_synthesized_state_machine(template_dict):
              if r["Type"] == "AWS::Events::Rule" and (r["Properties"].get("EventPattern") or {}).get("source") == [
                  "aws.states"]]
     assert any("FAILED" in rule["detail"]["status"] for rule in rules), "the runner's `ended` has no rule"
+
+
+def test_the_runner_mirrors_the_synthesized_training_section(template_dict):
+    """The training section (the search's Maps, SelectBest, the backend's Choice, the SageMaker task and
+    CollectTraining) is linked, retried and caught in the template as the runner runs it."""
+    runner, states = template(), pipeline_definition(template_dict)["States"]
+    section = runner.section
+    retriers = [(set(r.errors), r.max_attempts) for r in runner.retriers]
+    catch = [{"ErrorEquals": sorted(runner.catch_errors), "ResultPath": f"$.{runner.error_path}",
+              "Next": FAILURE_STATE}]
+
+    def policy(state: dict[str, Any], retry: list[tuple[set[str], int]]) -> None:
+        assert [(set(r["ErrorEquals"]), r["MaxAttempts"]) for r in state["Retry"]] == retry
+        assert [{k: c[k] for k in ("ErrorEquals", "ResultPath", "Next")} for c in state["Catch"]] == catch
+
+    backend = "$.plan.backend"
+    assert states[section.plan]["Next"] == section.search_choice
+    search_choice = states[section.search_choice]
+    assert [(c["Variable"], c["StringEquals"], c["Next"]) for c in search_choice["Choices"]] == [
+        ("$.plan.search", mode, name) for mode, name in section.maps.items()]
+    assert search_choice["Default"] == section.backend_choice
+    backend_choice = states[section.backend_choice]
+    assert [(c["Variable"], c["StringEquals"], c["Next"]) for c in backend_choice["Choices"]] == [
+        (backend, "sagemaker", section.sagemaker)]
+    assert backend_choice["Default"] == section.train and states[section.train]["Next"] == section.evaluate
+    for mode, name in section.maps.items():
+        search_map = states[name]
+        assert search_map["Type"] == "Map" and search_map["Next"] == "SelectBest" and search_map["ResultPath"] is None
+        policy({**search_map, "Retry": []}, [])
+        assert search_map["ItemSelector"] == {f"{field}.$": path for field, path in section.trial_input.items()}
+        processor = search_map["ItemProcessor"]
+        trial, not_finished = section.trial_states[mode]
+        assert processor["StartAt"] == trial and processor["ProcessorConfig"]["Mode"] == mode.upper()
+        task = processor["States"][trial]
+        assert task["Type"] == "Task" and task.get("End") is True
+        assert [(set(r["ErrorEquals"]), r["MaxAttempts"]) for r in task["Retry"]] == retriers
+        assert [(c["ErrorEquals"], c["Next"]) for c in task["Catch"]] == [(["States.ALL"], not_finished)]
+        assert processor["States"][not_finished]["Type"] == "Pass" and processor["States"][not_finished]["End"]
+    assert states[section.maps["inline"]]["ItemsPath"] == "$.plan.items"
+    distributed = states[section.maps["distributed"]]
+    assert distributed["ItemReader"]["Parameters"] == {"Bucket.$": "$.bucket", "Key.$": "$.plan.trials_key"}
+    assert distributed["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
+    assert distributed["ResultWriter"]["Parameters"]["Bucket.$"] == "$.bucket"
+    assert "ToleratedFailurePercentage" in distributed and "MaxConcurrency" in distributed
+    for name, path in section.steps.items():
+        assert states[name]["Type"] == "Task" and states[name]["ResultPath"] == f"$.{path}"
+        policy(states[name], retriers)
+    assert states["SelectBest"]["Next"] == section.backend_choice
+    sagemaker = states[section.sagemaker]
+    assert sagemaker["Resource"].endswith(":states:::sagemaker:createTrainingJob.sync")
+    assert sagemaker["ResultPath"] == "$.training_job" and sagemaker["Next"] == "CollectTraining"
+    policy(sagemaker, [(set(r.errors), r.max_attempts) for r in section.sagemaker_retriers])
+    assert states["CollectTraining"]["Next"] == section.evaluate
+
+
+@pytest.mark.parametrize("plan, path", [
+    ({"search": "none", "backend": "lambda"}, ["Train"]),
+    ({"search": "inline", "backend": "lambda"}, ["TrialsInline", "SelectBest", "Train"]),
+    ({"search": "distributed", "backend": "sagemaker"},
+     ["TrialsDistributed", "SelectBest", "TrainOnSageMaker", "CollectTraining"]),
+])
+def test_the_runner_goes_through_the_section_as_the_plan_says(plan, path):
+    machine = StateMachine({name: lambda state: {} for name, _ in template().steps} | {FAILURE_STATE: lambda s: {}})
+    state, name, walked = {"plan": plan}, "PlanTraining", []
+    while (name := machine._next(name, state)) != "Evaluate":
+        walked.append(name)
+    assert walked == path
 
 
 # --- rows through botocore, against moto, with the Lambda handlers --------------------------------

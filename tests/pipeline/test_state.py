@@ -42,7 +42,21 @@ def test_the_failed_step_is_the_first_without_a_result(dataset):
     assert parse_state(START).failed_step() == "RegisterDataset"
     state = parse_state({**START, "dataset": dataset, "validation": {"report_key": "r", "passed": True},
                          "features": {"features_key": "f", "features_sha256": "s", "rows": 3, "entities": 0}})
-    assert state.failed_step() == "Train"
+    assert state.failed_step() == "PlanTraining"
+
+
+@pytest.mark.parametrize("plan, done, step", [
+    ({"backend": "lambda", "backend_reason": "small"}, {}, "Train"),  # no search: SelectBest is not on the path
+    ({"backend": "lambda", "backend_reason": "small", "search": "inline", "trials": 2}, {}, "SelectBest"),
+    ({"backend": "sagemaker", "backend_reason": "asked"}, {}, "TrainOnSageMaker"),
+    ({"backend": "sagemaker", "backend_reason": "asked"},
+     {"training_job": {"job_name": "j-0", "status": "Completed", "model_artifacts": "s3://b/k"}}, "CollectTraining"),
+])
+def test_the_failed_step_of_the_training_section_follows_the_plan(dataset, plan, done, step):
+    features = {"features_key": "f", "features_sha256": "s", "rows": 3, "entities": 0}
+    state = parse_state({**START, "dataset": dataset, "validation": {"report_key": "r", "passed": True},
+                         "features": features, "plan": plan, **done})
+    assert state.failed_step() == step
 
 
 @pytest.mark.parametrize("event, fields", [

@@ -96,14 +96,16 @@ def test_s3_errors_at_evaluation_surface_as_domain_errors(stores, churn_spec, fe
 
 @pytest.fixture
 def run_state(stores, churn_spec) -> PipelineState:
-    """A run that registered its dataset and stopped before training (the caller adds an error)."""
+    """A run that registered its dataset, planned its training and stopped before training (the caller adds an
+    error)."""
     stores.registry.start_run(Run(model="churn", run_id=RUN_ID, bucket="b", key="k", code_version="x"))
     dataset = DatasetResult(dataset_id="d" * 64, key="datasets/churn/x.csv", bytes=10, spec=churn_spec,
                             readable=True)
     return PipelineState.model_validate({
         "run_id": RUN_ID, "model": "churn", "bucket": "mlops-test-data", "key": "datasets/churn/x.csv",
         "dataset": dataset.model_dump(mode="json"), "validation": {"report_key": "r", "passed": True},
-        "features": {"features_key": FEATURES_KEY, "features_sha256": "s", "rows": 3, "entities": 0}})
+        "features": {"features_key": FEATURES_KEY, "features_sha256": "s", "rows": 3, "entities": 0},
+        "plan": {"backend": "lambda", "backend_reason": "small"}})
 
 
 def finished(state: PipelineState, **results) -> PipelineState:
