@@ -92,3 +92,25 @@ def test_a_pipeline_run_is_tracked_and_its_version_reachable_from_its_dataset_an
     assert f"run {run.run_id} (pipeline, SUCCEEDED" in traced and f"dataset {version.dataset_id[:12]}" in traced
     used = cli("lineage", trained_model, "--dataset", version.dataset_id)
     assert f"{run.run_id} (SUCCEEDED, pipeline" in used and "-> v1" in used
+
+
+def test_a_searchs_trials_are_in_its_versions_lineage_and_compared_best_first(local_cloud, aws, cli):
+    from cli.platform import Platform
+    from tests.e2e.conftest import SPEC, csv_bytes, upload_and_wait
+
+    search = {"strategy": "grid", "cv_folds": 2,
+              "estimators": [{"name": "logistic_regression", "params": {"C": [0.1, 1.0], "max_iter": 300}}]}
+    spec = {key: value for key, value in SPEC.items() if key != "estimator"} | {"search": search}
+    register_spec(aws, local_cloud, "tracking-search", spec)
+    execution = upload_and_wait(aws, local_cloud, "datasets/tracking-search/train.csv", csv_bytes(200, seed=9))
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    platform = Platform.local()
+    assert problems(platform.registry, platform.datasets, "tracking-search") == []
+    traced = cli("lineage", "tracking-search", "1")
+    assert f"search: 2 trials (0 failed), the best first: `mlops runs compare tracking-search --search " \
+           f"{execution['run_id']}`" in traced
+    compared = cli("runs", "compare", "tracking-search", "--search", execution["run_id"])
+    assert compared.count(f"{execution['run_id']}-") == 2 and "cv mean±sd" in compared
+    version = platform.registry.get_version("tracking-search", 1)
+    used = cli("lineage", "tracking-search", "--dataset", version.dataset_id[:12])
+    assert f"{execution['run_id']} (SUCCEEDED, pipeline, a search of 2 trials) -> v1" in used
