@@ -326,5 +326,8 @@ def _reason(failure: dict) -> str:
         parsed = None
     if isinstance(parsed, dict) and "errorMessage" in parsed:
         cause = str(parsed["errorMessage"])
+    elif isinstance(parsed, dict) and "TrainingJobStatus" in parsed:  # a SageMaker job's description: why it ended
+        cause = (f"training job {parsed.get('TrainingJobName')} {parsed['TrainingJobStatus']}: "
+                 f"{parsed.get('FailureReason')}")
     text = " ".join((f"{error}: {cause}" if error and cause else error or cause or "no reason given").split())
     return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS - 1] + "…"

@@ -237,8 +237,9 @@ def run_trial(objects: ObjectStore, registry: RegistryStore, trial_input: TrialI
         means = mean_metrics(folds)
         result = TrialResult(index=trial.index, run_id=child, estimator=trial.estimator, params=trial.params,
                              status="SUCCEEDED", score=means.get(spec.metric), metrics=means, fold_metrics=folds)
+    ended = {"failure_reason": result.failure_reason} if result.failure_reason else {}
     registry.update_run(spec.name, child, status=result.status, ended_at=now_iso(), metrics=result.metrics,
-                        fold_metrics=result.fold_metrics, failure_reason=result.failure_reason)
+                        fold_metrics=result.fold_metrics, **ended)
     objects.put_json(result_key(context.results_prefix, trial.index), result.model_dump(mode="json"))
     return result
 

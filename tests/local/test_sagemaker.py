@@ -132,3 +132,14 @@ def test_the_archive_holds_what_the_model_directory_held(aws):
     body = aws("s3").get_object(Bucket=BUCKET, Key=f"{RUN}/sagemaker/churn-job-0/output/model.tar.gz")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
         assert sorted(tar.getnames()) == ["holdout.parquet", "model.skops", "train.parquet", "training.json"]
+
+
+def test_a_failed_job_is_one_console_line_with_its_reason():
+    cause = json.dumps({"TrainingJobName": "churn-job-0", "TrainingJobStatus": "Failed",
+                        "FailureReason": "estimator 'logistic_regression' refused the value of parameter 'C'",
+                        "AlgorithmSpecification": {"TrainingImage": "x" * 500}})
+    events = [{"type": "TaskStateEntered", "stateEnteredEventDetails": {"name": "TrainOnSageMaker"}},
+              {"type": "TaskFailed", "taskFailedEventDetails": {"error": "States.TaskFailed", "cause": cause}}]
+    line = patches.end_line("r", "FAILED", events, "RunFailed", "see the record")
+    assert line == ("execution r failed at TrainOnSageMaker: States.TaskFailed: training job churn-job-0 Failed: "
+                    "estimator 'logistic_regression' refused the value of parameter 'C'")
