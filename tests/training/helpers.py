@@ -117,10 +117,10 @@ def run_pipeline(state: dict, context) -> dict:
 # --- the same run on the in-memory stores ---------------------------------------------------------
 
 DomainStep = Callable[[Any, PipelineState], StepResult]
-# PlanTraining's settings in the tests: a search of more than 6 trials runs in the Distributed Map.
+# PlanTraining's settings in the tests: a search of more than 4 trials runs in the Distributed Map.
 TRAINING_SETTINGS = TrainingSettings.model_validate({
     "DATA_BUCKET": "mlops-test-data", "DATASETS_TABLE": "datasets", "REGISTRY_TABLE": "registry",
-    "FEATURES_TABLE": "features", "CODE_VERSION": "test-1", "DISTRIBUTED_SEARCH_THRESHOLD": 6})
+    "FEATURES_TABLE": "features", "CODE_VERSION": "test-1", "DISTRIBUTED_SEARCH_THRESHOLD": 4})
 
 
 def best_of(state: PipelineState) -> Estimator | None:

@@ -292,7 +292,7 @@ def test_the_state_machine_runs_an_inline_search_and_a_trial_whose_function_fail
 
 
 def test_a_search_past_the_threshold_runs_in_the_distributed_map_from_its_trials_file(stores, churn_rows):
-    stores.registry.put_spec(spec_with({"strategy": "random", "trials": 7, "cv_folds": 2, "estimators": [  # past 6
+    stores.registry.put_spec(spec_with({"strategy": "random", "trials": 5, "cv_folds": 2, "estimators": [  # past 4
         {"name": "logistic_regression", "params": {"C": {"log_uniform": [0.01, 10]}, "max_iter": 300}}]}))
     from functions.records import Run
     from functions.training.start import run_id_for
@@ -306,6 +306,6 @@ def test_a_search_past_the_threshold_runs_in_the_distributed_map_from_its_trials
         {"run_id": run_id, "model": "churn", "bucket": stores.objects.bucket, "key": key, "version_id": version})
     assert execution.status == "SUCCEEDED", execution.error
     plan = execution.state["plan"]
-    assert plan["search"] == "distributed" and plan["items"] == [] and plan["trials"] == 7
-    assert len(stores.objects.get_json(plan["trials_key"])) == 7
-    assert "TrialsDistributed" in execution.path and execution.state["search"]["trials"] == 7
+    assert plan["search"] == "distributed" and plan["items"] == [] and plan["trials"] == 5
+    assert len(stores.objects.get_json(plan["trials_key"])) == 5
+    assert "TrialsDistributed" in execution.path and execution.state["search"]["trials"] == 5
