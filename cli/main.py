@@ -48,7 +48,8 @@ def platform(stack: str | None) -> Platform:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}")  # a message may hold [brackets]
+    # A message may hold [brackets]; soft wrap: a long path stays one piece to copy (the terminal wraps it).
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

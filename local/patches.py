@@ -13,12 +13,9 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   (moto delivers only to logs, SQS, archives and buses and raises on the rest), and only
   enabled rules with an event pattern receive events (moto lets a schedule-only rule match
   every event, so a drift check that writes its report to S3 would trigger itself forever).
-- DynamoDB requests are atomic, as DynamoDB's are: moto's server serves each request on a thread of
-  its own, and moto checks a condition, then writes, with nothing in between held (a concurrent
-  request could write between the two), and a failed transaction restores a copy of the whole
-  table taken when it started, undoing what other requests wrote meanwhile. Each operation now
-  runs alone (`atomic_dynamodb`), so concurrent conditional writes (two promotions, a promotion and
-  a rollback) never lose an update on the local cloud either.
+- DynamoDB operations are atomic, so concurrent conditional writes (two promotions, a promotion and
+  a rollback) never lose an update, and a Query reads its partition up to its limit, instead of
+  sorting the whole table on every call (local/dynamodb.py).
 - Step Functions executes state machines (moto's own switch, turned on), and a Standard
   execution emits the "Step Functions Execution Status Change" event to the default event bus
   when it starts and when it ends (SUCCEEDED, FAILED, TIMED_OUT or ABORTED), with the detail
@@ -35,13 +32,11 @@ An execution that does not succeed is one line on the console ("execution <name>
 """
 
 import copy
-import functools
 import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
@@ -49,7 +44,6 @@ from unittest import mock
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend
 from moto.core.config import default_user_config
-from moto.dynamodb.models import DynamoDBBackend
 from moto.events.models import Rule, events_backends
 from moto.events.utils import EventMessageType, EventTemplateParser
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
@@ -57,6 +51,7 @@ from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommu
 from moto.utilities.arns import parse_arn
 
 from local import maps, sagemaker
+from local.dynamodb import atomic_dynamodb, partition_queries
 from local.runtime import LambdaRuntime, TooManyRequestsException
 
 log = logging.getLogger("mlops.local")
@@ -79,6 +74,7 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(mock.patch.object(LambdaBackend, "invoke", _invoke))
         _applied.enter_context(mock.patch.object(Rule, "send_to_targets", _send_to_targets))
         _applied.enter_context(atomic_dynamodb())
+        _applied.enter_context(partition_queries())
         _applied.enter_context(mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True}))
         _applied.enter_context(mock.patch.object(Execution, "start", _execution_start))
         _applied.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _execution_ended))
@@ -100,30 +96,6 @@ def remove() -> None:
     if _applied is not None:
         _applied.close()
     _runtime, _applied = None, None
-
-
-# The DynamoDB operations moto's server runs, each alone (a batch runs item by item, as on DynamoDB).
-DYNAMODB_OPERATIONS = ("get_item", "put_item", "update_item", "delete_item", "query", "scan", "transact_write_items")
-_dynamodb_turn = threading.RLock()  # re-entrant: a transaction calls put_item, update_item...
-
-
-@contextmanager
-def atomic_dynamodb() -> Iterator[None]:
-    """While active, each DynamoDB operation of moto runs alone: a condition and its write, a transaction
-    and its rollback, are never interleaved with another request's (what DynamoDB guarantees)."""
-
-    def alone(operation: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(operation)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with _dynamodb_turn:
-                return operation(*args, **kwargs)
-
-        return call
-
-    with ExitStack() as stack:
-        for name in DYNAMODB_OPERATIONS:
-            stack.enter_context(mock.patch.object(DynamoDBBackend, name, alone(getattr(DynamoDBBackend, name))))
-        yield
 
 
 class _TooManyRequests(LambdaClientError):

@@ -1,5 +1,5 @@
 """20 promotions and rollbacks at once, on the fake and on DynamoDB (moto, whose operations run alone as
-DynamoDB's are atomic: local.patches.atomic_dynamodb, as on the local cloud): one champion at the end, the one
+DynamoDB's are atomic: local.dynamodb.atomic_dynamodb, as on the local cloud): one champion at the end, the one
 its last move names, and a history with no gap (each move starts from the version the previous one left)."""
 
 import threading
@@ -23,7 +23,7 @@ def atomic(backend):
     if backend.kind == "memory":
         yield
         return
-    from local.patches import atomic_dynamodb
+    from local.dynamodb import atomic_dynamodb
 
     with atomic_dynamodb():
         yield
