@@ -15,7 +15,8 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   every event, so a drift check that writes its report to S3 would trigger itself forever).
 - DynamoDB operations are atomic, so concurrent conditional writes (two promotions, a promotion and
   a rollback) never lose an update, and a Query reads its partition up to its limit, instead of
-  sorting the whole table on every call (local/dynamodb.py).
+  sorting the whole table on every call, and an item's size is summed once, not once per attribute
+  (local/dynamodb.py).
 - Step Functions executes state machines (moto's own switch, turned on), and a Standard
   execution emits the "Step Functions Execution Status Change" event to the default event bus
   when it starts and when it ends (SUCCEEDED, FAILED, TIMED_OUT or ABORTED), with the detail
@@ -51,7 +52,7 @@ from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommu
 from moto.utilities.arns import parse_arn
 
 from local import maps, sagemaker
-from local.dynamodb import atomic_dynamodb, partition_queries
+from local.dynamodb import atomic_dynamodb, linear_item_size, partition_queries
 from local.runtime import LambdaRuntime, TooManyRequestsException
 
 log = logging.getLogger("mlops.local")
@@ -75,6 +76,7 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(mock.patch.object(Rule, "send_to_targets", _send_to_targets))
         _applied.enter_context(atomic_dynamodb())
         _applied.enter_context(partition_queries())
+        _applied.enter_context(linear_item_size())
         _applied.enter_context(mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True}))
         _applied.enter_context(mock.patch.object(Execution, "start", _execution_start))
         _applied.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _execution_ended))

@@ -9,7 +9,7 @@ import pytest
 from boto3.dynamodb.conditions import Attr, Key
 from moto import mock_aws
 
-from local.dynamodb import atomic_dynamodb, partition_queries
+from local.dynamodb import atomic_dynamodb, linear_item_size, partition_queries
 
 
 @pytest.fixture
@@ -100,3 +100,18 @@ def test_concurrent_conditional_increments_lose_no_update(table):
             thread.join(timeout=60)
     assert sorted(done) == list(range(20)), "each increment started from the value the previous one left"
     assert table.get_item(Key={"pk": "C", "sk": "counter"})["Item"]["n"] == 20
+
+
+def test_an_items_size_is_summed_once_with_moto_s_limit(table):
+    # Just under and just over moto's limit, built attribute by attribute (put) and changed (update, remove).
+    with linear_item_size():
+        table.put_item(Item={"pk": "big", "sk": "1", "a": "x" * 200_000, "b": "y" * 200_000})
+        with pytest.raises(table.meta.client.exceptions.ClientError, match="Item size (to update )?has exceeded"):
+            table.put_item(Item={"pk": "big", "sk": "2", "a": "x" * 200_000, "b": "y" * 206_000})
+        with pytest.raises(table.meta.client.exceptions.ClientError, match="Item size (to update )?has exceeded"):
+            table.update_item(Key={"pk": "big", "sk": "1"}, UpdateExpression="SET c = :c",
+                              ExpressionAttributeValues={":c": "z" * 10_000})
+        table.update_item(Key={"pk": "big", "sk": "1"}, UpdateExpression="REMOVE b")
+        table.update_item(Key={"pk": "big", "sk": "1"}, UpdateExpression="SET c = :c",
+                          ExpressionAttributeValues={":c": "z" * 150_000})
+        assert len(table.get_item(Key={"pk": "big", "sk": "1"})["Item"]["c"]) == 150_000
