@@ -158,7 +158,7 @@ class AuditEntry(Record):
     version's state change (`status` set: from_status -> status; from_status None: its registration)."""
 
     model: str
-    action: str  # set_champion, set_challenger; register, approve, reject
+    action: str  # set_champion, set_challenger; register, approve, reject; rollout_start|promote|rollback
     alias: AliasName | None = None
     version: int
     from_version: int | None = None
@@ -167,3 +167,5 @@ class AuditEntry(Record):
     reason: str
     at: str
     actor: str = "unknown"  # who: an IAM/STS identity ARN (the pipeline function's role, or the CLI's user)
+    # A roll-out's start or end (version: the challenger, from_version: the champion; registry.rollout).
+    rollout_id: str | None = None

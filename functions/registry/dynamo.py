@@ -1,8 +1,8 @@
 """The registry on one DynamoDB table (the adapter of registry.store.RegistryStore).
 
 Partition `MODEL#<model>`; the sort key says what an item is: SPEC, RUN#<id>, VERSION#<n>,
-COUNTER, RUNVERSION#<run id>, ALIAS#<alias>, AUDIT#<time>#<uuid> (every change: alias moves and
-state changes), HISTORY#<alias>#<time> (each move of an alias, also in AUDIT#).
+COUNTER, RUNVERSION#<run id>, ALIAS#<alias>, ROLLOUT (the latest roll-out), AUDIT#<time>#<uuid> (every
+change: alias moves, state changes, roll-outs), HISTORY#<alias>#<time> (each move of an alias, also in AUDIT#).
 
 "Which version held the champion alias at time T" is one query: sk BETWEEN HISTORY#champion# and
 HISTORY#champion#<T>, newest first, Limit 1 (an alias's move times are unique and ordered: each
@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from functions import aws
 from functions.errors import Conflict, MlopsError, NotFound, RetryableError, UnknownModel
 from functions.records import AliasName, AuditEntry, ModelVersion, Run, VersionStatus, now_iso
+from functions.registry.rollout import Rollout
 from functions.registry.store import STATUS_ACTIONS, UNKNOWN_ACTOR, instant, move_time
 from functions.settings import settings
 from functions.spec import ModelSpec
@@ -323,6 +324,27 @@ class DynamoRegistryStore:
             )
         items = page.get("Items", [])
         return from_item(AuditEntry, items[0]) if items else None
+
+    # --- roll-outs (registry.rollout)
+    def get_rollout(self, model: str) -> Rollout | None:
+        item = self._get({"pk": _pk(model), "sk": "ROLLOUT"}, f"reading the roll-out of model {model!r}")
+        return from_item(Rollout, item) if item else None
+
+    def put_rollout(self, rollout: Rollout, *, expected: Rollout | None, entry: AuditEntry) -> None:
+        condition, values = "attribute_not_exists(pk)", {}
+        if expected is not None:  # on the roll-out as it was read: its id and its status
+            condition = "rollout_id = :id AND #s = :status"
+            values = {":id": expected.rollout_id, ":status": expected.status}
+        self._transact([
+            {"Put": {"TableName": self.table.name, "Item": to_item(rollout, pk=_pk(rollout.model), sk="ROLLOUT"),
+                     "ConditionExpression": condition,
+                     **({"ExpressionAttributeNames": {"#s": "status"}, "ExpressionAttributeValues": values}
+                        if values else {})}},
+            {"Put": {"TableName": self.table.name,
+                     "Item": to_item(entry, pk=_pk(rollout.model), sk=_audit_sk(entry.at)),
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+        ], f"recording the roll-out of model {rollout.model!r}",
+            conflict=f"the roll-out of model {rollout.model!r} changed while it was being changed; try again")
 
     # --- helpers
     @staticmethod

@@ -10,6 +10,9 @@ Users hook deployments and notifications to these instead of polling the registr
     Model Alias Change           {"model": "churn", "alias": "champion", "version": 3, "from": 2, "to": 3,
                                   "reason": "...", "actor": "arn:aws:sts::...", "time": "..."}
                                  (from null: the alias's first version; version is always `to`)
+    Model Rollout State Change   {"model": "churn", "rollout_id": "...", "version": 4 (the challenger),
+                                  "champion": 3, "from": "running", "to": "rolled_back", "reason": "...",
+                                  "actor": "...", "time": "..."} (from null: the roll-out started)
 
 An event is built from the change's audit entry (records.AuditEntry), after its conditional write
 succeeded: a refused or lost change sends nothing. Publishing never fails the change (it is made,
@@ -29,9 +32,14 @@ from functions.records import AuditEntry
 logger = logging.getLogger(__name__)
 
 SOURCE = "mlops.registry"
-DetailType = Literal["Model Version State Change", "Model Alias Change"]
+DetailType = Literal["Model Version State Change", "Model Alias Change", "Model Rollout State Change"]
 VERSION_STATE_CHANGE: DetailType = "Model Version State Change"
 ALIAS_CHANGE: DetailType = "Model Alias Change"
+ROLLOUT_STATE_CHANGE: DetailType = "Model Rollout State Change"
+# A roll-out's audit actions, and the roll-out state each leaves (registry.rollout).
+ROLLOUT_STATES: dict[str, tuple[str | None, str]] = {"rollout_start": (None, "running"),
+                                                     "rollout_promote": ("running", "promoted"),
+                                                     "rollout_rollback": ("running", "rolled_back")}
 
 
 class RegistryEvent(BaseModel):
@@ -48,6 +56,11 @@ def event_of(change: AuditEntry) -> RegistryEvent:
     """The event announcing a change of the audit trail."""
     common = {"model": change.model, "version": change.version, "reason": change.reason, "actor": change.actor,
               "time": change.at}
+    if change.rollout_id is not None:
+        before, after = ROLLOUT_STATES[change.action]
+        return RegistryEvent(detail_type=ROLLOUT_STATE_CHANGE, time=change.at, detail={
+            **common, "rollout_id": change.rollout_id, "champion": change.from_version, "from": before,
+            "to": after})
     if change.alias is not None:
         return RegistryEvent(detail_type=ALIAS_CHANGE, time=change.at, detail={
             **common, "alias": change.alias, "from": change.from_version, "to": change.version})

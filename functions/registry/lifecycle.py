@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from functions.errors import Conflict, NotFound
 from functions.records import ALIASES, AliasName, AuditEntry, ModelVersion
@@ -30,6 +31,7 @@ from functions.spec import ModelSpec, label_text
 
 ATTEMPTS = 8  # reading and deciding again when another writer changed the registry first
 BACKOFF_S = 0.002  # the first wait before deciding again (doubled each time, with jitter)
+T = TypeVar("T")
 
 
 class InvalidTransition(Conflict):
@@ -189,7 +191,7 @@ def registration(version: ModelVersion) -> AuditEntry:
 # --- helpers
 
 
-def _retrying(once: Callable[[], Outcome], model: str) -> Outcome:
+def _retrying(once: Callable[[], T], model: str) -> T:
     for attempt in range(ATTEMPTS):
         try:
             return once()
