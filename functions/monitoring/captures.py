@@ -1,26 +1,33 @@
 """Reading the captured requests of a time window from S3.
 
-Captures are partitioned by hour (captures/<model>/dt=YYYY-MM-DD/hour=HH/), so a window lists
-only its own hours, and an object's time is in its name (<epoch_ms>-<uuid>.json), so objects
-outside the window are skipped without being read. Newest first, up to a row cap: a flood of
-traffic makes the check look at the latest requests, not run out of memory.
+Firehose delivers the capture lines (functions/serving/capture.py) in batches: GZIP objects of
+newline-delimited records, partitioned by model and the records' own UTC day and hour
+(captures/<model>/dt=YYYY-MM-DD/hour=HH/), so a window lists only its own hours, and a record
+outside the window (the first and last hour are partial) is dropped by its timestamp. Objects
+are read newest first (Firehose names them after their delivery time), their records newest
+first, up to a row cap: a flood of traffic makes the check look at the latest requests, not run
+out of memory.
 """
 
+import gzip
 import json
 import logging
+import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from functions.serving.capture import epoch_ms_of, hour_prefix
+from functions.serving.capture import MARKER, OBJECT_SUFFIX, hour_prefix
 from functions.storage.objects import ObjectStore
 
 logger = logging.getLogger(__name__)
 
 MAX_ROWS = 100_000
 READ_THREADS = 8  # S3 reads are I/O-bound; boto3 clients are thread-safe
-BATCH = 64
+BATCH = 16
+MAX_OBJECT_BYTES = 256 * 1024 * 1024  # Firehose's largest buffer is 128 MiB before compression
 
 
 @dataclass
@@ -28,7 +35,7 @@ class CaptureWindow:
     instances: list[dict] = field(default_factory=list)
     requests: int = 0
     versions: dict[str, int] = field(default_factory=dict)  # rows per model version
-    skipped: int = 0  # unreadable capture objects, and instances that were not objects
+    skipped: int = 0  # unreadable objects and lines, and instances that were not objects
     truncated: bool = False  # True when MAX_ROWS stopped the read
 
 
@@ -45,55 +52,85 @@ def window_prefixes(model: str, now: datetime, hours: int) -> list[str]:
 
 
 def list_capture_keys(objects: ObjectStore, model: str, *, now: datetime, hours: int) -> list[str]:
-    """Keys of the captures made in the window, newest first."""
-    start_ms = int((now - timedelta(hours=hours)).timestamp() * 1000)
-    end_ms = int(now.timestamp() * 1000)
+    """Keys of the capture objects of the window's partitions, newest first."""
     keys: list[str] = []
     for prefix in window_prefixes(model, now, hours):
-        found = [key for key in objects.list_keys(prefix) if start_ms <= (epoch_ms_of(key) or -1) <= end_ms]
-        keys.extend(sorted(found, reverse=True))  # names start with a zero-padded time
+        # Firehose's names: <stream>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid>: in a partition, key order is time order.
+        names = (key for key in objects.list_keys(prefix) if key.endswith(OBJECT_SUFFIX))
+        keys.extend(sorted((key for key in names if "/" not in key[len(prefix):]), reverse=True))
     return keys
 
 
-def _read(objects: ObjectStore, key: str) -> dict[str, Any] | None:
-    body = objects.get_bytes(key)
+def parse_records(body: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The capture records of one delivered object (GZIP or plain), in order, and how many lines were not."""
     try:
-        record = json.loads(body)
+        text = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+    except (OSError, EOFError, zlib.error):
+        return [], 1
+    records, bad = [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(record, dict) and record.get(MARKER) is not None and isinstance(record.get("inputs"), list):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
+
+
+def _in_window(record: dict[str, Any], start: datetime, end: datetime) -> bool:
+    try:
+        at = datetime.fromisoformat(str(record.get("timestamp")))
     except ValueError:
-        return None
-    if not isinstance(record, dict) or not isinstance(record.get("inputs"), list):
-        return None
-    return record
+        return False
+    return at.tzinfo is not None and start <= at <= end
+
+
+def _records(objects: ObjectStore, keys: list[str], window: CaptureWindow, start: datetime,
+             end: datetime) -> Iterator[dict[str, Any]]:
+    """The window's records, newest object first and newest record first within one."""
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        for first in range(0, len(keys), BATCH):
+            bodies = pool.map(lambda key: objects.get_bytes(key, max_bytes=MAX_OBJECT_BYTES), keys[first:first + BATCH])
+            for body in bodies:
+                records, bad = parse_records(body)
+                window.skipped += bad
+                yield from (record for record in reversed(records) if _in_window(record, start, end))
 
 
 def read_captures(objects: ObjectStore, model: str, *, hours: int, now: datetime | None = None,
                   max_rows: int = MAX_ROWS) -> CaptureWindow:
     """The captured instances of the last `hours` hours (newest first, at most `max_rows`)."""
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    start = now - timedelta(hours=hours)
     keys = list_capture_keys(objects, model, now=now, hours=hours)
     window = CaptureWindow()
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        for start in range(0, len(keys), BATCH):
-            for record in pool.map(lambda key: _read(objects, key), keys[start:start + BATCH]):
-                if record is None:
-                    window.skipped += 1
-                    continue
-                rows = [row for row in record["inputs"] if isinstance(row, dict)]
-                window.skipped += len(record["inputs"]) - len(rows)
-                room = max_rows - len(window.instances)
-                if room <= 0:
-                    window.truncated = True
-                    break
-                if len(rows) > room:
-                    rows, window.truncated = rows[:room], True
-                window.instances.extend(rows)
-                window.requests += 1
-                version = str(record.get("version"))
-                window.versions[version] = window.versions.get(version, 0) + len(rows)
-                if window.truncated:
-                    break
-            if window.truncated:
-                break
+    for record in _records(objects, keys, window, start, now):
+        if record.get("model") != model:
+            window.skipped += 1
+            continue
+        if record.get("variant") == "shadow":  # the same inputs as the answer it shadowed: counted once
+            continue
+        rows = [row for row in record["inputs"] if isinstance(row, dict)]
+        window.skipped += len(record["inputs"]) - len(rows)
+        room = max_rows - len(window.instances)
+        if room <= 0:
+            window.truncated = True
+            break
+        if len(rows) > room:
+            rows, window.truncated = rows[:room], True
+        window.instances.extend(rows)
+        if not record.get("part"):  # a request split over parts counts once
+            window.requests += 1
+        version = str(record.get("version"))
+        window.versions[version] = window.versions.get(version, 0) + len(rows)
+        if window.truncated:
+            break
     if window.skipped:
         logger.warning("unreadable captures skipped", extra={"model": model, "skipped": window.skipped})
     return window

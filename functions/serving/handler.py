@@ -5,34 +5,54 @@ function, shape the answer. Errors are mapped in one place: a domain error becom
 status with {"error": {"code", "message"}}; anything else is a 500 that says nothing more.
 Every body is serialized refusing NaN and infinity (not JSON), so no path can send them.
 (GET /health is answered by API Gateway itself, a mock integration; its route here stays
-for a direct invocation.)
+for a direct invocation and the document.) The routes carry the contract's models
+(functions/serving/contract.py), so GET /v1/openapi.json is generated from them: the request body
+is declared in a route's signature and filled by our own size-checked parser (a route middleware),
+not by the resolver's validation, which would parse it again on every request.
 """
 
 import base64
 import binascii
+import functools
 import json
 import time
 import uuid
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Encoder
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from functions.errors import InvalidInput, MlopsError, PayloadTooLarge, RetryableError
 from functions.registry.dynamo import registry_store
 from functions.serving.capture import write_capture
+from functions.serving.contract import (
+    API_KEY_HEADER,
+    DESCRIBE_RESPONSES,
+    HEALTH_RESPONSES,
+    MODEL_NAME_RULE,
+    OPENAPI_RESPONSES,
+    PREDICT_RESPONSES,
+    SECURITY_SCHEME,
+    Health,
+    ModelDescription,
+    PredictRequest,
+    PredictResponse,
+)
 from functions.serving.model_cache import ModelCache, describe_model
 from functions.serving.predict import predict
 from functions.settings import Settings, settings
+from functions.spec import NAME_PATTERN
 from functions.storage.s3 import data_objects
 
 # Strict JSON: NaN and infinity raise here (a 500 that says nothing) instead of reaching a client.
@@ -46,14 +66,10 @@ app = APIGatewayRestResolver(serializer=dumps)
 models = ModelCache()
 
 MAX_SHOWN_CHARS = 64
-
-
-class PredictRequest(BaseModel):
-    """The body of POST /v1/models/{name}/predict; each instance is checked against the model's signature."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    instances: list[Any] = Field(min_length=1)
+KEYED: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63, description=f"The model: {MODEL_NAME_RULE}.",
+                                examples=["churn"])]
+EXAMPLE = {"instances": [{"tenure_months": 3, "monthly_charges": 90.5, "support_calls": 4, "plan": "basic"}]}
 
 
 def _json(status: int, body: Any, headers: dict | None = None) -> Response:
@@ -150,22 +166,62 @@ def _request_id() -> str:
     return context.get("requestId") or getattr(app.lambda_context, "aws_request_id", None) or str(uuid.uuid4())
 
 
-@app.get("/health")
-def health() -> Response:
+def _predict_body(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+    """The predict route's `request` argument: the body read by parse_predict_request (size first)."""
+    app.context["_route_args"]["request"] = parse_predict_request(app.current_event, settings())
+    return next_middleware(app)
+
+
+@app.get("/health", summary="Liveness probe (no key)", responses=HEALTH_RESPONSES)
+def health() -> Response[Health]:
     return _json(200, {"status": "ok"})
 
 
-@app.get("/v1/models/<name>")
+@app.get("/v1/openapi.json", summary="This document", responses=OPENAPI_RESPONSES, security=KEYED)
+def openapi_document() -> Response[str]:
+    stage = (app.current_event.get("requestContext") or {}).get("stage")
+    # Relative to the host the document came from: the stage is the API's base path.
+    document = {**_openapi(), "servers": [{"url": f"/{stage}" if stage else "/"}]}
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=dumps(document),
+                    headers={"Cache-Control": "max-age=300"})
+
+
+@functools.cache
+def _openapi() -> dict[str, Any]:
+    """The document, generated from the routes once per execution environment (on first request: no cold-start cost)."""
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
+    schema = app.get_openapi_json_schema(
+        title="MLOps platform predict API",
+        version="1",
+        description=f"Predictions from each model's champion. Every route but /health needs an API key in the "
+                    f"{API_KEY_HEADER} header; errors are {{\"error\": {{\"code\", \"message\"}}}}, from the "
+                    "function or from API Gateway.",
+        security_schemes={SECURITY_SCHEME: APIKey(name=API_KEY_HEADER, in_=APIKeyIn.header)},
+    )
+    document: dict[str, Any] = json.loads(schema)
+    # The resolver always adds its validation-error schemas; with its validation off no answer uses them.
+    schemas = document["components"]["schemas"]
+    while unused := [n for n in schemas if f'#/components/schemas/{n}"' not in json.dumps(document)]:
+        for name in unused:
+            del schemas[name]
+    return document
+
+
+@app.get("/v1/models/<name>", summary="Describe a model: its champion and signature", responses=DESCRIBE_RESPONSES,
+         security=KEYED)
 @tracer.capture_method
-def get_model(name: str) -> Response:
+def get_model(name: ModelName) -> Response[ModelDescription]:
     return _json(200, describe_model(registry_store(), name))
 
 
-@app.post("/v1/models/<name>/predict")
+@app.post("/v1/models/<name>/predict", summary="Predict with the model's champion", responses=PREDICT_RESPONSES,
+          security=KEYED, middlewares=[_predict_body])
 @tracer.capture_method
-def predict_route(name: str) -> Response:
+def predict_route(name: ModelName,
+                  request: Annotated[PredictRequest, Body(openapi_examples={"churn": {"value": EXAMPLE}})],
+                  ) -> Response[PredictResponse]:
     config = settings()
-    request = parse_predict_request(app.current_event, config)
     started = time.perf_counter()
     loaded = models.champion(registry_store(), data_objects(), name, config.model_cache_ttl_seconds,
                              on_load_failure=_count_load_failure)
@@ -187,7 +243,8 @@ def predict_route(name: str) -> Response:
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
     logger.info("predicted", extra={"model": loaded.model, "version": loaded.version,
                                     "instances": len(result.predictions), "latency_ms": round(latency_ms, 3)})
-    answer: dict = {"model": loaded.model, "version": loaded.version, "predictions": result.predictions}
+    answer: dict = {"model": loaded.model, "version": loaded.version, "variant": "champion",
+                    "predictions": result.predictions}
     if loaded.spec.task == "classification":
         answer["probabilities"] = result.probabilities
     answer["request_id"] = request_id

@@ -1,6 +1,8 @@
 """Captured requests written the way the predict API writes them, and champions to check."""
 
-from datetime import datetime
+import gzip
+import uuid
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -8,7 +10,7 @@ from cli.demo_data import churn_frame
 from functions.data.store import DatasetStore
 from functions.records import DatasetVersion
 from functions.registry.store import RegistryStore
-from functions.serving.capture import write_capture
+from functions.serving.capture import capture_lines, capture_record, hour_prefix
 from functions.storage.objects import ObjectStore
 from tests.conftest import CHURN_FEATURES, Champion
 
@@ -25,14 +27,24 @@ def shifted_instances(rows: int = 90, seed: int = 21) -> list[dict]:
 
 
 def capture(objects: ObjectStore, at: datetime, rows: list[dict], *, model: str = "churn", version: int = 1,
-            per_request: int = 30) -> list[str]:
-    """Capture `rows` at `at`, `per_request` instances a request; returns the keys."""
-    keys = []
+            per_request: int = 30, delivered: datetime | None = None) -> list[str]:
+    """Capture `rows` at `at`, `per_request` instances a request, delivered as Firehose delivers them: one GZIP
+    object of newline-delimited records in the records' model, day and hour partition, named after its delivery
+    time (`delivered`, by default `at`). Returns the key."""
+    lines = []
     for start in range(0, len(rows), per_request):
         batch = rows[start:start + per_request]
-        keys.append(write_capture(objects, model=model, version=version, request_id=f"r-{start}",
-                                  inputs=batch, predictions=[0] * len(batch), at=at))
-    return keys
+        record = capture_record(model=model, version=version, request_id=f"r-{start}", at=at, inputs=batch,
+                                predictions=[0] * len(batch))
+        lines.extend(capture_lines(record))
+    return [deliver(objects, hour_prefix(model, at), lines, delivered or at)]
+
+
+def deliver(objects: ObjectStore, prefix: str, lines: list[str], at: datetime) -> str:
+    """One object as Firehose names it: <stream>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid>.gz."""
+    key = f"{prefix}captures-1-{at.astimezone(UTC):%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}.gz"
+    objects.put_bytes(key, gzip.compress("".join(f"{line}\n" for line in lines).encode()))
+    return key
 
 
 def serve_copy(registry: RegistryStore, datasets: DatasetStore, champion: Champion, dataset: DatasetVersion | None,

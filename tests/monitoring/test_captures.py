@@ -1,14 +1,16 @@
 """Reading the captures of a window: its hour partitions, newest first, up to a row cap."""
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from functions.errors import RetryableError
 from functions.monitoring.captures import list_capture_keys, read_captures, window_prefixes
+from functions.serving.capture import capture_record, hour_prefix
 from functions.storage.objects import ObjectStore
 from tests.fakes import MemoryObjectStore, throttled
-from tests.monitoring.helpers import capture
+from tests.monitoring.helpers import capture, deliver
 
 NOW = datetime(2026, 1, 1, 1, 15, tzinfo=UTC)
 
@@ -68,3 +70,22 @@ def test_busy_storage_fails_the_read_as_retryable(operation):
     with pytest.raises(RetryableError):
         read_captures(objects, "churn", hours=2, now=NOW)
     assert read_captures(objects, "churn", hours=2, now=NOW).requests == 3  # the retry reads them all
+
+
+def test_one_delivered_object_holds_many_records_read_newest_first_and_a_split_request_counts_once(objects):
+    def line(minutes: int, value: float, **extra) -> str:
+        at = NOW - timedelta(minutes=minutes)
+        record = capture_record(model="churn", version=1, request_id=f"r-{minutes}", at=at,
+                                inputs=[{"tenure_months": value}], predictions=[0])
+        return json.dumps({**record, **extra})
+
+    lines = [line(10, 1.0), line(5, 2.0, part=0, parts=2), line(5, 3.0, part=1, parts=2), line(1, 4.0),
+             line(2, 5.0, variant="shadow")]
+    deliver(objects, hour_prefix("churn", NOW), lines, NOW)
+
+    window = read_captures(objects, "churn", hours=2, now=NOW)
+    assert [r["tenure_months"] for r in window.instances] == [4.0, 3.0, 2.0, 1.0]  # a shadow's rows count once
+    assert window.requests == 3 and window.skipped == 0
+
+    newest = read_captures(objects, "churn", hours=2, now=NOW, max_rows=1)
+    assert newest.instances == [{"tenure_months": 4.0}] and newest.truncated is True

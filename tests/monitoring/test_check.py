@@ -7,9 +7,10 @@ import pytest
 
 from functions.errors import NoChampion, RetryableError, UnknownModel
 from functions.monitoring.check import check_model
+from functions.serving.capture import MARKER
 from tests.conftest import Stores
 from tests.fakes import lost_reply, throttled
-from tests.monitoring.helpers import capture, instances, shifted_instances
+from tests.monitoring.helpers import capture, deliver, instances, shifted_instances
 
 NOW = datetime(2026, 5, 6, 10, 30, tzinfo=UTC)
 FEATURE_FIELDS = {"psi", "ks_stat", "ks_pvalue", "drifted"}
@@ -72,20 +73,21 @@ def test_captures_outside_the_window_are_ignored(churn_champion, stores):
 def test_unreadable_captures_are_skipped(churn_champion, stores):
     rows = shifted_instances()
     (key,) = capture(stores.objects, NOW - timedelta(minutes=10), rows, per_request=90)
-    partition = key.rsplit("/", 1)[0]
-    epoch_ms = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
-    for index, body in enumerate([b"{not json", b"[1, 2]", b'{"inputs": "abc"}', b"\xff\xfe",
-                                  json.dumps({"version": 1, "inputs": [1, "x", None, rows[0]]}).encode()]):
-        stores.objects.put(f"{partition}/{epoch_ms + index:013d}-bad-{index}.json", body)
-    stores.objects.put(f"{partition}/README.txt", b"not a capture")
+    partition = key.rsplit("/", 1)[0] + "/"
+    at = (NOW - timedelta(minutes=5)).isoformat()
+    odd = {MARKER: 1, "model": "churn", "version": 1, "timestamp": at, "inputs": [1, "x", None, rows[0]]}
+    lines = ["{not json", "[1, 2]", json.dumps({MARKER: 1, "timestamp": at, "inputs": "abc"}), json.dumps(odd)]
+    deliver(stores.objects, partition, lines, NOW - timedelta(minutes=4))
+    stores.objects.put(f"{partition}captures-1-2026-01-01-01-12-00-corrupt.gz", b"\x1f\x8b not gzip after all")
+    stores.objects.put(f"{partition}README.txt", b"not a capture")
     stores.objects.faults.calls.clear()
 
     report = check(stores)
 
     assert report["samples"] == 91 and report["requests"] == 2
-    assert report["skipped"] == 4 + 3  # four unreadable objects, three instances that are not objects
+    assert report["skipped"] == 3 + 1 + 3  # three unreadable lines, one unreadable object, three non-object rows
     assert report["drifted"] is True
-    assert stores.objects.faults.calls.count("get_bytes") == 6  # README.txt is not named like a capture: never read
+    assert stores.objects.faults.calls.count("get_bytes") == 3  # README.txt is not a delivered object: never read
 
 
 def test_no_traffic_is_a_report_that_decides_nothing(churn_champion, stores):

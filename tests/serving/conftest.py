@@ -1,12 +1,14 @@
 """The predict API's test setup: a fresh model cache per test on a clock the test moves, its settings,
 and the API over this test's in-memory stores."""
 
+import json
 import os
+import sys
 from collections.abc import Callable
 
 import pytest
 
-from functions.serving import handler
+from functions.serving import capture, handler
 from functions.serving.model_cache import ModelCache
 from functions.settings import Settings
 from tests.conftest import Stores
@@ -42,6 +44,22 @@ def configure(monkeypatch) -> Callable[..., None]:
 
     apply()
     return apply
+
+
+@pytest.fixture(autouse=True)
+def captures(monkeypatch) -> list[dict]:
+    """The capture records the handler writes (still written to stdout, as on Lambda), in order."""
+    records: list[dict] = []
+
+    def spy(**fields) -> int:
+        def write(text: str) -> None:
+            records.extend(json.loads(line) for line in text.splitlines())
+            sys.stdout.write(text)
+
+        return capture.emit_capture(**fields, write=write)
+
+    monkeypatch.setattr(handler, "emit_capture", spy)
+    return records
 
 
 @pytest.fixture

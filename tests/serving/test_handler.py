@@ -7,8 +7,7 @@ and the translation of AWS errors. Every request of a test names its case in the
 
 import json
 import math
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pandas as pd
 import pytest
@@ -16,15 +15,13 @@ import pytest
 from functions.errors import MlopsError
 from functions.registry.dynamo import registry_store
 from functions.serving import handler
-from functions.serving.capture import epoch_ms_of
+from functions.serving.capture import MARKER, CaptureTooLarge
 from functions.storage.s3 import data_objects
 from tests.conftest import failing_with
 from tests.fakes import throttled
 from tests.serving.conftest import TTL
 from tests.serving.events import api_event, emf_documents
 from tests.serving.helpers import INSTANCE, PREDICT, assert_clean, error_of, promote_new_version, strict_json
-
-CAPTURE_KEY = r"captures/churn/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/(\d{13})-[0-9a-f-]{36}\.json"
 
 
 def metric_documents(out: str, name: str) -> list[dict]:
@@ -62,7 +59,7 @@ def test_describe_a_model_with_its_champion(churn_champion, api):
                                  {"name": "plan", "type": "categorical"}]
 
 
-def test_a_model_without_champion_is_described_but_does_not_predict(stores, api, churn_spec):
+def test_a_model_without_champion_is_described_but_does_not_predict(captures, stores, api, churn_spec):
     stores.registry.put_spec(churn_spec)
 
     status, body, _ = api.call("GET", "/v1/models/churn")
@@ -71,7 +68,7 @@ def test_a_model_without_champion_is_described_but_does_not_predict(stores, api,
 
     status, body, _ = api.call("POST", PREDICT, {"instances": [INSTANCE]})
     assert status == 404 and body["error"]["code"] == "NoChampion" and "churn" in body["error"]["message"]
-    assert stores.objects.keys("captures/") == []
+    assert captures == []
 
 
 def test_unknown_and_hostile_model_names_are_404_and_not_echoed_whole(api, capsys):
@@ -91,7 +88,8 @@ def test_unknown_and_hostile_model_names_are_404_and_not_echoed_whole(api, capsy
 # --- predictions ------------------------------------------------------------------------------
 
 
-def test_predict_answers_with_the_trained_model_and_captures_the_request(churn_champion, stores, api):
+def test_predict_answers_with_the_trained_model_and_captures_the_request(churn_champion, stores, api, captures,
+                                                                         capsys):
     instances = [INSTANCE, {**INSTANCE, "tenure_months": 60, "support_calls": 0, "plan": "premium"}]
     status, body, _ = api.call("POST", PREDICT, {"instances": instances})
 
@@ -107,11 +105,16 @@ def test_predict_answers_with_the_trained_model_and_captures_the_request(churn_c
     for served, trained in zip(body["probabilities"], expected.tolist(), strict=True):
         assert served == pytest.approx(trained, abs=1e-4)
 
-    (key,) = stores.objects.keys("captures/")
-    assert re.fullmatch(CAPTURE_KEY, key), key
-    record = stores.objects.get_json(key)
+    # Captured as one line on stdout (the log stream Firehose is subscribed to), never written to S3 here.
+    (record,) = captures
     assert record["request_id"] == body["request_id"] and record["inputs"] == instances
-    assert record["predictions"] == body["predictions"] and record["probabilities"] == body["probabilities"]
+    assert record["outputs"] == {"predictions": body["predictions"], "probabilities": body["probabilities"]}
+    assert record["model"] == "churn" and record["version"] == 1 and record["variant"] == "champion"
+    assert record[MARKER] == 1 and record["latency_ms"] >= 0
+    assert datetime.fromisoformat(record["timestamp"]).tzinfo is not None
+    lines = [line for line in capsys.readouterr().out.splitlines() if f'"{MARKER}":1' in line]
+    assert [json.loads(line) for line in lines] == [record]
+    assert stores.objects.keys("captures/") == [] and "put_bytes" not in stores.objects.faults.calls
 
 
 def test_a_base64_body_is_decoded(churn_champion, api):
@@ -137,21 +140,23 @@ def test_metrics_count_predictions_and_latency_per_model(churn_champion, api, ca
                                                                    "PredictLatency": "Milliseconds"}
 
 
-@pytest.mark.parametrize("failure", [throttled("writing a capture"),
-                                     MlopsError("capturing a request: storage error (AccessDenied)")],
-                         ids=["throttled", "refused"])
-def test_a_failed_capture_is_logged_and_counted_and_the_answer_still_given(churn_champion, stores, api, capsys,
-                                                                           caplog, failure):
-    stores.objects.faults.inject("put_bytes", failure)
+@pytest.mark.parametrize("failure", [OSError("stdout is closed"), CaptureTooLarge("one row is too large"),
+                                     ValueError("Out of range float values are not JSON compliant")],
+                         ids=["stdout-closed", "too-large", "not-json"])
+def test_a_failed_capture_is_logged_and_counted_and_the_answer_still_given(churn_champion, api, capsys, caplog,
+                                                                           monkeypatch, failure):
+    def fail(**_) -> int:
+        raise failure
+
+    monkeypatch.setattr(handler, "emit_capture", fail)
 
     status, body, _ = api.call("POST", PREDICT, {"instances": [INSTANCE]})
 
     assert status == 200 and len(body["predictions"]) == 1
-    assert stores.objects.faults.calls.count("put_bytes") == 1 and stores.objects.keys("captures/") == []
     (document,) = metric_documents(capsys.readouterr().out, "CaptureFailures")
     assert document["CaptureFailures"] == [1.0]
     (warning,) = [record for record in caplog.records if record.getMessage() == "request not captured"]
-    assert warning.levelname == "WARNING" and vars(warning)["reason"] == failure.message
+    assert warning.levelname == "WARNING" and vars(warning)["reason"] == str(failure)
 
 
 # --- refused requests -------------------------------------------------------------------------
@@ -185,7 +190,7 @@ def test_unreadable_bodies_are_400_before_any_model_is_read(stores, api):
     assert stores.registry.faults.calls == [] and stores.objects.faults.calls == []
 
 
-def test_instances_off_the_signature_are_422_naming_instance_and_field(churn_champion, stores, api):
+def test_instances_off_the_signature_are_422_naming_instance_and_field(captures, churn_champion, stores, api):
     cases = [
         ({**INSTANCE, "tenure_months": "12"}, "instance 0: field 'tenure_months' must be a number, not a string"),
         ({**INSTANCE, "tenure_months": None}, "instance 0: field 'tenure_months' must be a number, not null"),
@@ -211,10 +216,10 @@ def test_instances_off_the_signature_are_422_naming_instance_and_field(churn_cha
         assert "instance 0: field 'tenure_months' must be a finite number" in body["error"]["message"], literal
     status, text = api.respond("POST", PREDICT, {"instances": [{**INSTANCE, "z" * 10_000: 1}]})
     assert status == 422 and "z" * 64 + "..." in text and "z" * 65 not in text
-    assert stores.objects.keys("captures/") == []  # refused requests are not captured
+    assert captures == []  # refused requests are not captured
 
 
-def test_a_lone_surrogate_is_422_naming_the_field(churn_champion, stores, api):
+def test_a_lone_surrogate_is_422_naming_the_field(captures, churn_champion, stores, api):
     """JSON may escape a lone UTF-16 surrogate ("\\ud800"); no UTF-8 text can hold it, so it would fail
     later (the transformation, the capture): it is refused with the field named, as JSON a client reads."""
     for escaped, position in [("\\ud800", 0), ("basic\\udfff", 5), ("\\udc00\\ud800", 0)]:
@@ -229,10 +234,10 @@ def test_a_lone_surrogate_is_422_naming_the_field(churn_champion, stores, api):
     # A surrogate pair is one character (U+1F600): a category the model has not seen, answered.
     text = json.dumps({"instances": [INSTANCE]}).replace('"basic"', '"\\ud83d\\ude00"')
     assert api.respond("POST", PREDICT, text)[0] == 200
-    assert len(stores.objects.keys("captures/")) == 1  # only the answered request is captured
+    assert len(captures) == 1  # only the answered request is captured
 
 
-def test_numbers_beyond_the_models_input_type_are_422_with_the_range(churn_champion, stores, api):
+def test_numbers_beyond_the_models_input_type_are_422_with_the_range(captures, churn_champion, stores, api):
     for literal in ["1e308", "-1e308", "3.5e38", "-1" + "0" * 39, "1" + "0" * 400]:
         text = json.dumps({"instances": [INSTANCE]}).replace("3.0", literal)
         status, body = api.respond("POST", PREDICT, text)
@@ -240,14 +245,14 @@ def test_numbers_beyond_the_models_input_type_are_422_with_the_range(churn_champ
         message = strict_json(body)["error"]["message"]
         assert ("instance 0: field 'tenure_months' is out of range: the model takes numbers between "
                 "-3.4028234663852886e+38 and 3.4028234663852886e+38") in message, literal
-    assert stores.objects.keys("captures/") == []
+    assert captures == []
     # Within the range: answered, with finite probabilities.
     text = json.dumps({"instances": [INSTANCE]}).replace("3.0", "3.4e38")
     status, body = api.respond("POST", PREDICT, text)
     assert status == 200 and len(strict_json(body)["probabilities"][0]) == 2
 
 
-def test_an_answer_that_is_not_a_finite_number_is_refused_never_sent(champion_factory, churn_spec, churn_rows,
+def test_an_answer_that_is_not_a_finite_number_is_refused_never_sent(captures, champion_factory, churn_spec, churn_rows,
                                                                      stores, api):
     """A linear regression overflows float32 on in-range but extreme inputs: its answer would be Infinity
     (not JSON). The request is refused (422, a client's extreme values, not a server failure), not captured."""
@@ -266,7 +271,7 @@ def test_an_answer_that_is_not_a_finite_number_is_refused_never_sent(champion_fa
     assert error["code"] == "RequestInvalid"
     assert error["message"].startswith("the model has no finite answer for instance(s) 1, 2: their values are too "
                                        "extreme for it")
-    assert stores.objects.keys("captures/") == []
+    assert captures == []
     status, body = api.respond("POST", "/v1/models/charges/predict", {"instances": [fine]})
     assert status == 200 and strict_json(body)["predictions"][0] > 0
 
@@ -327,7 +332,7 @@ UNAVAILABLE = {"code": "ModelUnavailable",
 
 
 @pytest.mark.parametrize("damage", ["missing", "tampered", "unreadable"])
-def test_a_champion_that_cannot_be_loaded_is_a_503_that_names_nothing_internal_and_is_counted(
+def test_a_champion_that_cannot_be_loaded_is_a_503_that_names_nothing_internal_and_is_counted(captures,
         churn_champion, stores, api, capsys, caplog, damage):
     key = churn_champion.artifacts.onnx_key
     if damage == "missing":
@@ -342,7 +347,7 @@ def test_a_champion_that_cannot_be_loaded_is_a_503_that_names_nothing_internal_a
 
     assert status == 503 and strict_json(text) == {"error": UNAVAILABLE}, damage
     assert_clean(text, "models/", key, "sha256", "v1", stores.objects.bucket, "onnx", "Integrity", "NotFound")
-    assert stores.objects.keys("captures/") == []
+    assert captures == []
     (document,) = metric_documents(capsys.readouterr().out, "ModelLoadFailures")
     assert document["ModelLoadFailures"] == [1.0] and document["model"] == "churn"
     (directive,) = document["_aws"]["CloudWatchMetrics"]
@@ -372,7 +377,7 @@ def test_a_new_champion_that_cannot_be_loaded_leaves_the_previous_one_serving(ch
     assert api.served_version() == 1
 
 
-def test_storage_errors_are_500_or_503_without_their_details(churn_champion, stores, api):
+def test_storage_errors_are_500_or_503_without_their_details(captures, churn_champion, stores, api):
     stores.registry.faults.inject(
         "get_alias", MlopsError("reading the champion of model 'churn': storage error (AccessDeniedException)"))
     status, text = api.respond("POST", PREDICT, {"instances": [INSTANCE]})
@@ -383,7 +388,7 @@ def test_storage_errors_are_500_or_503_without_their_details(churn_champion, sto
     status, body, headers = api.call("POST", PREDICT, {"instances": [INSTANCE]})
     assert status == 503 and body["error"]["code"] == "RetryableError" and "try again" in body["error"]["message"]
     assert headers.get("Retry-After") == "1" and headers.get("Content-Type") == "application/json"
-    assert stores.objects.keys("captures/") == []
+    assert captures == []
 
     assert api.call("POST", PREDICT, {"instances": [INSTANCE]})[0] == 200  # storage is back
 
@@ -391,7 +396,7 @@ def test_storage_errors_are_500_or_503_without_their_details(churn_champion, sto
 # --- the same handler over boto3 and moto -----------------------------------------------------
 
 
-def test_over_aws_the_api_describes_predicts_and_captures(churn_champion_aws, pipeline_aws, aws_api):
+def test_over_aws_the_api_describes_predicts_and_captures(churn_champion_aws, pipeline_aws, aws_api, captures):
     status, body, _ = aws_api.call("GET", "/v1/models/churn")
     assert status == 200 and body["champion"]["version"] == 1
     assert body["champion"]["dataset_id"] == churn_champion_aws.dataset_id
@@ -405,17 +410,12 @@ def test_over_aws_the_api_describes_predicts_and_captures(churn_champion_aws, pi
     assert body["model"] == "churn" and body["version"] == 1 and len(body["predictions"]) == 2
     assert body["request_id"] == event["requestContext"]["requestId"]
 
-    listed = pipeline_aws.s3.list_objects_v2(Bucket=pipeline_aws.bucket, Prefix="captures/")
-    (key,) = [entry["Key"] for entry in listed["Contents"]]
-    match = re.fullmatch(CAPTURE_KEY, key)
-    assert match, key
-    at = datetime.fromtimestamp(epoch_ms_of(key) / 1000, UTC)
-    assert (match.group(1), match.group(2)) == (f"{at:%Y-%m-%d}", f"{at:%H}")
-    record = json.loads(pipeline_aws.s3.get_object(Bucket=pipeline_aws.bucket, Key=key)["Body"].read())
+    # The capture is a line for the log stream: nothing is written to S3 on the request path.
+    assert "Contents" not in pipeline_aws.s3.list_objects_v2(Bucket=pipeline_aws.bucket, Prefix="captures/")
+    (record,) = captures
     assert record["model"] == "churn" and record["version"] == 1 and record["request_id"] == body["request_id"]
     assert record["inputs"] == instances
-    assert record["predictions"] == body["predictions"] and record["probabilities"] == body["probabilities"]
-    assert datetime.fromisoformat(record["timestamp"]) == at
+    assert record["outputs"] == {"predictions": body["predictions"], "probabilities": body["probabilities"]}
 
 
 def test_over_aws_storage_errors_are_mapped_from_botocore(churn_champion_aws, pipeline_aws, aws_api, monkeypatch,
@@ -432,13 +432,12 @@ def test_over_aws_storage_errors_are_mapped_from_botocore(churn_champion_aws, pi
     assert status == 503 and body["error"]["code"] == "RetryableError" and headers.get("Retry-After") == "1"
     monkeypatch.setattr(table, "get_item", get_item)
 
-    # S3 refuses the capture: the answer is given, the failure counted.
+    # S3 refusing every write changes nothing: the predict path makes no S3 write (the capture is a log line).
     monkeypatch.setattr(data_objects().client, "put_object", failing_with("SlowDown", "PutObject"))
     capsys.readouterr()
     status, body, _ = aws_api.call("POST", PREDICT, {"instances": [INSTANCE]})
     assert status == 200 and len(body["predictions"]) == 1
-    (document,) = metric_documents(capsys.readouterr().out, "CaptureFailures")
-    assert document["CaptureFailures"] == [1.0]
+    assert metric_documents(capsys.readouterr().out, "CaptureFailures") == []
 
     # A tampered artifact in S3 is refused as in memory, and so is a missing one.
     pipeline_aws.upload(churn_champion_aws.artifacts.onnx_key, b"not the model")
