@@ -35,7 +35,7 @@ from pydantic_core import ErrorDetails
 
 from functions.errors import InvalidInput, MlopsError, PayloadTooLarge, RetryableError
 from functions.registry.dynamo import registry_store
-from functions.serving.capture import write_capture
+from functions.serving.capture import emit_capture
 from functions.serving.contract import (
     API_KEY_HEADER,
     DESCRIBE_RESPONSES,
@@ -231,9 +231,10 @@ def predict_route(name: ModelName,
 
     # The answer counts more than its record: a failed capture is logged and counted, not returned.
     try:
-        write_capture(data_objects(), model=loaded.model, version=loaded.version, request_id=request_id,
-                      inputs=request.instances, predictions=result.predictions, probabilities=result.probabilities)
-    except (MlopsError, ValueError) as error:
+        # A line on stdout, which Lambda ships to the log group a subscription delivers to Firehose: no S3 call here.
+        emit_capture(model=loaded.model, version=loaded.version, request_id=request_id, inputs=request.instances,
+                     predictions=result.predictions, probabilities=result.probabilities, latency_ms=latency_ms)
+    except (MlopsError, ValueError, OSError) as error:
         logger.warning("request not captured", extra={"model": loaded.model, "reason": str(error)})
         metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=1)
 
