@@ -22,6 +22,10 @@ ALIASES: tuple[AliasName, ...] = ("champion", "challenger")
 # A version's approval: registered PendingManualApproval, then Approved or Rejected by the promotion gate
 # (auto-approval) or a person (`mlops models approve|reject`). Only an Approved version may be champion.
 VersionStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
+RolloutMode = Literal["canary", "shadow"]
+RolloutStatus = Literal["running", "promoted", "rolled_back"]
+MIN_BAKE_SECONDS = 1  # a test's bake; on AWS a useful bake is minutes (alarms evaluate per minute)
+MAX_BAKE_SECONDS = 7 * 24 * 3600
 # Versions registered before approvals existed say "registered": they were served without one.
 LEGACY_STATUS: dict[str, VersionStatus] = {"registered": "Approved"}
 
@@ -169,3 +173,27 @@ class AuditEntry(Record):
     actor: str = "unknown"  # who: an IAM/STS identity ARN (the pipeline function's role, or the CLI's user)
     # A roll-out's start or end (version: the challenger, from_version: the champion; registry.rollout).
     rollout_id: str | None = None
+
+
+class Rollout(Record):
+    """A model's latest roll-out: who started it, how the challenger takes traffic, and how it ended."""
+
+    model: str
+    rollout_id: str
+    champion: int
+    challenger: int
+    mode: RolloutMode
+    share: float = Field(gt=0, le=1)  # canary: of the requests served by the challenger; shadow: of those scored
+    bake_seconds: int = Field(ge=MIN_BAKE_SECONDS, le=MAX_BAKE_SECONDS)
+    status: RolloutStatus = "running"
+    started_by: str
+    started_at: str
+    bake_ends_at: str
+    reason: str = ""
+    ended_at: str | None = None
+    ended_by: str | None = None
+    end_reason: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from functions.errors import Conflict, InvalidInput, NotFound, ObjectTooLarge, RetryableError, UnknownModel
 from functions.features.store import entity_key
 from functions.jsonable import jsonable
-from functions.records import AliasName, AuditEntry, DatasetVersion, ModelVersion, Run, VersionStatus, now_iso
+from functions.records import AliasName, AuditEntry, DatasetVersion, ModelVersion, Rollout, Run, VersionStatus, now_iso
 from functions.registry.events import RegistryEvent
 from functions.registry.store import STATUS_ACTIONS, UNKNOWN_ACTOR, instant, move_time
 from functions.spec import ModelSpec
@@ -166,6 +166,7 @@ class MemoryRegistryStore:
         self.aliases: dict[tuple[str, str], int] = {}
         self.audit: list[AuditEntry] = []  # the alias moves
         self.trail: list[AuditEntry] = []  # every change: the alias moves and the versions' state changes
+        self.rollouts: dict[str, Rollout] = {}  # model -> its latest roll-out
 
     def put_spec(self, spec: ModelSpec) -> None:
         self.faults.before("put_spec")
@@ -340,6 +341,20 @@ class MemoryRegistryStore:
         moves = [e for e in self.audit if e.model == model and e.alias == alias and e.at <= instant(at)]
         return max(moves, key=lambda e: e.at, default=None)
 
+
+    def get_rollout(self, model: str) -> Rollout | None:
+        self.faults.before("get_rollout")
+        return self.rollouts.get(model)
+
+    def put_rollout(self, rollout: Rollout, *, expected: Rollout | None, entry: AuditEntry) -> None:
+        """As the adapter: one conditional write on the stored roll-out's id and status (fault point "put_rollout")."""
+        self.faults.before("put_rollout")
+        stored = self.rollouts.get(rollout.model)
+        if (stored and (stored.rollout_id, stored.status)) != (expected and (expected.rollout_id, expected.status)):
+            raise Conflict(f"the roll-out of model {rollout.model!r} changed while it was being changed; try again")
+        self.rollouts[rollout.model] = rollout
+        self.trail.append(entry)
+        self.faults.after("put_rollout")
 
 class MemoryEventPublisher:
     """The registry's events as EventBridge would receive them (a list), able to fail to send on purpose.

@@ -24,8 +24,7 @@ from pydantic import ValidationError
 
 from functions import aws
 from functions.errors import Conflict, MlopsError, NotFound, RetryableError, UnknownModel
-from functions.records import AliasName, AuditEntry, ModelVersion, Run, VersionStatus, now_iso
-from functions.registry.rollout import Rollout
+from functions.records import AliasName, AuditEntry, ModelVersion, Rollout, Run, VersionStatus, now_iso
 from functions.registry.store import STATUS_ACTIONS, UNKNOWN_ACTOR, instant, move_time
 from functions.settings import settings
 from functions.spec import ModelSpec

@@ -18,12 +18,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
-
-from pydantic import Field
 
 from functions.errors import Conflict, InvalidInput, NotFound
-from functions.records import AuditEntry, Record, now_iso
+from functions.records import (
+    MAX_BAKE_SECONDS,
+    MIN_BAKE_SECONDS,
+    AuditEntry,
+    Rollout,
+    RolloutMode,
+    RolloutStatus,
+    now_iso,
+)
 from functions.registry.events import EventPublisher, announce
 from functions.registry.lifecycle import (
     InvalidTransition,
@@ -34,54 +39,11 @@ from functions.registry.lifecycle import (
     promote,
     rollback,
 )
-from functions.registry.store import RegistryStore
+from functions.registry.store import RegistryStore as Registry
 
-RolloutMode = Literal["canary", "shadow"]
-RolloutStatus = Literal["running", "promoted", "rolled_back"]
 MODES: tuple[RolloutMode, ...] = ("canary", "shadow")
-MIN_BAKE_SECONDS = 1  # a test's bake; on AWS a useful bake is minutes (alarms evaluate per minute)
-MAX_BAKE_SECONDS = 7 * 24 * 3600
 MAX_REASON_CHARS = 500
 ALARM = "ALARM"
-
-
-class Rollout(Record):
-    """A model's latest roll-out: who started it, how the challenger takes traffic, and how it ended."""
-
-    model: str
-    rollout_id: str
-    champion: int
-    challenger: int
-    mode: RolloutMode
-    share: float = Field(gt=0, le=1)  # canary: of the requests served by the challenger; shadow: of those scored
-    bake_seconds: int = Field(ge=MIN_BAKE_SECONDS, le=MAX_BAKE_SECONDS)
-    status: RolloutStatus = "running"
-    started_by: str
-    started_at: str
-    bake_ends_at: str
-    reason: str = ""
-    ended_at: str | None = None
-    ended_by: str | None = None
-    end_reason: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-
-class RolloutStore(Protocol):
-    def get_rollout(self, model: str) -> Rollout | None:
-        """The model's latest roll-out (None: it never had one)."""
-        ...
-
-    def put_rollout(self, rollout: Rollout, *, expected: Rollout | None, entry: AuditEntry) -> None:
-        """Write the roll-out and its audit entry in one transaction, only while the stored roll-out is
-        `expected` (same id and status; None: there is none). Conflict when another writer changed it first."""
-        ...
-
-
-class Registry(RegistryStore, RolloutStore, Protocol):
-    """The registry with its roll-outs (registry.dynamo implements both)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from functions.errors import InvalidInput
-from functions.records import AliasName, AuditEntry, ModelVersion, Run, VersionStatus, now_iso
+from functions.records import AliasName, AuditEntry, ModelVersion, Rollout, Run, VersionStatus, now_iso
 from functions.spec import ModelSpec
 
 UNKNOWN_ACTOR = "unknown"
@@ -154,4 +154,13 @@ class RegistryStore(Protocol):
 
     def alias_at(self, model: str, alias: AliasName, at: str) -> AuditEntry | None:
         """The last move of `alias` at or before `at` (an `instant`): one read. None before its first move."""
+        ...
+
+    def get_rollout(self, model: str) -> Rollout | None:
+        """The model's latest roll-out (None: it never had one)."""
+        ...
+
+    def put_rollout(self, rollout: Rollout, *, expected: Rollout | None, entry: AuditEntry) -> None:
+        """Write the roll-out and its audit entry in one transaction, only while the stored roll-out is
+        `expected` (same id and status; None: there is none). Conflict when another writer changed it first."""
         ...

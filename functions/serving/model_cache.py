@@ -84,10 +84,14 @@ class ModelCache:
         self._clock = clock
         self._entries: dict[str, LoadedModel] = {}
         self._failed: dict[str, tuple[int, float]] = {}  # model -> (version that failed to load, when)
+        self._versions: dict[str, LoadedModel] = {}  # model -> another version it serves (a challenger)
+        self._failed_versions: dict[str, tuple[int, float]] = {}
 
     def clear(self) -> None:
         self._entries.clear()
         self._failed.clear()
+        self._versions.clear()
+        self._failed_versions.clear()
 
     def champion(self, registry: RegistryStore, objects: ObjectStore, model: str, ttl_seconds: float,
                  on_load_failure: LoadFailureHook | None = None) -> LoadedModel:
@@ -139,6 +143,31 @@ class ModelCache:
         self._entries[model] = loaded
         self._failed.pop(model, None)
         logger.info("champion loaded", extra={"model": model, "version": version, "format": loaded.predictor.format})
+        return loaded
+
+    def version(self, registry: RegistryStore, objects: ObjectStore, model: str, version: int, ttl_seconds: float,
+                on_load_failure: LoadFailureHook | None = None) -> LoadedModel:
+        """A given version of `model` (a roll-out's challenger), loaded once: a version's artifact never changes.
+        One is kept per model besides its champion. ModelUnavailable when it cannot be loaded (not tried again
+        before the TTL), RetryableError when storage is busy."""
+        now = self._clock()
+        entry = self._versions.get(model)
+        if entry is not None and entry.version == version:
+            return entry
+        failed = self._failed_versions.get(model)
+        if failed is not None and failed[0] == version and now - failed[1] < ttl_seconds:
+            raise ModelUnavailable(model)
+        try:
+            loaded = self._load(registry, objects, model, version, now)
+        except _Unloadable as unloadable:
+            self._failed_versions[model] = (version, now)
+            logger.error("version could not be loaded", extra={"model": model, "version": version,
+                                                                "reason": unloadable.reason})
+            if on_load_failure is not None:
+                on_load_failure(model, version)
+            raise ModelUnavailable(model) from unloadable.__cause__
+        self._versions[model] = loaded
+        self._failed_versions.pop(model, None)
         return loaded
 
     @staticmethod

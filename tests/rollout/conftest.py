@@ -2,9 +2,6 @@
 
 import pytest
 
-from functions.errors import Conflict
-from functions.records import AuditEntry
-from functions.registry.rollout import Rollout
 from functions.spec import ModelSpec
 from tests.fakes import MemoryEventPublisher, MemoryRegistryStore
 from tests.registry.conftest import registry_table  # noqa: F401 - the moto table, as the registry tests make it
@@ -14,30 +11,6 @@ ME = "arn:aws:sts::123456789012:assumed-role/ml-lead/alice"
 SPEC = ModelSpec.model_validate({"name": "m", "task": "regression", "target": "y",
                                  "features": [{"name": "x", "type": "numeric"}],
                                  "estimator": {"name": "linear_regression"}, "metric": "rmse"})
-
-
-class MemoryRollouts(MemoryRegistryStore):
-    """The in-memory registry with the ROLLOUT item, conditioned as the adapter conditions it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rollouts: dict[str, Rollout] = {}
-
-    def get_rollout(self, model: str) -> Rollout | None:
-        self.faults.before("get_rollout")
-        return self.rollouts.get(model)
-
-    def put_rollout(self, rollout: Rollout, *, expected: Rollout | None, entry: AuditEntry) -> None:
-        self.faults.before("put_rollout")
-        stored = self.rollouts.get(rollout.model)
-        same = (stored is None and expected is None) or (
-            stored is not None and expected is not None and (stored.rollout_id, stored.status)
-            == (expected.rollout_id, expected.status))
-        if not same:
-            raise Conflict(f"the roll-out of model {rollout.model!r} changed while it was being changed; try again")
-        self.rollouts[rollout.model] = rollout
-        self.trail.append(entry)
-        self.faults.after("put_rollout")
 
 
 def seeded(store):
@@ -56,7 +29,7 @@ def seeded(store):
 @pytest.fixture(params=["memory", "dynamo"])
 def registry(request):
     if request.param == "memory":
-        return seeded(MemoryRollouts())
+        return seeded(MemoryRegistryStore())
     from functions.registry.dynamo import DynamoRegistryStore
 
     return seeded(DynamoRegistryStore(request.getfixturevalue("registry_table")))
