@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from cli.batch import batch_app
 from cli.platform import Platform, PlatformError, state_dir
 from functions.records import Run
 from functions.registry.lifecycle import Outcome
@@ -36,6 +37,7 @@ runs_app = typer.Typer(help="Training runs: how each one went, and why it failed
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
+app.add_typer(batch_app, name="batch")
 console = Console()
 err = Console(stderr=True)
 

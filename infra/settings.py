@@ -95,6 +95,15 @@ class PlatformSettings(BaseModel):
     access_logs_versioned: bool = True
     # DynamoDB deletion protection; None: on while the removal policy retains the tables.
     table_deletion_protection: bool | None = None
+    # Batch inference (infra/batch.py): the largest file a job takes (PlanBatch holds it and its typed copy in
+    # memory), the rows of a part (one Distributed Map item), parts scored at once (also ScoreBatchPart's reserved
+    # concurrency), each step function's memory and timeout, and a whole job's timeout.
+    batch_max_bytes: int = Field(256 * 1024 * 1024, gt=0, le=2 * 1024**3)
+    batch_rows_per_part: int = Field(100_000, ge=1, le=10_000_000)
+    batch_max_concurrency: int = Field(10, ge=1, le=1_000)
+    batch_memory_mb: int = Field(3008, ge=128, le=10_240)
+    batch_timeout_minutes: int = Field(15, ge=1, le=15)
+    batch_job_timeout_minutes: int = Field(120, ge=1, le=365 * 24 * 60)
     # Features
     feature_ttl_days: int = 30
     # Monitoring

@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from functions.settings import Settings as FunctionSettings
+from infra.batch import Batch
 from infra.data import Data
 from infra.features import Features
 from infra.monitoring import NAMESPACE, Monitoring
@@ -49,6 +50,7 @@ class PlatformStack(Stack):
         self.training = Training(self, "Training", settings, functions, self.data, self.features, self.registry,
                                  self.dead_letters)
         self.serving = Serving(self, "Serving", settings, functions, self.data, self.features, self.registry)
+        self.batch = Batch(self, "Batch", settings, functions, self.data, self.registry, self.dead_letters)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -74,6 +76,7 @@ class PlatformStack(Stack):
             "DashboardName": self.monitoring.dashboard.dashboard_name,
             "AlarmTopicArn": self.monitoring.alarm_topic.topic_arn,
             "FailedEventsQueueUrl": self.dead_letters.queue_url,
+            "BatchStateMachineArn": self.batch.state_machine.state_machine_arn,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

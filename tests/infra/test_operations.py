@@ -11,7 +11,7 @@ import json
 import pytest
 
 from infra.settings import PlatformSettings
-from tests.infra.test_stack import _definition, resources
+from tests.infra.test_stack import _definition, pipeline_machine, resources
 
 
 def functions_by_handler(template_dict) -> dict[str, tuple[str, dict]]:
@@ -69,8 +69,7 @@ def test_short_steps_get_short_timeouts_and_small_memory(template_dict, handler,
 
 
 def test_an_execution_that_ends_unrecorded_marks_its_run_failed(template_dict):
-    machines = resources(template_dict, "AWS::StepFunctions::StateMachine")
-    (machine_id,) = machines
+    machine_id, _ = pipeline_machine(template_dict)
     rules = [r["Properties"] for r in resources(template_dict, "AWS::Events::Rule").values()
              if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]]
     (rule,) = rules
@@ -184,7 +183,9 @@ def test_pipeline_and_drift_functions_are_capped_and_serving_is_not(template_dic
         reserved = props.get("ReservedConcurrentExecutions")
         if handler == "training.handler.run_trial":  # as many as the search's Map runs at once
             assert reserved == PlatformSettings().search_max_concurrency, handler
-        elif handler.startswith(("training.", "data.", "features.", "registry.")):
+        elif handler == "batch.handler.score_batch_part":  # as many as the batch Map runs at once
+            assert reserved == PlatformSettings().batch_max_concurrency, handler
+        elif handler.startswith(("training.", "data.", "features.", "registry.", "batch.")):
             assert reserved == 5, handler
         elif handler.startswith("monitoring."):
             assert reserved == 1, handler
@@ -202,7 +203,7 @@ def test_every_asynchronous_path_has_a_dead_letter_queue_with_an_alarm(template_
     configs = {getatt(c["Properties"]["FunctionName"]) or c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
                for c in resources(template_dict, "AWS::Lambda::EventInvokeConfig").values()}
     rules = resources(template_dict, "AWS::Events::Rule")
-    assert len(rules) == 3  # uploads, the drift schedule, executions' ends
+    assert len(rules) == 4  # uploads (datasets, batch files), the drift schedule, executions' ends
     for rule_id, rule in rules.items():
         for target in rule["Properties"]["Targets"]:
             assert getatt(target["DeadLetterConfig"]["Arn"]) == queue_id, rule_id
@@ -243,6 +244,11 @@ DYNAMODB_ACTIONS: dict[str, dict[str, set[str]]] = {
     "training.handler.record_execution_end": {"Registry": {"GetItem", "UpdateItem", "DeleteItem",
                                                            "ConditionCheckItem"}},
     "serving.handler.handler": {"Registry": {"GetItem"}},
+    "batch.handler.start_batch": {},
+    "batch.handler.plan_batch": {"Registry": {"GetItem"}},  # the spec, the champion alias, the version
+    "batch.handler.score_batch_part": {"Registry": {"GetItem"}},  # the pinned version and its spec
+    "batch.handler.complete_batch": {},
+    "batch.handler.record_batch_failure": {},
     "monitoring.handler.check_drift": {"Registry": {"GetItem", "Scan"}, "Datasets": {"GetItem"}},
 }
 TABLES = {"Registry": "AWS::DynamoDB::Table", "Datasets": "AWS::DynamoDB::Table", "Online": "AWS::DynamoDB::Table"}

@@ -65,8 +65,15 @@ def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(template_dic
     ]
 
 
-def _definition(template_dict) -> dict:
-    (machine,) = resources(template_dict, "AWS::StepFunctions::StateMachine").values()
+def pipeline_machine(template_dict, construct: str = "Training") -> tuple[str, dict]:
+    """(logical id, resource) of the training pipeline's state machine (or the batch one: construct="Batch")."""
+    machines = resources(template_dict, "AWS::StepFunctions::StateMachine")
+    (found,) = [(logical_id, machine) for logical_id, machine in machines.items() if logical_id.startswith(construct)]
+    return found
+
+
+def _definition(template_dict, construct: str = "Training") -> dict:
+    _, machine = pipeline_machine(template_dict, construct)
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     return json.loads("".join(p if isinstance(p, str) else "ARN" for p in parts))  # references are inside strings
 
@@ -107,10 +114,10 @@ def test_pipeline_logs_and_traces(template):
 
 def test_upload_under_datasets_prefix_starts_the_pipeline(template_dict):
     rules = resources(template_dict, "AWS::Events::Rule").values()
-    (rule,) = [r for r in rules if r["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]]
+    (rule,) = [r for r in rules if r["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]
+               and r["Properties"]["EventPattern"]["detail"]["object"]["key"] == [{"prefix": "datasets/"}]]
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
-    assert pattern["detail"]["object"]["key"] == [{"prefix": "datasets/"}]
     target = rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
     command = template_dict["Resources"][target]["Properties"]["ImageConfig"]["Command"]
     assert command == ["functions.training.handler.start_pipeline"]

@@ -11,7 +11,7 @@ import pytest
 
 from infra.settings import PlatformSettings, step_timeout_seconds
 from infra.training import SKLEARN_REPOSITORY, TRIAL_INPUT, sagemaker_source
-from tests.infra.test_stack import _definition, resources
+from tests.infra.test_stack import _definition, pipeline_machine, resources
 
 SETTINGS = PlatformSettings()
 
@@ -72,7 +72,7 @@ def test_the_sagemaker_task_runs_the_entry_point_on_the_runs_paths_with_the_sett
 
 
 def test_the_image_is_the_scikit_learn_framework_image_of_the_stacks_region(template_dict):
-    (machine,) = resources(template_dict, "AWS::StepFunctions::StateMachine").values()
+    _, machine = pipeline_machine(template_dict)
     parts = text(machine["Properties"]["DefinitionString"])
     (mapping,) = [m for name, m in template_dict["Mappings"].items() if name.startswith("TrainingSklearnImageAccounts")]
     assert mapping["us-east-1"] == {"account": "683313688378"} and mapping["eu-west-1"] == {"account": "141502667606"}
