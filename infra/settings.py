@@ -41,6 +41,10 @@ class PlatformSettings(BaseModel):
     max_request_bytes: int = 262_144
     max_instances: int = 1_000
     serving_memory_mb: int = 2048
+    # Capture delivery (infra/capture.py): Firehose writes an object per model and hour partition at most every
+    # capture_buffer_seconds, or sooner at capture_buffer_mb (dynamic partitioning takes 60 s and 64 MiB at least).
+    capture_buffer_seconds: int = Field(60, ge=60, le=900)
+    capture_buffer_mb: int = Field(64, ge=64, le=128)
     # Training. The data and training steps (RegisterDataset, ValidateDataset, BuildFeatures,
     # Train, Evaluate) get the most memory and time; the registry steps (RegisterModel,
     # Promote) load one or two models; the record steps (RecordSuccess, RecordFailure, the
