@@ -1,8 +1,11 @@
 """A registered version's artifacts: written in safe formats, loaded back only if they verify.
 
-model.skops is always written; model.onnx only when skl2onnx converts the pipeline and
-onnxruntime agrees with scikit-learn on a sample (serving then uses it: small, fast, no Python
-objects). Each is stored with its sha256 and verified before it is loaded.
+model.skops is always written; model.onnx only when the pipeline converts (registry.onnx_conversion:
+double precision, as scikit-learn computes) and its answers through the serving path (instances
+straight to arrays, then onnxruntime) agree with the pipeline's through the training transformation,
+on the holdout and on edge rows (extreme numbers, an unseen category). Serving then uses it: small,
+fast, no Python objects. When it does not, the version serves its scikit-learn model and its record
+says why (Artifacts.onnx_skipped). Each file is stored with its sha256 and verified before it is loaded.
 
 The pipeline serializes a model once: Train writes its skops bytes, Evaluate (which loads it to
 score it) converts it to ONNX once (`save_served_model`), and RegisterModel copies both files'
@@ -11,11 +14,13 @@ bytes, verified by their sha256, to the version (`read_run_model`, `store_run_mo
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from functions.records import Artifacts, ModelVersion
+from functions.registry.onnx_conversion import onnx_input_names, to_onnx
+from functions.shared.limits import MAX_NUMERIC_MAGNITUDE
 from functions.shared.models import (
     OnnxPredictor,
     Predictor,
@@ -33,10 +38,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# ONNX runs in float32: answers within these tolerances count as the same answer.
-PROBABILITY_TOLERANCE = 1e-4
-REGRESSION_RTOLERANCE = 1e-4
-PARITY_SAMPLE_ROWS = 200  # holdout rows on which ONNX must agree with scikit-learn
+# ONNX computes in float64 (a tree ensemble's output is float32): answers this close are the same answer.
+PROBABILITY_TOLERANCE = 1e-6
+REGRESSION_RTOLERANCE = 1e-6
+PARITY_SAMPLE_ROWS = 5_000  # holdout rows on which ONNX must agree with scikit-learn
+EDGE_NUMBERS = (MAX_NUMERIC_MAGNITUDE, -MAX_NUMERIC_MAGNITUDE, 1e12, -1e12, 0.0)
+UNSEEN_CATEGORY = "\x00unseen category"
 
 
 def save_model(objects: ObjectStore, key_prefix: str, pipeline: "Pipeline", spec: ModelSpec,
@@ -97,59 +104,76 @@ def store_run_model(objects: ObjectStore, key_prefix: str, model: RunModel, spec
                      onnx_inputs=onnx_input_names(spec))
 
 
-def onnx_input_names(spec: ModelSpec) -> list[str]:
-    """The ONNX model's input of each signature feature: f0, f1, ... (whatever the column names are)."""
-    return [f"f{index}" for index in range(len(spec.features))]
-
-
 def _to_onnx(pipeline: "Pipeline", spec: ModelSpec, sample_frame: "pd.DataFrame") -> tuple[bytes | None, str]:
     """ONNX bytes, or None and why not (the skops artifact then serves)."""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-
-    # Safe input names, one per feature in signature order (skl2onnx would mangle "monthly charges ($)").
-    initial_types = [
-        (name, FloatTensorType([None, 1]) if f.type == "numeric" else StringTensorType([None, 1]))
-        for name, f in zip(onnx_input_names(spec), spec.features, strict=True)
-    ]
-    options = {id(pipeline): {"zipmap": False}} if spec.task == "classification" else None
     try:
-        onnx_bytes = convert_sklearn(pipeline, initial_types=initial_types, options=options).SerializeToString()
+        onnx_bytes = to_onnx(pipeline, spec)
     except Exception as error:  # noqa: BLE001 - skl2onnx fails in many ways on unsupported models
         logger.warning("ONNX conversion failed; serving will use skops", extra={"error": type(error).__name__})
         return None, f"conversion failed ({type(error).__name__})"
     try:
         onnx_predictor = OnnxPredictor(onnx_bytes, spec, classes_of(pipeline, spec))
-        agrees = _agree(onnx_predictor, SkopsPredictor(pipeline, spec), sample_frame, spec)
+        disagreement = parity(onnx_predictor, SkopsPredictor(pipeline, spec), sample_frame, spec)
     except Exception as error:  # noqa: BLE001 - a model onnxruntime cannot run is not served as ONNX
         logger.warning("ONNX model does not run; serving will use skops", extra={"error": type(error).__name__})
         return None, f"onnxruntime could not run it ({type(error).__name__})"
-    if not agrees:
-        logger.warning("ONNX model disagrees with scikit-learn; serving will use skops")
-        return None, "onnxruntime disagreed with scikit-learn on the sample"
+    if disagreement:
+        logger.warning("ONNX model disagrees with scikit-learn; serving will use skops",
+                       extra={"reason": disagreement})
+        return None, f"onnxruntime disagreed with scikit-learn: {disagreement}"
     return onnx_bytes, ""
 
 
-def _agree(onnx: Predictor, sk: Predictor, frame: "pd.DataFrame", spec: ModelSpec) -> bool:
+def edge_rows(frame: "pd.DataFrame", spec: ModelSpec) -> list[dict[str, Any]]:
+    """Rows a client may send and a holdout seldom holds: the first row with one feature at a time set to an
+    extreme number (within what the API accepts) or, for a category, one never seen in training."""
     if len(frame) == 0:
-        return False
-    onnx_out, onnx_proba = onnx.predict(frame)
-    sk_out, sk_proba = sk.predict(frame)
+        return []
+    base = frame[spec.feature_names].iloc[0].to_dict()
+    rows: list[dict[str, Any]] = []
+    for feature in spec.features:
+        values = EDGE_NUMBERS if feature.type == "numeric" else (UNSEEN_CATEGORY,)
+        rows.extend({**base, feature.name: value} for value in values)
+    return rows
+
+
+def parity(onnx: Predictor, sk: Predictor, frame: "pd.DataFrame", spec: ModelSpec) -> str:
+    """How the ONNX model's answers on `frame`'s rows and the edge rows, through the serving path (instances
+    to arrays), miss the pipeline's through the training transformation; empty when they agree."""
+    import pandas as pd
+
+    if len(frame) == 0:
+        return "no holdout rows to compare on"
+    rows = frame[spec.feature_names].to_dict("records") + edge_rows(frame, spec)
+    onnx_out, onnx_proba = onnx.predict_records(rows)
+    sk_out, sk_proba = sk.predict(pd.DataFrame.from_records(rows, columns=spec.feature_names))
+    where = f"the {len(frame)} holdout rows and {len(rows) - len(frame)} edge rows"
     if spec.task == "classification":
         if onnx_proba is None or sk_proba is None:
-            return onnx_out == sk_out
-        if not np.allclose(onnx_proba, sk_proba, atol=PROBABILITY_TOLERANCE, rtol=0):
-            return False
-        # A row whose two best classes tie within float32 noise may pick either label.
-        proba = np.sort(np.asarray(sk_proba), axis=1)
-        if proba.shape[1] < 2:
-            return onnx_out == sk_out
-        clear = proba[:, -1] - proba[:, -2] > 2 * PROBABILITY_TOLERANCE
-        return all(a == b for a, b, c in zip(onnx_out, sk_out, clear, strict=True) if c)
+            wrong = sum(a != b for a, b in zip(onnx_out, sk_out, strict=True))
+            return f"{wrong} labels differ on {where}" if wrong else ""
+        ours, theirs = np.asarray(onnx_proba, dtype=np.float64), np.asarray(sk_proba, dtype=np.float64)
+        apart = ~np.isclose(ours, theirs, atol=PROBABILITY_TOLERANCE, rtol=0, equal_nan=True).all(axis=1)
+        if apart.any():
+            gap = float(np.nanmax(np.abs(ours - theirs)))
+            return (f"probabilities up to {gap:.3g} apart (tolerance {PROBABILITY_TOLERANCE:g}) on "
+                    f"{int(apart.sum())} of {where}")
+        # A row whose two best classes tie within the tolerance may pick either label.
+        ranked = np.sort(theirs, axis=1)
+        clear = ranked[:, -1] - ranked[:, -2] > 2 * PROBABILITY_TOLERANCE if ranked.shape[1] > 1 else \
+            np.ones(len(rows), dtype=bool)
+        wrong = sum(a != b for a, b, c in zip(onnx_out, sk_out, clear, strict=True) if c)
+        return f"{wrong} labels differ on {where}" if wrong else ""
     expected = np.asarray(sk_out, dtype=np.float64)
-    scale = float(np.max(np.abs(expected))) if expected.size else 1.0
+    got = np.asarray(onnx_out, dtype=np.float64)
+    holdout = expected[: len(frame)]  # the scale of the usual answers (an edge row's may be huge)
+    finite = holdout[np.isfinite(holdout)]
+    scale = float(np.max(np.abs(finite))) if finite.size else 1.0
     tolerance = REGRESSION_RTOLERANCE * max(scale, 1.0)
-    return bool(np.allclose(onnx_out, expected, rtol=REGRESSION_RTOLERANCE, atol=tolerance))
+    apart = ~np.isclose(got, expected, rtol=REGRESSION_RTOLERANCE, atol=tolerance, equal_nan=True)
+    if apart.any():
+        return f"values up to {float(np.nanmax(np.abs(got - expected))):.3g} apart on {int(apart.sum())} of {where}"
+    return ""
 
 
 def load_predictor(objects: ObjectStore, version: ModelVersion, spec: ModelSpec) -> Predictor:

@@ -23,7 +23,13 @@ import pandas as pd
 from functions.errors import Conflict, DatasetInvalid, NotFound
 from functions.pipeline.state import EvaluationResult, PromotionResult, RegistrationResult, TrainingResult
 from functions.records import Artifacts, AuditEntry, ModelVersion
-from functions.registry.artifacts import load_predictor, read_run_model, save_model, store_run_model
+from functions.registry.artifacts import (
+    PARITY_SAMPLE_ROWS,
+    load_predictor,
+    read_run_model,
+    save_model,
+    store_run_model,
+)
 from functions.registry.events import EventPublisher, announce
 from functions.registry.lifecycle import registration
 from functions.registry.store import UNKNOWN_ACTOR, RegistryStore
@@ -36,7 +42,7 @@ from functions.storage.objects import ObjectStore
 logger = logging.getLogger(__name__)
 
 PACKAGES = ["scikit-learn", "numpy", "pandas", "scipy", "skops", "skl2onnx", "onnxruntime", "pyarrow"]
-SAMPLE_ROWS = 200  # rows on which ONNX must agree with scikit-learn
+SAMPLE_ROWS = PARITY_SAMPLE_ROWS  # holdout rows on which ONNX must agree with scikit-learn
 PROMOTION_ATTEMPTS = 3
 
 

@@ -2,20 +2,19 @@
 
 The check is strict, so a client's mistake is a 422 that names the instance and the field,
 never a silent NaN or a failure further on: exactly the signature's features; numeric values
-are finite numbers (not booleans) within what the model's numeric input type holds
-(MAX_NUMERIC_MAGNITUDE: float32 today); categorical values are valid Unicode strings (no lone
+are finite numbers (not booleans) within MAX_NUMERIC_MAGNITUDE (float32's range: models take
+float64 since they convert in double precision, but models registered before take float32, and
+training data is held to the same range); categorical values are valid Unicode strings (no lone
 UTF-16 surrogate, which no UTF-8 text can hold) of at most MAX_CATEGORY_LENGTH characters.
-Accepted instances go through the one feature transformation shared with training, and an
-answer that is not a finite number (an extreme input the model overflows on) is refused too:
-a response never carries NaN or infinity.
+Accepted instances go straight to the model's typed arrays (shared.instances: the values the
+training transformation gives, without pandas), and an answer that is not a finite number (an
+extreme input the model overflows on) is refused too: a response never carries NaN or infinity.
 """
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import pandas as pd
 
 from functions.errors import RequestInvalid, shown
 from functions.serving.model_cache import LoadedModel
@@ -126,12 +125,7 @@ class Prediction:
 def predict(loaded: LoadedModel, instances: Sequence[Mapping]) -> Prediction:
     """The champion's answers for `instances` (validated here first; RequestInvalid when refused)."""
     validate_instances(instances, loaded.signature)
-    numeric = [feature.name for feature in loaded.signature if feature.type == "numeric"]
-    # Numbers as floats: an int past 2**64 would otherwise make an object column the model cannot use.
-    records = [{**instance, **{name: float(instance[name]) for name in numeric}} for instance in instances]
-    names = [feature.name for feature in loaded.signature]
-    frame = pd.DataFrame.from_records(records, columns=names)
-    predictions, probabilities = loaded.predictor.predict(frame)  # applies the training transformation
+    predictions, probabilities = loaded.predictor.predict_records(instances)  # the training transformation's values
     not_finite = non_finite_answers(predictions, probabilities)
     if not_finite:
         listed = ", ".join(str(index) for index in not_finite[:MAX_REPORTED_PROBLEMS])

@@ -3,15 +3,22 @@
 skops bytes are loaded trusting only the types recorded when they were saved, and only from
 scikit-learn, numpy, scipy and builtins. A `Predictor` answers for a loaded model whatever its
 format: raw rows in, plain Python labels (or values) and class probabilities out.
+
+Predicting on request instances (`predict_records`) with an ONNX model imports neither pandas nor
+scikit-learn: the instances go straight to typed arrays (shared.instances) and into the session.
+The scikit-learn fallback (a model that did not convert, or disagreed with scikit-learn at
+registration) imports them when it is first used, and predicts once: labels are the classes of
+the highest probabilities, as scikit-learn's own predict does.
 """
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from functions.errors import IntegrityError
 from functions.jsonable import jsonable
-from functions.shared.transform import build_features
+from functions.shared.instances import feature_arrays
 from functions.spec import ModelSpec
 from functions.storage.objects import ObjectStore
 
@@ -22,6 +29,7 @@ if TYPE_CHECKING:
 TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 Answers = tuple[list[Any], list[list[float]] | None]
+ONNX_DTYPES: dict[str, Any] = {"tensor(double)": np.float64, "tensor(float)": np.float32, "tensor(string)": object}
 
 
 def dumps_skops(pipeline: "Pipeline") -> tuple[bytes, list[str]]:
@@ -81,10 +89,22 @@ class Predictor:
         The rows go through the feature transformation first, so raw instances or already
         built features give the same answers.
         """
+        from functions.shared.transform import build_features
+
         features = build_features(frame, self.spec)
         if len(features) == 0:
-            return [], ([] if self.spec.task == "classification" else None)
-        labels, proba = self._predict(features)
+            return self._answers([], [] if self.spec.task == "classification" else None)
+        return self._answers(*self._predict(features))
+
+    def predict_records(self, instances: Sequence[Mapping[str, Any]]) -> Answers:
+        """The answers for request instances (objects of feature values): the same as `predict` on their frame."""
+        import pandas as pd
+
+        arrays = feature_arrays(instances, self.spec.features)  # numbers as floats: no object column of big ints
+        return self.predict(pd.DataFrame({f.name: a.ravel() for f, a in zip(self.spec.features, arrays, strict=True)},
+                                         columns=self.spec.feature_names))
+
+    def _answers(self, labels: Any, proba: Any) -> Answers:
         if self.spec.task == "regression":
             return np.asarray(labels, dtype=np.float64).ravel().tolist(), None
         probabilities = None if proba is None else np.asarray(proba, dtype=np.float64).tolist()
@@ -102,9 +122,10 @@ class SkopsPredictor(Predictor):
         self.pipeline = pipeline
 
     def _predict(self, features: "pd.DataFrame") -> tuple[Any, Any]:
-        labels = self.pipeline.predict(features)
-        proba = self.pipeline.predict_proba(features) if self.spec.task == "classification" else None
-        return labels, proba
+        if self.spec.task == "regression":
+            return self.pipeline.predict(features), None
+        proba = self.pipeline.predict_proba(features)  # once: the labels are its argmax, as predict's are
+        return np.asarray(self.pipeline.classes_).take(np.argmax(proba, axis=1)), proba
 
 
 class OnnxPredictor(Predictor):
@@ -120,16 +141,26 @@ class OnnxPredictor(Predictor):
         self.session = onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
         # One input per signature feature, in its order: f0, f1, ... (older models: the feature names).
-        self.inputs = [i.name for i in self.session.get_inputs()]
+        inputs = self.session.get_inputs()
+        self.inputs = [i.name for i in inputs]
         if len(self.inputs) != len(spec.features):
             raise IntegrityError(f"the ONNX model takes {len(self.inputs)} inputs, not the {len(spec.features)} "
                                  "features of its signature")
+        # float64 since models convert in double precision; float32 for those registered before.
+        self.dtypes = [ONNX_DTYPES.get(i.type, object) for i in inputs]
+
+    def predict_records(self, instances: Sequence[Mapping[str, Any]]) -> Answers:
+        if not instances:
+            return self._answers([], [] if self.spec.task == "classification" else None)
+        arrays = feature_arrays(instances, self.spec.features, self.dtypes)
+        return self._answers(*self._run(dict(zip(self.inputs, arrays, strict=True))))
 
     def _predict(self, features: "pd.DataFrame") -> tuple[Any, Any]:
-        feeds = {}
-        for position, (name, feature) in enumerate(zip(self.inputs, self.spec.features, strict=True)):
-            column = features.iloc[:, [position]]
-            feeds[name] = column.to_numpy(np.float32) if feature.type == "numeric" else column.to_numpy(object)
+        feeds = {name: features.iloc[:, [position]].to_numpy(dtype)
+                 for position, (name, dtype) in enumerate(zip(self.inputs, self.dtypes, strict=True))}
+        return self._run(feeds)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> tuple[Any, Any]:
         results = dict(zip(self.outputs, self.session.run(None, feeds), strict=True))
         if self.spec.task == "classification":
             return results["label"], results.get("probabilities")

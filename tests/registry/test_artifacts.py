@@ -84,17 +84,29 @@ def test_raw_instances_with_gaps_and_unseen_categories_predict(objects, spec, tr
     assert predictor.predict(rows.iloc[0:0]) == ([], [])
 
 
-def test_a_model_skl2onnx_cannot_convert_is_served_from_skops(objects, spec, rows):
+def test_a_model_skl2onnx_cannot_convert_is_served_from_skops_predicting_once(objects, spec, rows, monkeypatch):
+    from functions.registry import artifacts as module
+
+    def unsupported(pipeline, spec):
+        raise RuntimeError("Unable to find a shape calculator")
+
+    monkeypatch.setattr(module, "to_onnx", unsupported)
     boosted = with_estimator(spec, "gradient_boosting", {"max_iter": 20})
     result = fit(rows, boosted, "a" * 64)
     artifacts = saved(objects, "models/churn/v2", result, boosted)
-    assert artifacts.onnx_key is None and artifacts.onnx_skipped.startswith("conversion failed")
+    assert artifacts.onnx_key is None and artifacts.onnx_skipped == "conversion failed (RuntimeError)"
     assert objects.keys("models/churn/v2/") == ["models/churn/v2/model.skops"]
     predictor = load_predictor(objects, as_version(artifacts, boosted, result), boosted)
     assert predictor.format == "skops"
+    expected_labels = result.pipeline.predict(result.holdout[boosted.feature_names]).tolist()
+    expected = result.pipeline.predict_proba(result.holdout[boosted.feature_names])
+    calls = []
+    monkeypatch.setattr(type(predictor.pipeline), "predict", lambda *a, **k: calls.append("predict"))
     labels, probabilities = predictor.predict(result.holdout)
-    assert labels == result.pipeline.predict(result.holdout[boosted.feature_names]).tolist()
-    np.testing.assert_allclose(probabilities, result.pipeline.predict_proba(result.holdout[boosted.feature_names]))
+    assert labels == expected_labels and calls == []  # the labels come from the probabilities: one pass
+    np.testing.assert_allclose(probabilities, expected)
+    records = result.holdout[boosted.feature_names].to_dict("records")
+    assert predictor.predict_records(records) == (labels, probabilities)
 
 
 def test_regression_models_predict_plain_floats(objects, spec, rows):
@@ -118,15 +130,19 @@ def test_string_classes_survive_onnx(objects, spec, rows):
 
 
 def test_onnx_that_disagrees_with_scikit_learn_is_not_stored(objects, spec, trained, monkeypatch):
-    real = OnnxPredictor._predict
+    real = OnnxPredictor._run
 
-    def drifting(self, features):
-        labels, proba = real(self, features)
+    def drifting(self, feeds):
+        labels, proba = real(self, feeds)
         return labels, proba + 0.01  # an ONNX graph that answers differently
 
-    monkeypatch.setattr(OnnxPredictor, "_predict", drifting)
+    monkeypatch.setattr(OnnxPredictor, "_run", drifting)
     artifacts = saved(objects, "models/churn/v3", trained, spec)
-    assert artifacts.onnx_key is None and "disagreed" in artifacts.onnx_skipped
+    assert artifacts.onnx_key is None
+    # The record says why, with what was measured on which rows.
+    assert artifacts.onnx_skipped == (f"onnxruntime disagreed with scikit-learn: probabilities up to 0.01 apart "
+                                      f"(tolerance 1e-06) on {len(trained.holdout) + 16} of the "
+                                      f"{len(trained.holdout)} holdout rows and 16 edge rows")
     assert objects.keys("models/churn/v3/") == ["models/churn/v3/model.skops"]
 
 

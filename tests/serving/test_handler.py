@@ -100,7 +100,7 @@ def test_predict_answers_with_the_trained_model_and_captures_the_request(churn_c
     for label, row in zip(body["predictions"], body["probabilities"], strict=True):
         assert len(row) == 2 and sum(row) == pytest.approx(1.0, abs=1e-5)
         assert label == (1 if row[1] > row[0] else 0)
-    # The served model is the trained one (ONNX in float32: close to scikit-learn's answers).
+    # The served model is the trained one (ONNX in float64: scikit-learn's answers).
     expected = churn_champion.pipeline.predict_proba(pd.DataFrame(instances)[churn_champion.spec.feature_names])
     for served, trained in zip(body["probabilities"], expected.tolist(), strict=True):
         assert served == pytest.approx(trained, abs=1e-4)
@@ -254,15 +254,26 @@ def test_numbers_beyond_the_models_input_type_are_422_with_the_range(captures, c
 
 def test_an_answer_that_is_not_a_finite_number_is_refused_never_sent(captures, champion_factory, churn_spec, churn_rows,
                                                                      stores, api):
-    """A linear regression overflows float32 on in-range but extreme inputs: its answer would be Infinity
-    (not JSON). The request is refused (422, a client's extreme values, not a server failure), not captured."""
+    """A linear regression registered before models converted in double precision (its ONNX inputs float32)
+    overflows on in-range but extreme inputs: its answer would be Infinity (not JSON). The request is refused
+    (422, a client's extreme values, not a server failure), not captured; the same model in double answers."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
     spec = churn_spec.model_copy(update={
         "name": "charges", "task": "regression", "target": "monthly_charges", "metric": "rmse",
         "features": [f for f in churn_spec.features if f.name != "monthly_charges"],
         "estimator": churn_spec.estimator.model_copy(update={"name": "linear_regression", "params": {}})})
-    champion_factory(spec, churn_rows)
+    champion = champion_factory(spec, churn_rows)
     instance = {"tenure_months": 1.0, "support_calls": 3.4e38, "plan": "basic"}
     fine = {"tenure_months": 1.0, "support_calls": 2, "plan": "basic"}
+    status, body = api.respond("POST", "/v1/models/charges/predict", {"instances": [instance]})
+    assert status == 200 and math.isfinite(strict_json(body)["predictions"][0])  # float64: no overflow
+    float32 = convert_sklearn(champion.pipeline, initial_types=[
+        (f"f{i}", FloatTensorType([None, 1]) if f.type == "numeric" else StringTensorType([None, 1]))
+        for i, f in enumerate(spec.features)]).SerializeToString()
+    promote_new_version(stores, champion, onnx=float32)
+    handler.models.clear()
 
     status, body = api.respond("POST", "/v1/models/charges/predict", {"instances": [fine, instance, instance]})
 
@@ -271,9 +282,9 @@ def test_an_answer_that_is_not_a_finite_number_is_refused_never_sent(captures, c
     assert error["code"] == "RequestInvalid"
     assert error["message"].startswith("the model has no finite answer for instance(s) 1, 2: their values are too "
                                        "extreme for it")
-    assert captures == []
+    assert [c for c in captures if c["version"] == 2] == []
     status, body = api.respond("POST", "/v1/models/charges/predict", {"instances": [fine]})
-    assert status == 200 and strict_json(body)["predictions"][0] > 0
+    assert status == 200 and strict_json(body)["predictions"][0] > 0 and strict_json(body)["version"] == 2
 
 
 def test_the_response_serializer_refuses_nan_whatever_produced_it(churn_champion, api, monkeypatch):

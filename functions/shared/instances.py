@@ -1,0 +1,79 @@
+"""Predict instances (JSON objects) straight to the model's typed input arrays, without pandas.
+
+The same values as the training transformation (shared.transform.build_features) gives for the
+same rows, one (n, 1) array per signature feature: numbers as float (NaN when missing, not a
+number or not finite; `dtype` is the model input's, float64 for models converted since double
+precision), categories as their canonical strings (shared.transform.category: None is MISSING, an
+integral float loses its '.0'). tests/shared/test_instances.py feeds the same rows through both.
+The common case (numbers that are numbers, categories that are strings, as the predict API's
+signature check guarantees) costs one numpy call per feature.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from functions.spec import Feature
+
+MISSING = "__missing__"  # shared.transform.MISSING (which imports pandas, not needed here)
+
+
+def feature_arrays(instances: Sequence[Mapping[str, Any]], features: Sequence[Feature],
+                   numeric_dtypes: Sequence[Any] | None = None) -> list[np.ndarray]:
+    """One (len(instances), 1) array per feature, in order; `numeric_dtypes[i]` for a numeric feature i."""
+    arrays = []
+    for index, feature in enumerate(features):
+        values = [instance.get(feature.name) for instance in instances]
+        if feature.type == "numeric":
+            dtype = numeric_dtypes[index] if numeric_dtypes is not None else np.float64
+            arrays.append(numbers(values, dtype).reshape(-1, 1))
+        else:
+            arrays.append(categories(values).reshape(-1, 1))
+    return arrays
+
+
+def numbers(values: list[Any], dtype: Any = np.float64) -> np.ndarray:
+    """`values` as floats; what is missing, not a number or not finite becomes NaN."""
+    try:
+        array = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        array = np.array([_number(value) for value in values], dtype=np.float64)
+    if not np.isfinite(array).all():
+        array[~np.isfinite(array)] = np.nan
+    return array.astype(dtype, copy=False)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, str):  # as pandas.to_numeric reads a numeric string
+        try:
+            return float(value.strip())
+        except ValueError:
+            return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+def categories(values: list[Any]) -> np.ndarray:
+    """`values` as canonical category strings (an object array, as ONNX string inputs take)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = [value if type(value) is str else category(value) for value in values]
+    return array
+
+
+def category(value: object) -> str:
+    """The canonical string of one categorical value (shared.transform.category, for JSON and numpy values)."""
+    if value is None:
+        return MISSING
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return MISSING
+        if math.isfinite(value) and float(value).is_integer():
+            return str(int(value))
+        return str(float(value))
+    if isinstance(value, (np.integer, np.bool_)):
+        return str(value.item())
+    return str(value)
