@@ -1,13 +1,14 @@
 """Serving: the predict function behind an API Gateway REST API with API keys and throttling."""
 
 import json
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.capture import Capture
+from functions.serving.contract import API_KEY_HEADER, PredictRequest
 from infra.data import Data
 from infra.features import Features
 from infra.nag import acknowledge
@@ -16,23 +17,56 @@ from infra.runtime import FunctionFactory
 from infra.settings import PlatformSettings
 from infra.storage import acknowledge_prefix_grants, grant_objects
 
-# The coarse shape of a predict request; the handler checks each instance against the
-# model's own signature, which API Gateway cannot know.
-PREDICT_SCHEMA = apigw.JsonSchema(
-    schema=apigw.JsonSchemaVersion.DRAFT4,
-    type=apigw.JsonSchemaType.OBJECT,
-    required=["instances"],
-    properties={
-        "instances": apigw.JsonSchema(
-            type=apigw.JsonSchemaType.ARRAY,
-            min_items=1,
-            items=apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT),
-        )
-    },
-)
+
+def api_gateway_schema(schema: dict[str, Any], version: apigw.JsonSchemaVersion | None = None) -> apigw.JsonSchema:
+    """A pydantic model's JSON schema as an API Gateway model (draft 4): types, properties, required,
+    array bounds and additionalProperties; anything else (a $ref, anyOf) is refused, not dropped."""
+    known = {"type", "properties", "required", "items", "minItems", "maxItems", "additionalProperties", "title",
+             "description"}
+    if set(schema) - known:
+        raise ValueError(f"API Gateway's model cannot say {sorted(set(schema) - known)}")
+    return apigw.JsonSchema(
+        schema=version,
+        type=apigw.JsonSchemaType[schema["type"].upper()] if "type" in schema else None,
+        properties={k: api_gateway_schema(v) for k, v in schema["properties"].items()} if "properties" in schema
+        else None,
+        required=schema.get("required"),
+        items=api_gateway_schema(schema["items"]) if "items" in schema else None,
+        min_items=schema.get("minItems"),
+        max_items=schema.get("maxItems"),
+        additional_properties=schema.get("additionalProperties"),
+        title=schema.get("title"),
+        description=schema.get("description"),
+    )
+
+
+# The shape of a predict request, from the model the handler and the OpenAPI document use; the
+# handler checks each instance against the model's own signature, which API Gateway cannot know.
+PREDICT_SCHEMA = api_gateway_schema(PredictRequest.model_json_schema(), apigw.JsonSchemaVersion.DRAFT4)
 
 
 HEALTH_ANSWER = {"status": "ok"}
+def error_template(code: str, message: str | None = None) -> str:
+    """A gateway response's body in the function's error shape; without `message`, API Gateway's own
+    (messageString is already a quoted JSON string)."""
+    text = json.dumps(message) if message is not None else "$context.error.messageString"
+    return '{"error":{"code":' + json.dumps(code) + ',"message":' + text + "}}"
+
+
+# API Gateway's own refusals, in the function's error shape: (status or None for the type's own, code, message).
+GATEWAY_RESPONSES: dict[str, tuple[str | None, str, str | None]] = {
+    # An unknown route (API Gateway says 403 "Missing Authentication Token"): the function's own 404.
+    "MISSING_AUTHENTICATION_TOKEN": ("404", "NotFound", "no such route"),
+    "INVALID_API_KEY": (None, "Forbidden", f"no API key in the {API_KEY_HEADER} header, or one that is not valid"),
+    "THROTTLED": (None, "Throttled", "too many requests for this API key; retry later"),
+    "QUOTA_EXCEEDED": (None, "QuotaExceeded", "this API key's daily quota is used up"),
+    "REQUEST_TOO_LARGE": (None, "PayloadTooLarge", "the request body is larger than API Gateway takes (10 MB)"),
+    "BAD_REQUEST_BODY": (None, "InvalidInput", 'the body must be {"instances": [{feature: value, ...}, ...]}'),
+    "API_CONFIGURATION_ERROR": (None, "InternalError", "internal error"),
+    "DEFAULT_4XX": (None, "$context.error.responseType", None),
+    "DEFAULT_5XX": (None, "InternalError", "internal error"),
+}
+RETRY_AFTER = {"THROTTLED": "1", "QUOTA_EXCEEDED": "3600"}
 
 
 class Serving(Construct):
@@ -58,9 +92,8 @@ class Serving(Construct):
             reserved_concurrency=settings.serving_concurrency,
         )
         grant_objects(self.function, data.bucket, ["s3:GetObject"], "models/")
-        acknowledge_prefix_grants(self.function.role, data.bucket, ["models/"])
-        # Captures leave as log lines (no S3 grant here): a subscription delivers them to Firehose.
-        self.capture = Capture(self, "Capture", settings, data.bucket, self.function)
+        grant_objects(self.function, data.bucket, ["s3:PutObject"], "captures/")
+        acknowledge_prefix_grants(self.function.role, data.bucket, ["captures/", "models/"])
         # The spec, champion alias and version items (the online features are not read yet: no grant).
         registry.table.grant(self.function, "dynamodb:GetItem")
 
@@ -110,7 +143,21 @@ class Serving(Construct):
             ),
             method_responses=[apigw.MethodResponse(status_code="200")],
         )
-        model = self.api.root.add_resource("v1").add_resource("models").add_resource("{name}")
+        for kind, (status, code, message) in GATEWAY_RESPONSES.items():
+            retry = RETRY_AFTER.get(kind)
+            self.api.add_gateway_response(
+                kind.replace("_", " ").title().replace(" ", ""),
+                type=apigw.ResponseType.of(kind),
+                status_code=status,
+                response_headers={"Retry-After": f"'{retry}'"} if retry else None,
+                templates={"application/json": error_template(code, message)},
+            )
+
+        v1 = self.api.root.add_resource("v1")
+        # The OpenAPI document, generated by the function from its routes (one source): behind the key,
+        # as every route that runs the function, so no unauthenticated caller can make it run.
+        v1.add_resource("openapi.json").add_method("GET", integration, api_key_required=True)
+        model = v1.add_resource("models").add_resource("{name}")
         model.add_method(
             "GET",
             integration,

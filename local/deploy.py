@@ -34,6 +34,7 @@ NO_LOCAL_EFFECT = {
     "AWS::ApiGateway::Deployment",
     "AWS::ApiGateway::RequestValidator",
     "AWS::ApiGateway::Model",
+    "AWS::ApiGateway::GatewayResponse",
     "AWS::SNS::TopicPolicy",
     "AWS::CDK::Metadata",
 }

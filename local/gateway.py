@@ -8,7 +8,11 @@ routes, 403 "Forbidden" without a valid key, 429 when a key's usage plan throttl
 502 when the function fails, 500 when Lambda throttles it. The proxy event is the REST API
 (v1) format. A MOCK integration is answered by the gateway itself, invoking nothing: the
 request template's statusCode selects the integration response, whose status, static
-headers and response template make the answer (static templates only: no VTL).
+headers and response template make the answer (static templates only: no VTL). The gateway's
+own refusals (403, 404, 413, 429, 400, 5xx) are the template's GatewayResponses when it has
+them: the response type's own, else DEFAULT_4XX/DEFAULT_5XX, with their status code, static
+headers and body template (static text and $context.error.message, messageString and
+responseType); without one, API Gateway's {"message": ...}.
 
 The body is framed as HTTP/1.1 frames it: Content-Length, or chunked transfer encoding.
 A length that is not a number is 400, a POST/PUT/PATCH with neither is 411 "Length
@@ -77,6 +81,29 @@ class Route:
     mock: MockIntegration | None = None
 
 
+@dataclass(frozen=True)
+class GatewayResponse:
+    """One AWS::ApiGateway::GatewayResponse: how API Gateway answers one kind of its own refusals."""
+
+    status: int | None  # None: the response type's own status
+    headers: dict[str, str]
+    template: str | None  # the application/json body template
+
+
+# API Gateway's refusals: response type -> its default status and message.
+REFUSALS = {
+    "MISSING_AUTHENTICATION_TOKEN": (403, "Missing Authentication Token"),
+    "INVALID_API_KEY": (403, "Forbidden"),
+    "THROTTLED": (429, "Too Many Requests"),
+    "QUOTA_EXCEEDED": (429, "Limit Exceeded"),
+    "REQUEST_TOO_LARGE": (413, "Request Too Long"),
+    "BAD_REQUEST_BODY": (400, "Invalid request body"),
+    "UNSUPPORTED_MEDIA_TYPE": (415, "Unsupported Media Type"),
+    "API_CONFIGURATION_ERROR": (500, "Internal server error"),
+}
+TEMPLATE_VARIABLES = ("$context.error.messageString", "$context.error.message", "$context.error.responseType")
+
+
 @dataclass
 class KeyPlan:
     key_id: str
@@ -121,15 +148,65 @@ def routes_from_template(template: StackTemplate) -> tuple[str, list[Route]]:
     return stage, routes
 
 
+def gateway_responses_from_template(template: StackTemplate) -> dict[str, GatewayResponse]:
+    """The API's gateway responses by response type (DEFAULT_4XX, THROTTLED, ...)."""
+    responses = {}
+    for resource in template.body["Resources"].values():
+        if resource["Type"] != "AWS::ApiGateway::GatewayResponse":
+            continue
+        props = resource["Properties"]
+        kind = props["ResponseType"]
+        where = f"gateway response {kind}"
+        text = (props.get("ResponseTemplates") or {}).get("application/json")
+        if text is not None:
+            _static(_without_variables(text), where)
+        status = props.get("StatusCode")
+        responses[kind] = GatewayResponse(
+            int(status) if status else None,
+            _static_headers(props.get("ResponseParameters") or {}, "gatewayresponse.header.", where),
+            text,
+        )
+    return responses
+
+
+def _without_variables(text: str) -> str:
+    for variable in sorted(TEMPLATE_VARIABLES, key=len, reverse=True):  # messageString before message
+        text = text.replace(variable, "")
+    return text
+
+
+def _static_headers(parameters: dict[str, str], prefix: str, where: str) -> dict[str, str]:
+    headers = {}
+    for name, value in parameters.items():
+        if not (name.startswith(prefix) and len(value) >= 2 and value[0] == value[-1] == "'"):
+            raise ValueError(f"{where}: the local gateway maps static response headers only, not {name}")
+        headers[name[len(prefix):]] = value[1:-1]
+    return headers
+
+
+def refusal(responses: dict[str, GatewayResponse], kind: str, status: int | None = None,
+            message: str | None = None) -> tuple[int, dict, bytes]:
+    """API Gateway's answer for one of its own refusals: the response type's gateway response, else the
+    DEFAULT_4XX/5XX one, else {"message": ...}. `status`/`message` for the kinds without a type of their
+    own (a failed or throttled Lambda invocation)."""
+    default_status, default_message = REFUSALS.get(kind, (status or 500, message or "Internal server error"))
+    status, message = status or default_status, message or default_message
+    configured = responses.get(kind) or responses.get("DEFAULT_4XX" if status < 500 else "DEFAULT_5XX")
+    if configured is None:
+        return _message(status, message)
+    status = configured.status or status
+    headers = {"Content-Type": "application/json", **configured.headers}
+    if configured.template is None:
+        return status, headers, json.dumps({"message": message}).encode()
+    body = (configured.template.replace("$context.error.messageString", json.dumps(message))
+            .replace("$context.error.message", message).replace("$context.error.responseType", kind))
+    return status, headers, body.encode()
+
+
 def _mock_integration(integration: dict, where: str) -> MockIntegration:
     responses = []
     for response in integration.get("IntegrationResponses") or []:
-        headers = {}
-        for name, value in (response.get("ResponseParameters") or {}).items():
-            prefix = "method.response.header."
-            if not (name.startswith(prefix) and len(value) >= 2 and value[0] == value[-1] == "'"):
-                raise ValueError(f"{where}: the local gateway maps static response headers only, not {name}")
-            headers[name[len(prefix):]] = value[1:-1]
+        headers = _static_headers(response.get("ResponseParameters") or {}, "method.response.header.", where)
         pattern = response.get("SelectionPattern")
         responses.append(MockResponse(
             status=int(response["StatusCode"]),
@@ -149,7 +226,8 @@ def _static(template: str, where: str) -> str:
     return template
 
 
-def answer_mock(mock: MockIntegration, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+def answer_mock(mock: MockIntegration, headers: dict[str, str], body: bytes,
+                responses: dict[str, GatewayResponse] | None = None) -> tuple[int, dict, bytes]:
     """What API Gateway answers for a MOCK integration, with no backend: the request template (by the
     request's Content-Type, application/json when it has none) gives {"statusCode": N}, which selects the
     integration response (its selection pattern, else the default one)."""
@@ -157,16 +235,16 @@ def answer_mock(mock: MockIntegration, headers: dict[str, str], body: bytes) -> 
     request = mock.request_templates.get(content_type)
     if request is None:
         if mock.passthrough == "NEVER" or (mock.passthrough == "WHEN_NO_TEMPLATES" and mock.request_templates):
-            return _message(415, "Unsupported Media Type")
+            return refusal(responses or {}, "UNSUPPORTED_MEDIA_TYPE")
         request = body.decode("utf-8", errors="replace")  # passed through as the mapped request
     try:
         status_code = int(json.loads(request)["statusCode"])
     except (ValueError, KeyError, TypeError):  # API Gateway: a mock's request must map to a statusCode
-        return _message(500, "Internal server error")
+        return refusal(responses or {}, "API_CONFIGURATION_ERROR")
     matching = [r for r in mock.responses if r.selection_pattern and r.selection_pattern.fullmatch(str(status_code))]
     selected = next(iter(matching), next((r for r in mock.responses if r.selection_pattern is None), None))
     if selected is None:
-        return _message(500, "Internal server error")
+        return refusal(responses or {}, "API_CONFIGURATION_ERROR")
     kind = "application/json" if "application/json" in selected.templates else next(iter(selected.templates), None)
     data = selected.templates[kind].encode() if kind else b""
     return selected.status, {"Content-Type": kind or "application/json", **selected.headers}, data
@@ -193,6 +271,7 @@ class Gateway:
     def __init__(self, template: StackTemplate, runtime: LambdaRuntime, apigateway_client: Any, host: str,
                  port: int, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.stage, self.routes = routes_from_template(template)
+        self.responses = gateway_responses_from_template(template)
         self.runtime = runtime
         self.apigateway = apigateway_client
         self.account = template.account
@@ -240,22 +319,22 @@ class Gateway:
         path = parts.path[len(prefix):] or "/"
         match = next(((r, m) for r in self.routes if r.method == method and (m := r.pattern.match(path))), None)
         if match is None:
-            return _message(403, "Missing Authentication Token")
+            return self.refuse("MISSING_AUTHENTICATION_TOKEN")
         route, found = match
         lower = {k.lower(): v for k, v in headers.items()}
         plan = None
         if route.api_key_required:
             plan = self.key_plan(lower.get("x-api-key", ""))
-            if plan is None:
-                return _message(403, "Forbidden")
+            if plan is None:  # no key, or one that is not valid: the same answer
+                return self.refuse("INVALID_API_KEY")
             if not self.allow(plan):
-                return _message(429, "Too Many Requests")
+                return self.refuse("THROTTLED")
         if len(body) > MAX_PAYLOAD_BYTES:
-            return _message(413, "Request Too Long")
+            return self.refuse("REQUEST_TOO_LARGE")
         if route.body_validator is not None and not _valid_body(body, route.body_validator):
-            return _message(400, "Invalid request body")
+            return self.refuse("BAD_REQUEST_BODY")
         if route.mock is not None:
-            return answer_mock(route.mock, lower, body)
+            return answer_mock(route.mock, lower, body, self.responses)
         assert route.function_arn is not None
         event = self._proxy_event(route, found.groupdict(), path, method, headers, parts.query, body, plan)
         try:
@@ -263,10 +342,13 @@ class Gateway:
         except TooManyRequestsException:
             # Not 429: "If the Lambda API rejects the invocation request, API Gateway returns a 500
             # error code" (Lambda developer guide, "Handling Lambda errors with an API Gateway API").
-            return _message(500, "Internal server error")
+            return self.refuse("DEFAULT_5XX", 500)
         if result.function_error:
-            return _message(502, "Internal server error")
-        return _proxy_response(result.payload)
+            return self.refuse("DEFAULT_5XX", 502)
+        return _proxy_response(result.payload) or self.refuse("DEFAULT_5XX", 502)
+
+    def refuse(self, kind: str, status: int | None = None) -> tuple[int, dict, bytes]:
+        return refusal(self.responses, kind, status)
 
     def _proxy_event(self, route: Route, path_params: dict[str, str], path: str, method: str, headers: dict[str, str],
                      query: str, body: bytes, plan: KeyPlan | None) -> dict:
@@ -321,12 +403,13 @@ def _message(status: int, message: str) -> tuple[int, dict, bytes]:
     return status, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode()
 
 
-def _proxy_response(payload: bytes) -> tuple[int, dict, bytes]:
+def _proxy_response(payload: bytes) -> tuple[int, dict, bytes] | None:
+    """The function's answer as API Gateway relays it (None: a malformed proxy response, a 502)."""
     try:
         response: dict[str, Any] = json.loads(payload)
         status = int(response["statusCode"])
     except (ValueError, KeyError, TypeError):
-        return _message(502, "Internal server error")
+        return None
     headers = dict(response.get("headers") or {})
     for name, values in (response.get("multiValueHeaders") or {}).items():
         headers[name] = ", ".join(values)
@@ -376,7 +459,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except _Refused as refused:
-            self._answer(*_message(refused.status, refused.message), close=True)
+            # Past 10 MB is the API's REQUEST_TOO_LARGE; the rest is HTTP framing, below any API.
+            answer = (self.gateway.refuse("REQUEST_TOO_LARGE") if refused.status == 413
+                      else _message(refused.status, refused.message))
+            self._answer(*answer, close=True)
             self._drain(refused.unread)
             return
         except TimeoutError:

@@ -177,6 +177,7 @@ def test_api_routes_need_an_api_key_except_health(template_dict):
         paths[(props["HttpMethod"], "/" + "/".join(segments))] = props.get("ApiKeyRequired", False)
     assert paths == {
         ("GET", "/health"): False,
+        ("GET", "/v1/openapi.json"): True,
         ("GET", "/v1/models/{name}"): True,
         ("POST", "/v1/models/{name}/predict"): True,
     }
