@@ -41,6 +41,9 @@ class PlatformSettings(BaseModel):
     max_request_bytes: int = 262_144
     max_instances: int = 1_000
     serving_memory_mb: int = 2048
+    # Execution environments of the predict function kept initialized (its `live` alias's provisioned
+    # concurrency): no cold start for that many concurrent requests, billed while deployed. 0: none.
+    serving_provisioned_concurrency: int = Field(0, ge=0)
     # Capture delivery (infra/capture.py): Firehose writes an object per model and hour partition at most every
     # capture_buffer_seconds, or sooner at capture_buffer_mb (dynamic partitioning takes 60 s and 64 MiB at least).
     capture_buffer_seconds: int = Field(60, ge=60, le=900)
@@ -124,6 +127,14 @@ class PlatformSettings(BaseModel):
             if getattr(self, key) > getattr(self, stage):
                 raise ValueError(f"{key} ({getattr(self, key)}) is more than the stage's {stage} "
                                  f"({getattr(self, stage)}): a key's limit must be at most the stage's")
+        return self
+
+    @model_validator(mode="after")
+    def _provisioned_within_reserved(self) -> Self:
+        reserved, provisioned = self.serving_concurrency, self.serving_provisioned_concurrency
+        if reserved is not None and provisioned > reserved:
+            raise ValueError(f"serving_provisioned_concurrency ({provisioned}) is more than the predict function's "
+                             f"reserved serving_concurrency ({reserved})")
         return self
 
     @model_validator(mode="after")
