@@ -97,9 +97,8 @@ def _size(key: str, value: Any) -> int:
 def _set_sized(self: LimitedSizeDict, key: str, value: Any) -> None:
     # The running size holds while the item changed only here; a deletion, a copy or a dict.update
     # (which bypass __setitem__) changes the count of attributes, and the size is then summed afresh.
-    known = self.__dict__.get("sized")
-    fresh = known is not None and known[1] == len(self)
-    size = (known[0] if fresh else sum(_size(k, v) for k, v in self.items())) + _size(key, value)
+    known: tuple[int, int] = self.__dict__.get("sized", (0, -1))  # (size, attributes)
+    size = (known[0] if known[1] == len(self) else sum(_size(k, v) for k, v in self.items())) + _size(key, value)
     if key in self:
         size -= _size(key, dict.__getitem__(self, key))
     if size > ITEM_SIZE_LIMIT:
