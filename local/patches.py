@@ -23,6 +23,8 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   AWS sends; moto emits none.
 - Step Functions' `sagemaker:createTrainingJob.sync` runs the training job's entry point in-process
   (local/sagemaker.py); moto's interpreter refuses `.sync` for SageMaker, and moto runs no job.
+- StopExecution stops an execution that has started but whose interpreter is still reading its
+  definition (moto's worker has no environment yet and the call failed with a 500): it waits for it.
 - Distributed Map states accept an integer ToleratedFailurePercentage, enforce their tolerated
   failures and write their results with their ResultWriter (local/maps.py), as AWS does.
 
@@ -36,6 +38,7 @@ import copy
 import json
 import logging
 import threading
+import time
 import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -49,6 +52,7 @@ from moto.events.models import Rule, events_backends
 from moto.events.utils import EventMessageType, EventTemplateParser
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.utilities.arns import parse_arn
 
 from local import maps, sagemaker
@@ -60,6 +64,7 @@ log = logging.getLogger("mlops.local")
 _moto_invoke = LambdaBackend.invoke
 _moto_send_to_targets = Rule.send_to_targets
 _moto_execution_start = Execution.start
+_moto_worker_stop = ExecutionWorker.stop
 _moto_execution_terminated = BaseExecutionWorkerCommunication.terminated
 _runtime: LambdaRuntime | None = None
 _applied: ExitStack | None = None  # the active patches; closing it restores moto
@@ -79,6 +84,7 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(linear_item_size())
         _applied.enter_context(mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True}))
         _applied.enter_context(mock.patch.object(Execution, "start", _execution_start))
+        _applied.enter_context(mock.patch.object(ExecutionWorker, "stop", _stop_when_running))
         _applied.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _execution_ended))
         _applied.enter_context(mock.patch.object(state_task_factory, "state_task_service_for",
                                                  sagemaker.state_task_service_for(
@@ -202,6 +208,18 @@ def deliver(target: dict, payload: Any) -> None:
 def _execution_start(self: Execution) -> None:
     _emit_status_change(self)  # RUNNING, before the execution can end
     _moto_execution_start(self)
+
+
+STOP_WAIT_S = 60.0  # at most, for the interpreter to have parsed the definition
+
+
+def _stop_when_running(self: ExecutionWorker, stop_date: datetime, error: str | None, cause: str | None) -> None:
+    deadline = time.monotonic() + STOP_WAIT_S
+    while self.env is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if self.env is None:
+        raise RuntimeError("the execution did not start within a minute")
+    _moto_worker_stop(self, stop_date=stop_date, error=error, cause=cause)
 
 
 def _execution_ended(self: BaseExecutionWorkerCommunication) -> None:
