@@ -72,7 +72,11 @@ def _too_long(what: str, series: pd.Series, kind: str) -> str | None:
     """The problem of text values longer than MAX_CATEGORY_LENGTH characters, or None."""
     if pd.api.types.is_numeric_dtype(series):  # a number's text is short
         return None
-    lengths = series[series.notna()].map(lambda value: len(str(value)))
+    present = series[series.notna()]
+    if pd.api.types.infer_dtype(present, skipna=False) == "string":  # text: measured without a call per value
+        lengths = present.astype(object).str.len() if present.dtype == object else present.str.len()
+    else:
+        lengths = present.map(lambda value: len(str(value)))
     long = int((lengths > MAX_CATEGORY_LENGTH).sum())
     if not long:
         return None

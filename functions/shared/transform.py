@@ -36,7 +36,15 @@ def category(value: object) -> str:
 
 
 def categories(series: pd.Series) -> pd.Series:
-    """A column as canonical category strings (object dtype, so scikit-learn sees plain str)."""
+    """A column as canonical category strings (object dtype, so scikit-learn sees plain str).
+
+    A column of text, integers or booleans (the usual ones) is converted without a Python call per
+    value, with the same result as `category` on each.
+    """
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind == "string" or (kind in {"integer", "boolean"} and series.dtype.kind in "iub"):
+        text = series if kind == "string" else series.astype(str)
+        return pd.Series(text.to_numpy(dtype=object, na_value=MISSING), index=series.index, dtype=object)
     return pd.Series([category(v) for v in series.to_numpy(dtype=object)], index=series.index, dtype=object)
 
 

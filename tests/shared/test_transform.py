@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from functions.errors import InvalidInput
-from functions.shared.transform import MISSING, build_features, category
+from functions.shared.transform import MISSING, build_features, categories, category
 from functions.spec import ModelSpec
 
 
@@ -70,3 +70,27 @@ def test_category_handles_hostile_and_odd_values():
     huge = "x" * 100_000
     assert category(huge) == huge
     assert not math.isnan(float(category(1e300)))
+
+
+@pytest.mark.parametrize("series", [
+    pd.Series(["a", None, "b", "é"]),
+    pd.Series(["a", float("nan"), "b"], dtype=object),
+    pd.Series(["a", None, pd.NA], dtype=object),
+    pd.Series(["a", 1, 2.0, None, True], dtype=object),
+    pd.Series([1, -2, 3]),
+    pd.Series([1, 2], dtype="uint64"),
+    pd.Series([1, None], dtype="Int64"),
+    pd.Series([True, False]),
+    pd.Series([True, None], dtype="boolean"),
+    pd.Series([1.0, 2.5, float("nan")]),
+    pd.Series(["a", "b", None], dtype="category"),
+    pd.Series(["x", None], dtype="string"),
+    pd.Series([], dtype=object),
+    pd.Series(["a", "b"], index=[10, 20]),
+], ids=lambda series: str(series.dtype))
+def test_a_whole_column_is_converted_as_each_of_its_values(series):
+    # Text, integer and boolean columns take a path without a Python call per value: the same strings.
+    converted = categories(series)
+    assert converted.dtype == object and list(converted.index) == list(series.index)
+    assert converted.tolist() == [category(value) for value in series.to_numpy(dtype=object)]
+    assert all(type(value) is str for value in converted)

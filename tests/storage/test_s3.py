@@ -28,6 +28,26 @@ def test_objects_carry_their_sha256_and_content_type(objects):
         assert head["Metadata"]["sha256"] == digest and head["ContentType"] == content_type
 
 
+def test_a_body_goes_with_its_sha256_as_s3s_own_checksum_unchunked(objects):
+    import base64
+    import hashlib
+
+    sent = []
+    events = objects.client.meta.events  # the client lives as long as the session: the hook goes after the test
+    events.register("before-send.s3.PutObject", lambda request, **kwargs: sent.append(request), unique_id="spy")
+    try:
+        objects.put_bytes("runs/m/r/blob.bin", b"some bytes")
+    finally:
+        events.unregister("before-send.s3.PutObject", unique_id="spy")
+    (request,) = sent
+    expected = base64.b64encode(hashlib.sha256(b"some bytes").digest()).decode()
+    checksum = request.headers["x-amz-checksum-sha256"]
+    assert (checksum.decode() if isinstance(checksum, bytes) else checksum) == expected
+    assert "aws-chunked" not in str(request.headers.get("Content-Encoding", ""))  # the body as it is
+    body = request.body.getvalue() if hasattr(request.body, "getvalue") else request.body
+    assert body == b"some bytes"
+
+
 def test_an_object_over_max_bytes_is_refused_before_its_body_is_read(objects, monkeypatch):
     objects.put_bytes("datasets/m/big.csv", b"x" * 100)
     bodies = []
