@@ -5,6 +5,7 @@ from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -46,6 +47,7 @@ PREDICT_SCHEMA = api_gateway_schema(PredictRequest.model_json_schema(), apigw.Js
 
 
 HEALTH_ANSWER = {"status": "ok"}
+LIVE_ALIAS = "live"  # the predict function's alias that the API invokes
 def error_template(code: str, message: str | None = None) -> str:
     """A gateway response's body in the function's error shape; without `message`, API Gateway's own
     (messageString is already a quoted JSON string)."""
@@ -127,7 +129,10 @@ class Serving(Construct):
         predict_model = self.api.add_model(
             "PredictRequest", content_type="application/json", schema=PREDICT_SCHEMA
         )
-        integration = apigw.LambdaIntegration(self.function, proxy=True)
+        # The API calls the `live` alias, never $LATEST: a code change reaches it through CodeDeploy's canary
+        # (infra/rollout.py). One alias for everything that serves (provisioned concurrency goes on it too).
+        self.live = lambda_.Alias(self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version)
+        integration = apigw.LambdaIntegration(self.live, proxy=True)
 
         # /health is answered by API Gateway itself (a mock integration): a liveness probe that
         # costs no Lambda invocation and that no unauthenticated caller can turn into one.

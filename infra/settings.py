@@ -120,6 +120,12 @@ class PlatformSettings(BaseModel):
     drift_ks_pvalue: float = 0.01
     latency_alarm_ms: int = 1_000
     alarm_email: str | None = None
+    # Roll-outs (infra/rollout.py): a challenger is rolled back when, over one alarm period, more than
+    # rollout_error_rate of its requests fail or its p90 latency is above rollout_latency_ms.
+    rollout_error_rate: float = Field(0.05, ge=0, lt=1)
+    rollout_latency_ms: int = Field(500, gt=0)
+    rollout_alarm_period_seconds: int = Field(60, ge=10)
+    rollout_concurrency: int | None = Field(2, ge=1)
 
     @model_validator(mode="after")
     def _a_key_is_throttled_within_the_stage(self) -> Self:

@@ -11,6 +11,7 @@ from infra.data import Data
 from infra.features import Features
 from infra.monitoring import NAMESPACE, Monitoring
 from infra.registry import Registry
+from infra.rollout import Rollouts
 from infra.runtime import FunctionFactory
 from infra.serving import Serving
 from infra.settings import PlatformSettings
@@ -64,6 +65,13 @@ class PlatformStack(Stack):
             dead_letters=self.dead_letters,
         )
 
+        self.rollouts = Rollouts(
+            self, "Rollouts", settings, functions, self.registry, NAMESPACE, self.serving.live,
+            self.monitoring.alarm_topic,
+            [alarm for alarm in self.monitoring.alarms if alarm.node.id in ("ServingErrors", "ServingLatency")],
+            self.dead_letters,
+        )
+
         outputs = {
             "DataBucketName": self.data.bucket.bucket_name,
             "DatasetsTableName": self.data.datasets.table_name,
@@ -76,6 +84,7 @@ class PlatformStack(Stack):
             "DashboardName": self.monitoring.dashboard.dashboard_name,
             "AlarmTopicArn": self.monitoring.alarm_topic.topic_arn,
             "FailedEventsQueueUrl": self.dead_letters.queue_url,
+            "RolloutStateMachineArn": self.rollouts.state_machine.state_machine_arn,
             "BatchStateMachineArn": self.batch.state_machine.state_machine_arn,
         }
         for name, value in outputs.items():

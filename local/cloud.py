@@ -21,6 +21,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from local import patches
+from local.alarms import AlarmEvaluator
 from local.deploy import Deployer
 from local.gateway import Gateway
 from local.logs import LogShipper
@@ -127,6 +128,10 @@ class LocalCloud:
         self.gateway.start()
         self.scheduler = Scheduler(deployer.client("events"), template.account, template.region)
         self.scheduler.start()
+        # The template's alarms, evaluated on the metrics the functions emit (MLOPS_ALARM_PERIOD_SCALE shortens them).
+        self.alarms = AlarmEvaluator(deployer.client("cloudwatch"), deployer.client("sns"), template.account,
+                                     template.region)
+        self.alarms.start()
 
         api_key = deployer.client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
         self.outputs = {
@@ -156,7 +161,7 @@ class LocalCloud:
         self.outputs_files = []
         # Whatever start() got to before it failed is stopped, in reverse order (the workers
         # before the shipper, so that their last lines are shipped).
-        for part in ("scheduler", "gateway", "runtime", "shipper", "server"):
+        for part in ("alarms", "scheduler", "gateway", "runtime", "shipper", "server"):
             if hasattr(self, part):
                 getattr(self, part).stop()
         patches.remove()

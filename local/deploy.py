@@ -55,6 +55,10 @@ class Deployer:
             "AWS::IAM::Policy": self._policy,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::Lambda::Function": self._function,
+            "AWS::Lambda::Version": self._version,
+            "AWS::Lambda::Alias": self._alias,
+            "AWS::CodeDeploy::Application": self._codedeploy_application,
+            "AWS::CodeDeploy::DeploymentGroup": self._deployment_group,
             "AWS::StepFunctions::StateMachine": self._state_machine,
             "AWS::Events::Rule": self._rule,
             "AWS::ApiGateway::RestApi": self._rest_api,
@@ -205,6 +209,43 @@ class Deployer:
         )
         return {"Ref": name, "Arn": response["FunctionArn"]}
 
+    def _version(self, r: Resource, p: dict) -> dict:
+        version = self.client("lambda").publish_version(FunctionName=p["FunctionName"],
+                                                        Description=p.get("Description", ""))
+        return {"Ref": version["FunctionArn"], "Version": version["Version"], "FunctionArn": version["FunctionArn"]}
+
+    def _alias(self, r: Resource, p: dict) -> dict:
+        # The local runtime runs the function's code as it is in functions/ (one version): an alias, as its
+        # invocations, reaches that code. CodeDeploy's traffic shifting (the alias's UpdatePolicy) acts on a
+        # code change of a deployed stack; `mlops up` deploys once.
+        alias = self.client("lambda").create_alias(FunctionName=p["FunctionName"], Name=p["Name"],
+                                                   FunctionVersion=str(p["FunctionVersion"]),
+                                                   Description=p.get("Description", ""))
+        return {"Ref": alias["AliasArn"], "AliasArn": alias["AliasArn"]}
+
+    # --- CodeDeploy (created, so that the template's deployment group and its alarms can be read back)
+    def _codedeploy_application(self, r: Resource, p: dict) -> dict:
+        name = p.get("ApplicationName") or self.t.physical_name(r.logical_id, limit=100)
+        self.client("codedeploy").create_application(applicationName=name,
+                                                     computePlatform=p.get("ComputePlatform", "Server"))
+        return {"Ref": name}
+
+    def _deployment_group(self, r: Resource, p: dict) -> dict:
+        name = p.get("DeploymentGroupName") or self.t.physical_name(r.logical_id, limit=100)
+        alarms = p.get("AlarmConfiguration", {})
+        rollback = p.get("AutoRollbackConfiguration", {})
+        self.client("codedeploy").create_deployment_group(
+            applicationName=p["ApplicationName"], deploymentGroupName=name, serviceRoleArn=p["ServiceRoleArn"],
+            deploymentConfigName=p.get("DeploymentConfigName", ""),
+            alarmConfiguration={"enabled": bool(alarms.get("Enabled")),
+                                "alarms": [{"name": a["Name"]} for a in alarms.get("Alarms", [])]},
+            autoRollbackConfiguration={"enabled": bool(rollback.get("Enabled")), "events": rollback.get("Events", [])},
+            deploymentStyle={"deploymentType": p.get("DeploymentStyle", {}).get("DeploymentType", "IN_PLACE"),
+                             "deploymentOption": p.get("DeploymentStyle", {}).get("DeploymentOption",
+                                                                                  "WITHOUT_TRAFFIC_CONTROL")},
+        )
+        return {"Ref": name}
+
     # --- Step Functions
     def _state_machine(self, r: Resource, p: dict) -> dict:
         name = p.get("StateMachineName") or self.t.physical_name(r.logical_id, limit=80)
@@ -314,7 +355,8 @@ class Deployer:
     def _alarm(self, r: Resource, p: dict) -> dict:
         name = p.get("AlarmName") or self.t.physical_name(r.logical_id, limit=255)
         fields = ["Namespace", "MetricName", "Statistic", "ExtendedStatistic", "Period", "EvaluationPeriods",
-                  "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmDescription", "AlarmActions"]
+                  "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmDescription",
+                  "ActionsEnabled", "AlarmActions", "OKActions", "InsufficientDataActions", "Unit"]
         kwargs = {f: p[f] for f in fields if f in p}
         if "Dimensions" in p:
             kwargs["Dimensions"] = p["Dimensions"]

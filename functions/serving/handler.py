@@ -51,6 +51,7 @@ from functions.serving.contract import (
 )
 from functions.serving.model_cache import ModelCache, describe_model
 from functions.serving.predict import predict
+from functions.serving.rollout import Rollouts, emit_metrics, routing_key, serve
 from functions.settings import Settings, settings
 from functions.spec import NAME_PATTERN
 from functions.storage.s3 import data_objects
@@ -64,6 +65,8 @@ metrics = Metrics()
 app = APIGatewayRestResolver(serializer=dumps)
 # Lives as long as the container: a warm invocation predicts without reading the model again.
 models = ModelCache()
+rollouts = Rollouts()  # each model's running roll-out, read with the champion on the TTL
+_observe = emit_metrics  # per-variant metrics while a roll-out runs
 
 MAX_SHOWN_CHARS = 64
 KEYED: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
@@ -223,17 +226,29 @@ def predict_route(name: ModelName,
                   ) -> Response[PredictResponse]:
     config = settings()
     started = time.perf_counter()
-    loaded = models.champion(registry_store(), data_objects(), name, config.model_cache_ttl_seconds,
-                             on_load_failure=_count_load_failure)
-    result = predict(loaded, request.instances)
-    latency_ms = (time.perf_counter() - started) * 1000
+    registry, objects, ttl = registry_store(), data_objects(), config.model_cache_ttl_seconds
+    champion = models.champion(registry, objects, name, ttl, on_load_failure=_count_load_failure)
     request_id = _request_id()
+    # During a roll-out the challenger answers a share of the requests (canary) or scores them unseen (shadow).
+    served = serve(request.instances, champion=champion, rollout=rollouts.running(registry, name, ttl),
+                   key=routing_key(app.current_event.headers, request_id),
+                   challenger=lambda version: models.version(registry, objects, name, version, ttl,
+                                                             on_load_failure=_count_load_failure),
+                   predict=predict, observe=partial(_observe, namespace=config.metrics_namespace))
+    loaded, result = served.answer.loaded, served.answer.result
+    latency_ms = (time.perf_counter() - started) * 1000
 
     # The answer counts more than its record: a failed capture is logged and counted, not returned.
     try:
         # A line on stdout, which Lambda ships to the log group a subscription delivers to Firehose: no S3 call here.
         emit_capture(model=loaded.model, version=loaded.version, request_id=request_id, inputs=request.instances,
-                     predictions=result.predictions, probabilities=result.probabilities, latency_ms=latency_ms)
+                     predictions=result.predictions, probabilities=result.probabilities, latency_ms=latency_ms,
+                     variant=served.answer.variant)
+        if served.shadow is not None:  # the challenger's unseen answer, recorded beside the one returned
+            emit_capture(model=loaded.model, version=served.shadow.loaded.version, request_id=request_id,
+                         inputs=request.instances, predictions=served.shadow.result.predictions,
+                         probabilities=served.shadow.result.probabilities, latency_ms=served.shadow.latency_ms,
+                         variant="shadow")
     except (MlopsError, ValueError, OSError) as error:
         logger.warning("request not captured", extra={"model": loaded.model, "reason": str(error)})
         metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=1)
@@ -244,7 +259,7 @@ def predict_route(name: ModelName,
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
     logger.info("predicted", extra={"model": loaded.model, "version": loaded.version,
                                     "instances": len(result.predictions), "latency_ms": round(latency_ms, 3)})
-    answer: dict = {"model": loaded.model, "version": loaded.version, "variant": "champion",
+    answer: dict = {"model": loaded.model, "version": loaded.version, "variant": served.answer.variant,
                     "predictions": result.predictions}
     if loaded.spec.task == "classification":
         answer["probabilities"] = result.probabilities

@@ -12,10 +12,10 @@ roll-out runs:
   sampled request waits for both). Its answer goes to the capture as variant "shadow", never to the client.
 
 A challenger that cannot answer (its artifact unloadable, a failure in its model) never fails a request
-the champion can answer: the champion answers, and the challenger's error is counted. Every scored variant
-emits its own metrics (ModelLatency, ModelErrors, ModelInstances and, for a binary classifier, the mean
-positive-class probability), dimensioned by model and variant and by variant alone: the roll-out's alarms
-watch variant=challenger whatever the model. Names are the registry's (a model that exists), never a client's.
+the champion can answer: the champion answers, and the challenger's error is counted. While a roll-out
+runs, every scored variant emits its own metrics (ModelLatency, ModelErrors, ModelInstances and, for a binary
+classifier, the mean positive-class probability), dimensioned by model and variant and by variant alone: the
+roll-out's alarms watch variant=challenger whatever the model. Names are the registry's, never a client's.
 """
 
 import hashlib
@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter  # bound here: the handler's own clock (and a test's) is its own
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -40,8 +41,11 @@ MAX_KEY_CHARS = 1024  # a longer key is hashed on its first characters (API Gate
 
 
 class Answer(Protocol):
-    predictions: list
-    probabilities: list[list[float]] | None
+    @property
+    def predictions(self) -> list: ...
+
+    @property
+    def probabilities(self) -> list[list[float]] | None: ...
 
 
 A = TypeVar("A", bound=Answer)
@@ -119,7 +123,9 @@ def serve(instances: Sequence[Any], *, champion: LoadedModel, rollout: Rollout |
 
     The champion's own errors are the request's (a 422 for a bad instance, a 503...); the challenger's are
     counted and never returned: the champion answers instead."""
-    if rollout is None or rollout.challenger == champion.version or not takes(rollout, key):
+    if rollout is None or rollout.challenger == champion.version:  # no roll-out: no metrics of variants either
+        return Served(_score("champion", champion, instances, predict, None))
+    if not takes(rollout, key):
         return Served(_score("champion", champion, instances, predict, observe))
     errors: list[str] = []
     if rollout.mode == "canary":
@@ -140,11 +146,12 @@ def serve(instances: Sequence[Any], *, champion: LoadedModel, rollout: Rollout |
 
 
 def _score(variant: Literal["champion"], loaded: LoadedModel, instances: Sequence[Any],
-           predict: Callable[[LoadedModel, Sequence[Any]], A], observe: Observer) -> Scored[A]:
-    started = time.perf_counter()
+           predict: Callable[[LoadedModel, Sequence[Any]], A], observe: Observer | None) -> Scored[A]:
+    started = perf_counter()
     result = predict(loaded, instances)
-    scored = Scored(variant, loaded, result, (time.perf_counter() - started) * 1000)
-    observe(loaded.model, "champion", scored.latency_ms, result)
+    scored = Scored(variant, loaded, result, (perf_counter() - started) * 1000)
+    if observe is not None:
+        observe(loaded.model, "champion", scored.latency_ms, result)
     return scored
 
 
@@ -153,10 +160,10 @@ def _challenger(rollout: Rollout, instances: Sequence[Any], challenger: Callable
                 variant: Literal["challenger", "shadow"]) -> Scored[A] | None:
     """The challenger's answer, or None (logged, its reason in `errors`) when it could not give one."""
     try:
-        started = time.perf_counter()
+        started = perf_counter()
         loaded = challenger(rollout.challenger)
         result = predict(loaded, instances)
-        return Scored(variant, loaded, result, (time.perf_counter() - started) * 1000)
+        return Scored(variant, loaded, result, (perf_counter() - started) * 1000)
     except MlopsError as error:
         reason = f"{error.code}: {error.message}"
     except Exception as error:  # noqa: BLE001 - a challenger's failure, whatever it is, must not reach the client

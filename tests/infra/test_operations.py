@@ -189,6 +189,8 @@ def test_pipeline_and_drift_functions_are_capped_and_serving_is_not(template_dic
             assert reserved == 5, handler
         elif handler.startswith("monitoring."):
             assert reserved == 1, handler
+        elif handler.startswith("rollout."):
+            assert reserved == PlatformSettings().rollout_concurrency, handler
         else:
             assert reserved is None, handler  # serving draws on the account's pool, which the caps protect
 
@@ -203,7 +205,7 @@ def test_every_asynchronous_path_has_a_dead_letter_queue_with_an_alarm(template_
     configs = {getatt(c["Properties"]["FunctionName"]) or c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
                for c in resources(template_dict, "AWS::Lambda::EventInvokeConfig").values()}
     rules = resources(template_dict, "AWS::Events::Rule")
-    assert len(rules) == 4  # uploads (datasets, batch files), the drift schedule, executions' ends
+    assert len(rules) == 5  # uploads (datasets, batch files), the drift schedule, executions' ends, challenger alarms
     for rule_id, rule in rules.items():
         for target in rule["Properties"]["Targets"]:
             assert getatt(target["DeadLetterConfig"]["Arn"]) == queue_id, rule_id
@@ -244,6 +246,9 @@ DYNAMODB_ACTIONS: dict[str, dict[str, set[str]]] = {
     "training.handler.record_execution_end": {"Registry": {"GetItem", "UpdateItem", "DeleteItem",
                                                            "ConditionCheckItem"}},
     "serving.handler.handler": {"Registry": {"GetItem"}},
+    # Specs (a scan), versions, aliases and roll-outs; an alias move or roll-out change is a transaction.
+    "rollout.handler.handler": {"Registry": {"GetItem", "Query", "Scan", "PutItem", "UpdateItem",
+                                             "ConditionCheckItem"}},
     "batch.handler.start_batch": {},
     "batch.handler.plan_batch": {"Registry": {"GetItem"}},  # the spec, the champion alias, the version
     "batch.handler.score_batch_part": {"Registry": {"GetItem"}},  # the pinned version and its spec

@@ -253,7 +253,8 @@ def test_alarms_cover_serving_errors_latency_drift_and_failed_runs(template_dict
                 if "MetricStat" in q]  # metric math: the metrics it combines
         metrics[" + ".join(sorted(math)) or alarm["Properties"]["MetricName"]] = alarm["Properties"]
     assert set(metrics) == {"5XXError", "Latency", "DriftDetected", "ApproximateNumberOfMessagesVisible",
-                            "ExecutionsAborted + ExecutionsFailed + ExecutionsTimedOut"}
+                            "ExecutionsAborted + ExecutionsFailed + ExecutionsTimedOut",
+                            "ModelErrors", "ModelLatency", "Errors"}  # a roll-out's challenger; the live alias
     assert metrics["DriftDetected"]["Namespace"] == "Mlops"
     for alarm in metrics.values():
         assert alarm["AlarmActions"], "every alarm notifies the alarm topic"

@@ -48,6 +48,9 @@ class Registry:
     def get_spec(self, model):
         return spec
 
+    def get_rollout(self, model):
+        return None
+
 
 class Objects:
     def get_verified(self, key, sha256):

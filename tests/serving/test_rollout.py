@@ -10,10 +10,17 @@ import pytest
 
 from functions.errors import NotFound, RequestInvalid, RetryableError
 from functions.records import Rollout
+from functions.serving import handler
 from functions.serving import rollout as traffic
 from functions.serving.model_cache import ModelCache, ModelUnavailable
 from tests.fakes import throttled
 from tests.serving.conftest import TTL
+
+
+@pytest.fixture(autouse=True)
+def fresh_rollouts(monkeypatch, clock):
+    """The handler's container-wide roll-out cache, empty for each test."""
+    monkeypatch.setattr(handler, "rollouts", traffic.Rollouts(clock=clock))
 
 
 def running(mode="canary", share=0.1, rollout_id="churn-v2-1", challenger=2) -> Rollout:
@@ -193,3 +200,46 @@ def test_a_busy_registry_while_loading_a_challenger_is_retryable(churn_champion,
     stores.registry.faults.inject("get_version", throttled())
     with pytest.raises(RetryableError):
         ModelCache(clock=clock).version(stores.registry, stores.objects, "churn", 1, TTL)
+
+
+# --- through the handler ------------------------------------------------------------------------
+
+
+def with_challenger(stores, mode: str, share: float) -> Rollout:
+    """v2 of churn (v1's model, approved) rolling out beside v1."""
+    record = stores.registry.get_version("churn", 1)
+    stores.registry.put_version(record.model_copy(update={"version": 2, "run_id": "r2", "status": "Approved"}))
+    stores.registry.rollouts["churn"] = running(mode=mode, share=share)
+    return stores.registry.rollouts["churn"]
+
+
+def test_a_canary_answers_with_its_variant_and_its_capture_says_so(churn_champion, stores, api, captures, capsys):
+    from tests.serving.helpers import INSTANCE, PREDICT
+
+    current = with_challenger(stores, "canary", 0.5)
+    canary = next(k for k in map(str, range(1000)) if traffic.takes(current, k))
+    status, body, _ = api.call("POST", PREDICT, {"instances": [INSTANCE]}, headers={"X-Routing-Key": canary})
+    assert status == 200 and (body["variant"], body["version"]) == ("challenger", 2)
+    assert [(c["variant"], c["version"]) for c in captures] == [("challenger", 2)]
+    stay = next(k for k in map(str, range(1000)) if not traffic.takes(current, k))
+    for _ in range(3):
+        status, body, _ = api.call("POST", PREDICT, {"instances": [INSTANCE]}, headers={"x-routing-key": stay})
+        assert (status, body["variant"], body["version"]) == (200, "champion", 1)
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"ModelErrors"' in line]
+    assert [(d["variant"], d["ModelErrors"]) for d in documents] == [("challenger", [0.0])] + [("champion", [0.0])] * 3
+
+
+def test_a_shadow_is_captured_and_never_returned(churn_champion, stores, api, captures):
+    from tests.serving.helpers import INSTANCE, PREDICT
+
+    _, alone, _ = api.call("POST", PREDICT, {"instances": [INSTANCE]})
+    with_challenger(stores, "shadow", 1.0)
+    handler.rollouts.clear()  # the roll-out is read again at once (its TTL, in a test)
+    status, shadowed, _ = api.call("POST", PREDICT, {"instances": [INSTANCE]})
+    assert status == 200
+    assert {k: v for k, v in shadowed.items() if k != "request_id"} == {
+        k: v for k, v in alone.items() if k != "request_id"}
+    assert shadowed["variant"] == "champion"
+    assert [(c["variant"], c["version"]) for c in captures[1:]] == [("champion", 1), ("shadow", 2)]
+    assert captures[1]["request_id"] == captures[2]["request_id"] == shadowed["request_id"]
+
