@@ -67,12 +67,17 @@ def _logged(aws, text: str, since_ms: int, groups: list[str] | None = None) -> t
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "not-a-key-of-this-api-0000"}])
 def test_model_routes_need_a_valid_api_key(api, headers):
     response = api("POST", "/v1/models/churn/predict", key=False, headers=headers, json={"instances": [{}]})
-    assert response.status_code == 403 and response.json() == {"message": "Forbidden"}
+    assert response.status_code == 403 and response.json() == {"error": {
+        "code": "Forbidden", "message": "no API key in the x-api-key header, or one that is not valid"}}
 
 
-def test_unknown_routes_answer_as_api_gateway_does(api):
-    response = api("GET", "/v1/nothing-here")
-    assert response.status_code == 403 and response.json() == {"message": "Missing Authentication Token"}
+def test_unknown_routes_are_404_in_the_functions_error_shape(api):
+    """API Gateway's MISSING_AUTHENTICATION_TOKEN (403), mapped by the API's gateway response to the 404 the
+    function itself answers for a route it does not have."""
+    for method, path in [("GET", "/v1/nothing-here"), ("DELETE", "/v1/models/churn"), ("GET", "/")]:
+        response = api(method, path)
+        assert response.status_code == 404, (method, path)
+        assert response.json() == {"error": {"code": "NotFound", "message": "no such route"}}, (method, path)
 
 
 def test_malformed_json_is_rejected_before_the_function(api):
@@ -84,13 +89,15 @@ def test_malformed_json_is_rejected_before_the_function(api):
 
 def test_a_body_without_instances_fails_the_request_model(api):
     response = api("POST", "/v1/models/churn/predict", json={"rows": []})
-    assert response.status_code == 400 and response.json() == {"message": "Invalid request body"}
+    assert response.status_code == 400 and response.json() == {"error": {
+        "code": "InvalidInput", "message": 'the body must be {"instances": [{feature: value, ...}, ...]}'}}
 
 
 def test_oversized_body_is_refused(api):
     huge = b'{"instances": [{"plan": "' + b"x" * (11 * 1024 * 1024) + b'"}]}'
     response = api("POST", "/v1/models/churn/predict", data=huge, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
+    assert response.json()["error"]["code"] == "PayloadTooLarge"
     assert_clean(response)
 
 
