@@ -268,6 +268,37 @@ class SearchSpace(BaseModel):
 Backend = Literal["lambda", "sagemaker"]
 
 
+DEFAULT_DRIFT_PVALUE = 0.01  # the deployment's DRIFT_KS_PVALUE, when neither it nor the spec says otherwise
+DEFAULT_PSI_THRESHOLD = 0.2
+
+
+class MonitoringSpec(BaseModel):
+    """How the drift checks of a model decide (functions.monitoring.drift); every field has a default.
+
+    pvalue and psi_threshold left out take the deployment's (DRIFT_KS_PVALUE, DRIFT_PSI_THRESHOLD).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # At or below this many values on either side: p-value tests (KS, chi-squared); above: distances.
+    small_sample: int = Field(1000, ge=1, le=10_000_000)
+    numeric_test: Literal["auto", "ks", "wasserstein", "psi"] = "auto"
+    categorical_test: Literal["auto", "chisquare", "jensenshannon", "psi"] = "auto"
+    # Family-wise: a column drifts when p < pvalue / (columns decided by a p-value test), Bonferroni.
+    pvalue: float | None = Field(None, gt=0, lt=1)
+    wasserstein_threshold: float = Field(0.1, gt=0)  # distance / reference standard deviation
+    jensenshannon_threshold: float = Field(0.1, gt=0, le=1)
+    psi_threshold: float | None = Field(None, gt=0)  # when a column's test is psi
+    drift_share: float = Field(0.5, gt=0, le=1)  # dataset drift: this share of the features drifted
+    min_samples: int = Field(30, ge=1, le=10_000_000)  # fewer live values: reported, not decided
+
+    def with_defaults(self, *, pvalue: float, psi_threshold: float) -> "MonitoringSpec":
+        """This section with what it leaves out taken from the deployment's settings."""
+        return self.model_copy(update={"pvalue": self.pvalue if self.pvalue is not None else pvalue,
+                                       "psi_threshold": self.psi_threshold if self.psi_threshold is not None
+                                       else psi_threshold})
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -291,6 +322,7 @@ class ModelSpec(BaseModel):
     # challenger, PendingManualApproval, until a person approves it and promotes it (`mlops models approve|promote`).
     approval: Literal["auto", "manual"] = "auto"
     description: str = Field("", max_length=1000)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
 
     @model_validator(mode="before")
     @classmethod

@@ -296,7 +296,7 @@ def train_champion(stores: Stores, spec, rows, *, promote: bool = True) -> Champ
     """Run the pipeline's own steps on `rows` in `stores` and make the model the champion of spec.name."""
     from functions.data.datasets import register_dataset
     from functions.features.build import model_frame
-    from functions.records import Run
+    from functions.records import Run, RunArtifact
     from functions.registry.promotion import register_version
     from functions.shared.models import load_verified_pipeline
     from functions.storage.objects import sha256
@@ -314,7 +314,11 @@ def train_champion(stores: Stores, spec, rows, *, promote: bool = True) -> Champ
     features_key = f"runs/{spec.name}/{run_id}/features.parquet"
     stores.objects.put_frame(features_key, model_frame(rows, spec))
     training = train_run(stores.objects, spec=spec, run_id=run_id, features_key=features_key, dataset_id=dataset_id)
-    metrics = evaluate_run(stores.objects, spec=spec, training=training).metrics
+    evaluation = evaluate_run(stores.objects, spec=spec, training=training)
+    metrics = evaluation.metrics
+    # What RecordSuccess records of the run: the drift check finds the version's reference profile there.
+    stores.registry.update_run(spec.name, run_id, artifacts={"reference": RunArtifact(
+        key=evaluation.reference_key, sha256=evaluation.reference_sha256)})
     version = register_version(stores.objects, stores.registry, spec=spec, run_id=run_id, dataset_id=dataset_id,
                                training=training, metrics=metrics, code_version="test-1").version
     if promote:

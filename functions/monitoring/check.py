@@ -1,32 +1,94 @@
-"""One drift check: a model's captured requests against the profile of its champion's training data.
+"""One drift check: a model's captured requests against its champion's reference profile.
+
+The reference is the version's own (functions.shared.reference: stored by its training run, among
+the run's artifacts, with its sha256), loaded and verified, never recomputed. A version registered
+before references were stored falls back to its dataset's profile (101 quantiles per numeric
+column, category frequencies), and the report says so ("reference": {"source": "profile", "warning"}).
 
 The report is written to reports/drift/<model>/<iso-ts>.json and returned with its key.
 """
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from functions.data.store import DatasetStore
-from functions.errors import NoChampion
+from functions.errors import IntegrityError, NoChampion, NotFound
 from functions.monitoring.captures import read_captures
-from functions.monitoring.drift import drift_report, max_psi
+from functions.monitoring.drift import drift_report, max_psi, window_frame
+from functions.records import ModelVersion
 from functions.registry.store import RegistryStore
-from functions.spec import check_model_name
-from functions.storage.objects import ObjectStore
+from functions.shared.reference import (
+    OTHER,
+    CategoricalReference,
+    Column,
+    NumericReference,
+    Reference,
+    from_bytes,
+    output_values,
+)
+from functions.spec import ModelSpec, check_model_name
+from functions.storage.objects import ObjectStore, sha256
+
+logger = logging.getLogger(__name__)
 
 REPORTS_PREFIX = "reports/drift"
+REFERENCE_ARTIFACT = "reference"  # its name among a run's artifacts
+MAX_REFERENCE_BYTES = 512 * 1024 * 1024
+FALLBACK_WARNING = ("this version has no reference profile (it was registered before they were stored): its "
+                    "dataset's profile stands in (101 quantiles per numeric column), a coarser reference; "
+                    "retrain to store one")
 
 
 def report_key(model: str, at: datetime) -> str:
     return f"{REPORTS_PREFIX}/{model}/{at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}.json"
 
 
+def profile_reference(profile: dict[str, Any]) -> Reference:
+    """A stand-in reference from a dataset profile: its quantiles as the numeric sample, its frequencies as counts."""
+    rows = int(profile.get("rows") or 0)
+    columns: dict[str, Column] = {}
+    for name, column in (profile.get("columns") or {}).items():
+        if column.get("kind") == "numeric":
+            sample = np.sort(np.asarray([q for q in column.get("quantiles") or [] if q is not None], dtype=np.float64))
+            columns[name] = NumericReference(sample=sample, rows=rows, missing=int(column.get("missing") or 0))
+        elif column.get("kind") == "categorical":
+            frequencies = {k: float(v) for k, v in (column.get("frequencies") or {}).items() if v}
+            counts = np.maximum(np.rint(np.asarray(list(frequencies.values())) * max(rows, 1)), 1).astype(np.int64)
+            columns[name] = CategoricalReference(categories=np.asarray(list(frequencies) or [OTHER], dtype=str),
+                                                 counts=counts if counts.size else np.zeros(1, np.int64), rows=rows)
+    return Reference(columns=columns)
+
+
+def version_reference(objects: ObjectStore, registry: RegistryStore,
+                      record: ModelVersion) -> tuple[Reference, dict[str, Any]] | None:
+    """The version's stored reference, verified, and where it came from; None when it has none."""
+    try:
+        run = registry.get_run(record.model, record.run_id)
+    except NotFound:
+        return None
+    artifact = run.artifacts.get(REFERENCE_ARTIFACT)
+    if artifact is None:
+        return None
+    data = objects.get_bytes(artifact.key, max_bytes=MAX_REFERENCE_BYTES)
+    if artifact.sha256 is None or sha256(data) != artifact.sha256:
+        raise IntegrityError(f"the reference profile of {record.model} v{record.version} does not match its sha256")
+    try:
+        reference = from_bytes(data)
+    except ValueError as error:
+        raise IntegrityError(f"the reference profile of {record.model} v{record.version} is unreadable") from error
+    return reference, {"source": "version", "key": artifact.key, "sha256": artifact.sha256}
+
+
 def check_model(objects: ObjectStore, registry: RegistryStore, datasets: DatasetStore, *, model: str,
                 window_hours: int, psi_threshold: float, ks_pvalue: float,
                 now: datetime | None = None) -> dict[str, Any]:
-    """Compare the last `window_hours` of captures of `model` with its champion's training profile.
+    """Compare the last `window_hours` of captures of `model` with its champion's reference.
 
-    Returns the stored report plus its "report_key". Raises UnknownModel or NoChampion.
+    `ks_pvalue` and `psi_threshold` are the deployment's defaults for what the spec's `monitoring:`
+    leaves out. Returns the stored report plus its "report_key". Raises UnknownModel or NoChampion.
     """
     now = now or datetime.now(UTC)
     check_model_name(model)
@@ -35,14 +97,24 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
     if version is None:
         raise NoChampion(f"model {model!r} has no champion yet: there is nothing to compare captures with")
     record = registry.get_version(model, version)
-    dataset = datasets.get_dataset(model, record.dataset_id)
+    stored = version_reference(objects, registry, record)
+    if stored is None:
+        logger.warning("no reference profile: the dataset profile stands in", extra={"model": model,
+                                                                                   "version": version})
+        stored = (profile_reference(datasets.get_dataset(model, record.dataset_id).profile),
+                  {"source": "profile", "warning": FALLBACK_WARNING})
+    reference, source = stored
+    trained = record.trained_spec(spec)
     window = read_captures(objects, model, hours=window_hours, now=now)
+    config = spec.monitoring.with_defaults(pvalue=ks_pvalue, psi_threshold=psi_threshold)
     report = drift_report(
-        model=model, version=version, signature=record.trained_spec(spec).signature, profile=dataset.profile,
-        instances=window.instances, window_hours=window_hours, psi_threshold=psi_threshold, ks_pvalue=ks_pvalue,
+        model=model, version=version, signature=trained.signature, reference=reference,
+        live=window_frame(window.instances, trained.feature_names), window_hours=window_hours, config=config,
+        outputs=window_outputs(window, trained, record),
     )
     report.update({
         "dataset_id": record.dataset_id,
+        "reference": source,
         "generated_at": now.astimezone(UTC).isoformat(timespec="seconds"),
         "requests": window.requests,
         "versions": window.versions,
@@ -53,3 +125,15 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
     key = report_key(model, now)
     objects.put_json(key, report)
     return {**report, "report_key": key}
+
+
+def window_outputs(window: Any, spec: ModelSpec, record: ModelVersion) -> Any:
+    """The window's model outputs as the reference profiles them, when the capture window carries them
+    (`outputs`: {"predictions": [...], "probabilities": [[...]]}, one per instance); else None."""
+    outputs = getattr(window, "outputs", None)
+    if not isinstance(outputs, dict) or not isinstance(outputs.get("predictions"), list):
+        return None
+    if len(outputs["predictions"]) != len(window.instances):
+        return None
+    values, _ = output_values(spec.task, outputs["predictions"], outputs.get("probabilities"), record.classes)
+    return values

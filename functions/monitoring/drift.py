@@ -1,173 +1,368 @@
-"""Drift of live inputs against the training profile: pure functions, no AWS.
+"""Drift of a live window against a version's reference profile: pure functions, no AWS.
 
-Numeric features: the Population Stability Index over the profile's decile bins, and a
-two-sample Kolmogorov-Smirnov test against the profile's quantiles (the reference sample).
-Categorical features: PSI over the profile's category frequencies. Live values go through the
-same canonical forms as training (functions.shared.transform), so "2" and 2.0 mean the same.
+Statistics, chosen per column type and sample size (Evidently's defaults; a spec's `monitoring:`
+section overrides them, see functions.spec.MonitoringSpec):
+
+- when either side is small (at most `small_sample` = 1,000 values): a p-value test, the
+  two-sample Kolmogorov-Smirnov test for numeric columns, Pearson's chi-squared test of the live
+  category counts against the reference frequencies for categorical ones;
+- above it, where p-values flag shifts too small to matter: a distance with an effect-size
+  threshold, the Wasserstein distance divided by the reference sample's standard deviation
+  (threshold 0.1) for numeric columns, the Jensen-Shannon distance (natural log, threshold 0.1)
+  of the category frequencies for categorical ones;
+- the Population Stability Index is reported for every column (reference deciles or categories).
+
+Each statistic equals scipy's (ks_2samp, wasserstein_distance, chisquare, jensenshannon) on the live
+values and the stored reference sample, computed without re-sorting the reference: live values are
+sorted once and placed in it with searchsorted, categories are encoded once (pandas' hash table)
+and counted with bincount.
+
+Decisions. A p-value test flags a column when p < pvalue / m, m the number of columns the check
+decides with a p-value test (Bonferroni): the chance that any column of unshifted traffic is
+flagged stays below `pvalue` (0.01 by default), whatever the number of columns. A distance flags a
+column when it reaches its threshold. Below `min_samples` (30) live values nothing is decided.
+The report says, per column, what it measured and why it decided; `drifted` is true when any
+column, or the model's output, drifted (what the alarm and the retraining watch); `dataset_drift`
+when the share of drifted feature columns reaches `drift_share` (0.5), as Evidently defines it.
+Numbers are stored at full precision; what is not a finite number is stored as null with a note.
 """
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import rel_entr
 
-from functions.data.profile import MAX_CATEGORY_CHARS, OTHER
-from functions.shared.transform import categories, numbers
-from functions.spec import Feature
+from functions.shared.reference import (
+    OTHER,
+    OUTPUT,
+    CategoricalReference,
+    Column,
+    NumericReference,
+    Reference,
+    category_strings,
+)
+from functions.shared.transform import numbers
+from functions.spec import DEFAULT_DRIFT_PVALUE, DEFAULT_PSI_THRESHOLD, Feature, MonitoringSpec
 
-# A bin that is empty on one side would make PSI infinite; a small floor keeps it finite and
-# still large (the usual convention).
-EPSILON = 1e-4
-MIN_SAMPLES = 30  # below this, PSI and KS are noise: report the numbers, decide nothing
+try:  # scipy's own exact two-sample KS distribution (what ks_2samp calls), without re-sorting the samples
+    from scipy.stats._stats_py import _attempt_exact_2kssamp
+except ImportError:  # pragma: no cover - a scipy without it: ks_2samp itself answers
+    _attempt_exact_2kssamp = None
+
+EPSILON = 1e-4  # PSI's floor for an empty bin (the usual convention): finite, still large
+MAX_EXACT_KS = 10_000  # scipy's ks_2samp: exact p-values up to this many values a side, asymptotic beyond
+WASSERSTEIN_STD_FLOOR = 1e-3  # a constant reference column (std 0) scales by this, as Evidently does
+PSI_BINS = 10
+
+
+# --- statistics (each equal to scipy's on the same inputs) ---------------------------------------------------
+
+
+def ks(reference: np.ndarray, live: np.ndarray) -> tuple[float, float]:
+    """scipy.stats.ks_2samp(live, reference) (two-sided, method auto): statistic and p-value.
+
+    `reference` is sorted. The supremum of F_live - F_ref is reached at a live value and that of
+    F_ref - F_live just before one, so only the live values are looked up: O(m log n).
+    """
+    return _ks_sorted(reference, np.sort(live))
+
+
+def _ks_sorted(reference: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    m, n = x.size, reference.size
+    if m == 0 or n == 0:
+        raise ValueError("both samples need a value")
+    above = np.searchsorted(x, x, side="right") / m - np.searchsorted(reference, x, side="right") / n
+    below = np.searchsorted(x, x, side="left") / m - np.searchsorted(reference, x, side="left") / n
+    max_s, min_s = float(above.max()), float(np.clip(-below.min(), 0, 1))
+    d = min_s if min_s > max_s else max_s
+    if max(m, n) <= MAX_EXACT_KS and _attempt_exact_2kssamp is not None:
+        success, d_exact, prob = _attempt_exact_2kssamp(m, n, math.gcd(m, n), d, "two-sided")
+        if success:
+            return float(d_exact), float(np.clip(prob, 0, 1))
+    if _attempt_exact_2kssamp is None and max(m, n) <= MAX_EXACT_KS:  # pragma: no cover
+        result = stats.ks_2samp(x, reference)
+        return float(result.statistic), float(result.pvalue)
+    big, small = sorted([float(m), float(n)], reverse=True)
+    en = big * small / (big + small)
+    return d, float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
+
+
+def wasserstein(reference: np.ndarray, live: np.ndarray) -> float:
+    """scipy.stats.wasserstein_distance(live, reference), `reference` sorted: the live values are merged into it.
+
+    Between two successive merged values the CDFs are constant; where values tie the step is 0, so
+    cumulative counts stand for scipy's searchsorted(..., 'right') on every term that counts.
+    """
+    return _wasserstein_sorted(reference, np.sort(live))
+
+
+def _wasserstein_sorted(reference: np.ndarray, x: np.ndarray) -> float:
+    m, n = x.size, reference.size
+    if m == 0 or n == 0:
+        raise ValueError("both samples need a value")
+    at = np.searchsorted(reference, x, side="left") + np.arange(m)
+    is_live = np.zeros(m + n, dtype=bool)
+    is_live[at] = True
+    merged = np.empty(m + n, dtype=np.float64)
+    merged[at] = x
+    merged[~is_live] = reference
+    live_seen = np.cumsum(is_live[:-1])
+    reference_seen = np.arange(1, m + n) - live_seen
+    return float(np.vecdot(np.abs(live_seen / m - reference_seen / n), np.diff(merged)))
+
+
+def chisquare(reference_counts: np.ndarray, live_counts: np.ndarray) -> tuple[float, float]:
+    """scipy.stats.chisquare(live_counts, reference_counts * m / n): statistic and p-value (Evidently's test).
+
+    A category the reference never saw (expected 0) makes the statistic infinite and p 0, as in scipy.
+    """
+    m, n = float(live_counts.sum()), float(reference_counts.sum())
+    expected = reference_counts * (m / n)
+    observed = live_counts.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = (observed - expected) ** 2 / expected
+    terms[(expected == 0) & (observed == 0)] = 0.0  # neither side has it: no category
+    statistic = float(terms.sum())
+    return statistic, float(stats.chi2.sf(statistic, int(((expected > 0) | (observed > 0)).sum()) - 1))
+
+
+def jensenshannon(reference_counts: np.ndarray, live_counts: np.ndarray) -> float:
+    """scipy.spatial.distance.jensenshannon(reference / n, live / m) (natural logarithm)."""
+    p = reference_counts / reference_counts.sum()
+    q = live_counts / live_counts.sum()
+    p, q = p / np.sum(p), q / np.sum(q)
+    mid = (p + q) / 2.0
+    return float(np.sqrt((np.sum(rel_entr(p, mid)) + np.sum(rel_entr(q, mid))) / 2.0))
 
 
 def _psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    expected = np.clip(np.asarray(expected, dtype=np.float64), EPSILON, None)
-    actual = np.clip(np.asarray(actual, dtype=np.float64), EPSILON, None)
+    expected = np.clip(expected, EPSILON, None)
+    actual = np.clip(actual, EPSILON, None)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def bin_fractions(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
-    """Fractions of `values` in the bins of `edges`, the outer bins open-ended.
+def psi_numeric(reference: np.ndarray, live: np.ndarray) -> float:
+    """PSI over the reference sample's deciles (outer bins open-ended), `reference` sorted."""
+    return _psi_sorted(reference, np.sort(live))
 
-    Inner bins are [e_i, e_i+1) and the last one closed, like numpy.histogram (which built the
-    profile), so the training data itself gets back exactly its profile fractions; values
-    outside the training range fall in the outer bins instead of being dropped.
+
+def _bin_fractions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    # Bin i holds edges[i-1] <= v < edges[i], so count(bins <= i) is searchsorted(values, edges[i], 'left').
+    below = np.concatenate(([0], np.searchsorted(values, edges, side="left"), [values.size]))
+    return np.diff(below) / values.size
+
+
+def _psi_sorted(reference: np.ndarray, x: np.ndarray) -> float:
+    edges = np.quantile(reference, np.linspace(0, 1, PSI_BINS + 1)[1:-1])
+    return _psi(_bin_fractions(reference, edges), _bin_fractions(x, edges))
+
+
+def psi_counts(reference_counts: np.ndarray, live_counts: np.ndarray) -> float:
+    return _psi(reference_counts / reference_counts.sum(), live_counts / live_counts.sum())
+
+
+# --- live values against a reference column --------------------------------------------------------------------
+
+
+def live_numbers(values: Any) -> tuple[np.ndarray, int]:
+    """The finite values of a live column (as training reads them) and how many were not."""
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    column = numbers(series).to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = column[np.isfinite(column)]
+    return finite, int(column.size - finite.size)
+
+
+def category_counts(reference: CategoricalReference, values: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Reference and live counts over the same buckets, and how many live values the reference never saw.
+
+    Categories are encoded once (a hash lookup per distinct value, no Python call per value). Values
+    the reference never saw count in its OTHER bucket when it has one, else in a bucket of their own.
     """
-    bounds = np.asarray(edges, dtype=np.float64)
-    n_bins = len(bounds) - 1
-    if n_bins < 1 or len(values) == 0:
-        return np.zeros(max(n_bins, 0))
-    index = np.clip(np.searchsorted(bounds, values, side="right") - 1, 0, n_bins - 1)
-    return np.bincount(index, minlength=n_bins) / len(values)
+    codes = pd.Categorical(category_strings(values), categories=reference.categories).codes.astype(np.int64)
+    live = np.bincount(codes + 1, minlength=reference.categories.size + 1)
+    unseen = int(live[0])
+    other = np.flatnonzero(reference.categories == OTHER)
+    if other.size:
+        live[other[0] + 1] += unseen
+    if other.size or not unseen:
+        return reference.counts, live[1:], unseen
+    return np.append(reference.counts, 0), np.append(live[1:], unseen), unseen
 
 
-def psi(reference_edges: Sequence[float], reference_fractions: Sequence[float], values: Iterable) -> float | None:
-    """PSI of numeric `values` against the profile's bins; None when either side has nothing."""
-    return _numeric_psi(reference_edges, reference_fractions, _finite(values))
+@dataclass
+class Measured:
+    """One column's statistics, before the check decides."""
+
+    kind: str
+    test: str
+    statistic: float | None
+    pvalue: float | None
+    psi: float | None
+    samples: int
+    reference_samples: int
+    missing: int = 0
+    unseen: int = 0
+    note: str | None = None
 
 
-def _numeric_psi(reference_edges: Sequence[float], reference_fractions: Sequence[float],
-                 live: np.ndarray) -> float | None:
-    if len(reference_edges) < 2 or len(reference_fractions) != len(reference_edges) - 1 or live.size == 0:
-        return None
-    return _psi(np.asarray(reference_fractions, dtype=np.float64), bin_fractions(reference_edges, live))
-
-
-def categorical_psi(reference_frequencies: Mapping[str, float], values: Iterable) -> float | None:
-    """PSI of categorical `values` against the profile's frequencies.
-
-    Categories the profile does not list count as its "__other__" bucket: a category never
-    seen in training therefore shows up as drift.
-    """
-    live = [c[:MAX_CATEGORY_CHARS] for c in categories(pd.Series(list(values), dtype=object))]
-    if not reference_frequencies or not live:
-        return None
-    known = set(reference_frequencies)
-    counts: dict[str, int] = {}
-    for value in live:
-        bucket = value if value in known else OTHER
-        counts[bucket] = counts.get(bucket, 0) + 1
-    buckets = sorted(known | set(counts))
-    expected = np.array([float(reference_frequencies.get(b) or 0.0) for b in buckets])
-    actual = np.array([counts.get(b, 0) / len(live) for b in buckets])
-    return _psi(expected, actual)
-
-
-def ks(reference_quantiles: Sequence[float], values: Iterable) -> tuple[float | None, float | None]:
-    """Two-sample KS statistic and p-value of `values` against the profile's quantiles."""
-    return _ks(reference_quantiles, _finite(values))
-
-
-def _ks(reference_quantiles: Sequence[float], live: np.ndarray) -> tuple[float | None, float | None]:
-    reference = np.asarray([q for q in reference_quantiles if q is not None], dtype=np.float64)
-    if live.size == 0 or reference.size == 0:
-        return None, None
-    result = stats.ks_2samp(live, reference)
-    return float(result.statistic), float(result.pvalue)
-
-
-def _finite(values: Iterable) -> np.ndarray:
-    """The values as floats, without what is missing, not a number or infinite (as training)."""
-    series = numbers(pd.Series(list(values), dtype=object))
-    return series.dropna().to_numpy(dtype=np.float64)
-
-
-def feature_drift(profile_column: Mapping, values: Sequence, *, psi_threshold: float, ks_pvalue: float,
-                  min_samples: int = MIN_SAMPLES) -> dict:
-    """The drift of one feature: {"kind","samples","psi","ks_stat","ks_pvalue","drifted"} (+ "note").
-
-    The profile's kind decides the test: a column profiled as numbers is compared as numbers.
-    """
-    kind = profile_column.get("kind")
-    result: dict = {"kind": kind, "samples": len(values), "psi": None, "ks_stat": None, "ks_pvalue": None,
-                    "drifted": False}
+def _test_for(kind: str, config: MonitoringSpec, live: int, reference: int) -> str:
+    chosen = config.numeric_test if kind == "numeric" else config.categorical_test
+    if chosen != "auto":
+        return chosen
+    small = min(live, reference) <= config.small_sample
     if kind == "numeric":
-        live = _finite(values)
-        result["samples"] = int(live.size)
-        result["psi"] = _numeric_psi(profile_column.get("bin_edges") or [], profile_column.get("bin_fractions") or [],
-                                     live)
-        result["ks_stat"], result["ks_pvalue"] = _ks(profile_column.get("quantiles") or [], live)
-    elif kind == "categorical":
-        result["psi"] = categorical_psi(profile_column.get("frequencies") or {}, values)
-    else:
-        result["note"] = "the training profile has no distribution for this feature"
-        return _rounded(result)
-    if result["psi"] is None and result["ks_pvalue"] is None:
-        result["note"] = "no comparable values (none live, or none in the training profile)"
-    elif result["samples"] < min_samples:
-        result["note"] = f"too few samples to decide ({result['samples']} < {min_samples})"
-    else:
-        psi_drift = result["psi"] is not None and result["psi"] > psi_threshold
-        ks_drift = result["ks_pvalue"] is not None and result["ks_pvalue"] < ks_pvalue
-        result["drifted"] = bool(psi_drift or ks_drift)
-    return _rounded(result)
+        return "ks" if small else "wasserstein"
+    return "chisquare" if small else "jensenshannon"
 
 
-def _rounded(result: dict) -> dict:
-    for name in ("psi", "ks_stat", "ks_pvalue"):
-        value = result.get(name)
-        if value is not None:
-            result[name] = round(value, 6) if math.isfinite(value) else None
+def measure(reference: Column, values: Any, config: MonitoringSpec) -> Measured:
+    """The statistics of `values` against one reference column (no decision yet)."""
+    if isinstance(reference, NumericReference):
+        live, missing = live_numbers(values)
+        sample = reference.sample
+        result = Measured(kind="numeric", test=_test_for("numeric", config, live.size, sample.size), statistic=None,
+                          pvalue=None, psi=None, samples=int(live.size), reference_samples=int(sample.size),
+                          missing=missing)
+        if live.size == 0 or sample.size == 0:
+            result.note = "no comparable values (none live, or none in the reference)"
+            return result
+        live.sort()  # once, for every statistic (our own copy)
+        result.psi = _psi_sorted(sample, live)
+        if result.test == "ks":
+            result.statistic, result.pvalue = _ks_sorted(sample, live)
+        elif result.test == "wasserstein":
+            result.statistic = _wasserstein_sorted(sample, live) / max(float(np.std(sample)), WASSERSTEIN_STD_FLOOR)
+        else:
+            result.statistic = result.psi
+        return result
+    ref_counts, live_counts, unseen = category_counts(reference, values)
+    total = int(live_counts.sum())
+    result = Measured(kind="categorical", test=_test_for("categorical", config, total, int(reference.counts.sum())),
+                      statistic=None, pvalue=None, psi=None, samples=total, reference_samples=int(ref_counts.sum()),
+                      unseen=unseen)
+    if total == 0 or ref_counts.sum() == 0:
+        result.note = "no comparable values (none live, or none in the reference)"
+        return result
+    result.psi = psi_counts(ref_counts, live_counts)
+    if result.test == "chisquare":
+        result.statistic, result.pvalue = chisquare(ref_counts, live_counts)
+    elif result.test == "jensenshannon":
+        result.statistic = jensenshannon(ref_counts, live_counts)
+    else:
+        result.statistic = result.psi
+    if unseen:
+        result.note = f"{unseen} live values of categories the training data never had"
     return result
 
 
-def drift_report(*, model: str, version: int | None, signature: Sequence[Feature], profile: Mapping,
-                 instances: Sequence[Mapping], window_hours: int, psi_threshold: float, ks_pvalue: float,
-                 min_samples: int = MIN_SAMPLES) -> dict:
-    """The drift report of a model: every signature feature of `instances` against `profile`.
+# --- the report -------------------------------------------------------------------------------------------------
 
-    {"model","version","window_hours","samples","drifted","features": {name: {...}}, "thresholds", "note"?}
-    """
-    report: dict = {
-        "model": model,
-        "version": version,
-        "window_hours": window_hours,
-        "samples": len(instances),
-        "drifted": False,
-        "thresholds": {"psi": psi_threshold, "ks_pvalue": ks_pvalue, "min_samples": min_samples},
-        "features": {},
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _threshold(test: str, config: MonitoringSpec) -> float:
+    return {"wasserstein": config.wasserstein_threshold, "jensenshannon": config.jensenshannon_threshold,
+            "psi": config.psi_threshold or DEFAULT_PSI_THRESHOLD}[test]
+
+
+def decide(measured: Measured, config: MonitoringSpec, tested: int) -> dict[str, Any]:
+    """A column's report entry: what was measured, against which threshold, and whether it drifted."""
+    entry: dict[str, Any] = {
+        "kind": measured.kind, "test": measured.test, "statistic": _finite(measured.statistic),
+        "pvalue": measured.pvalue, "threshold": None, "drifted": False, "psi": _finite(measured.psi),
+        "samples": measured.samples, "reference_samples": measured.reference_samples,
     }
+    if measured.kind == "numeric":
+        entry["missing"] = measured.missing
+    else:
+        entry["unseen"] = measured.unseen
+    notes = [measured.note] if measured.note else []
+    if measured.statistic is not None and not math.isfinite(measured.statistic):
+        notes.append("the statistic is infinite (stored as null)")
+    if measured.pvalue is not None and math.isnan(measured.pvalue):
+        entry["pvalue"] = None
+        notes.append("one category on both sides: nothing to test")
+    elif measured.statistic is None:
+        pass
+    elif measured.samples < config.min_samples:
+        notes.append(f"too few samples to decide ({measured.samples} < {config.min_samples})")
+    elif measured.test in {"ks", "chisquare"}:
+        entry["threshold"] = (config.pvalue or DEFAULT_DRIFT_PVALUE) / max(tested, 1)
+        entry["drifted"] = bool(measured.pvalue is not None and measured.pvalue < entry["threshold"])
+    else:
+        entry["threshold"] = _threshold(measured.test, config)
+        entry["drifted"] = bool(measured.statistic >= entry["threshold"])
+    if notes:
+        entry["note"] = "; ".join(notes)
+    return entry
+
+
+def _decidable(measured: Measured, config: MonitoringSpec) -> bool:
+    return (measured.test in {"ks", "chisquare"} and measured.pvalue is not None and not math.isnan(measured.pvalue)
+            and measured.samples >= config.min_samples)
+
+
+def window_frame(instances: Sequence[Mapping], names: Sequence[str]) -> pd.DataFrame:
+    """The captured instances as columns (pandas builds them in C; missing keys become missing values)."""
     if not instances:
+        return pd.DataFrame({name: pd.Series([], dtype=object) for name in names})
+    return pd.DataFrame.from_records(instances, columns=list(names), coerce_float=False)
+
+
+def drift_report(*, model: str, version: int | None, signature: Sequence[Feature], reference: Reference,
+                 live: pd.DataFrame, window_hours: int, config: MonitoringSpec,
+                 outputs: Any = None) -> dict[str, Any]:
+    """The drift report of a live window (one column per signature feature) against a reference.
+
+    `outputs`: the model's live output (as the reference profiles it), or None when the window has none.
+    """
+    rows = len(live)
+    report: dict[str, Any] = {
+        "model": model, "version": version, "window_hours": window_hours, "samples": rows,
+        "drifted": False, "dataset_drift": False, "drift_share": 0.0, "prediction_drift": False,
+        "thresholds": config.model_dump(), "features": {}, "prediction": None,
+    }
+    if rows == 0:
         report["note"] = f"no captured requests in the last {window_hours} hours: nothing to compare"
         return report
-    columns = profile.get("columns") or {}
+    measured: dict[str, Measured | None] = {}
     for feature in signature:
-        name = feature.name
-        values = [instance.get(name) for instance in instances]
-        column = columns.get(name)
-        if column is None:
-            report["features"][name] = {"kind": feature.type, "samples": len(values), "psi": None,
-                                        "ks_stat": None, "ks_pvalue": None, "drifted": False,
-                                        "note": "the training profile has no such column"}
+        column = reference.columns.get(feature.name)
+        if column is None or feature.name not in live.columns:
+            measured[feature.name] = None
             continue
-        report["features"][name] = feature_drift(column, values, psi_threshold=psi_threshold, ks_pvalue=ks_pvalue,
-                                                 min_samples=min_samples)
-    report["drifted"] = any(f["drifted"] for f in report["features"].values())
-    if len(instances) < min_samples:
-        report["note"] = f"only {len(instances)} captured rows (< {min_samples}): drift is not decided"
+        measured[feature.name] = measure(column, live[feature.name], config)
+    output: Measured | None = None
+    if outputs is not None and reference.output is not None:
+        output = measure(reference.output, outputs, config)
+    tested = sum(_decidable(m, config) for m in [*measured.values(), output] if m is not None)
+    for name, result in measured.items():
+        if result is None:
+            kind = next(f.type for f in signature if f.name == name)
+            report["features"][name] = {"kind": kind, "test": None, "statistic": None, "pvalue": None,
+                                        "threshold": None, "drifted": False, "psi": None, "samples": rows,
+                                        "reference_samples": 0, "note": "the reference has no such column"}
+        else:
+            report["features"][name] = decide(result, config, tested)
+    if output is not None:
+        report["prediction"] = {"name": OUTPUT, **decide(output, config, tested)}
+        report["prediction_drift"] = report["prediction"]["drifted"]
+    else:
+        why = "the window carries no model outputs" if reference.output is not None else "the reference has none"
+        report["prediction_note"] = f"prediction drift not checked: {why}"
+    drifted = sum(f["drifted"] for f in report["features"].values())
+    report["drift_share"] = drifted / len(signature) if signature else 0.0
+    report["dataset_drift"] = bool(signature) and report["drift_share"] >= config.drift_share
+    report["drifted"] = bool(drifted or report["prediction_drift"])
+    if rows < config.min_samples:
+        report["note"] = f"only {rows} captured rows (< {config.min_samples}): drift is not decided"
     return report
 
 

@@ -160,6 +160,9 @@ class EvaluationResult(StepResult):
     onnx_key: str | None = None
     onnx_sha256: str | None = None
     onnx_skipped: str | None = None  # None: not converted here (RegisterModel converts)
+    # The version's reference profile for drift checks (functions.shared.reference), built here once.
+    reference_key: str | None = None
+    reference_sha256: str | None = None
 
 
 class RegistrationResult(StepResult):

@@ -20,6 +20,8 @@ from functions.registry.artifacts import PARITY_SAMPLE_ROWS, save_served_model
 from functions.registry.promotion import package_versions
 from functions.registry.store import RegistryStore
 from functions.shared.models import SkopsPredictor, classes_of, load_verified_pipeline
+from functions.shared.reference import FILE_NAME as REFERENCE_FILE
+from functions.shared.reference import build_reference, output_values, to_bytes
 from functions.shared.scoring import chance_warnings, score
 from functions.spec import Estimator, ModelSpec
 from functions.storage.objects import ObjectStore
@@ -64,11 +66,27 @@ def evaluate_run(objects: ObjectStore, *, spec: ModelSpec, training: TrainingRes
     warnings = chance_warnings(spec, metrics, jsonable(holdout[spec.target].tolist()))
     if warnings:
         logger.warning("the model scores at chance level", extra={"model": spec.name, "metrics": metrics})
-    onnx_key, onnx_sha256, skipped = save_served_model(objects, f"{training.model_key.rsplit('/', 1)[0]}/model.onnx",
+    prefix = training.model_key.rsplit('/', 1)[0]
+    onnx_key, onnx_sha256, skipped = save_served_model(objects, f"{prefix}/model.onnx",
                                                        pipeline, spec, holdout.head(PARITY_SAMPLE_ROWS))
+    classes = classes_of(pipeline, spec)
+    reference_key = f"{prefix}/{REFERENCE_FILE}"
+    reference_sha256 = objects.put_bytes(reference_key, reference_profile(objects, spec, training, pipeline, holdout,
+                                                                          classes))
     return EvaluationResult(metrics=metrics, holdout_rows=len(holdout), warnings=warnings,
-                            classes=classes_of(pipeline, spec), onnx_key=onnx_key, onnx_sha256=onnx_sha256,
-                            onnx_skipped=skipped)
+                            classes=classes, onnx_key=onnx_key, onnx_sha256=onnx_sha256,
+                            onnx_skipped=skipped, reference_key=reference_key, reference_sha256=reference_sha256)
+
+
+def reference_profile(objects: ObjectStore, spec: ModelSpec, training: TrainingResult, pipeline: Any,
+                      holdout: Any, classes: list[Any] | None) -> bytes:
+    """The version's reference for drift checks: its training columns, and its output on the holdout (rows it
+    did not learn from, as live rows are)."""
+    predictions, probabilities = SkopsPredictor(pipeline, spec).predict(holdout)
+    output, kind = output_values(spec.task, predictions, probabilities, classes)
+    reference = build_reference(objects.get_frame(training.train_key), {f.name: f.type for f in spec.features},
+                                output=output, output_kind=kind, seed=training.seed)
+    return to_bytes(reference)
 
 
 def run_artifacts(state: PipelineState) -> dict[str, RunArtifact]:
@@ -86,6 +104,8 @@ def run_artifacts(state: PipelineState) -> dict[str, RunArtifact]:
         found["model"] = RunArtifact(key=training.model_key, sha256=training.model_sha256)
     if state.evaluation is not None and state.evaluation.onnx_key:
         found["onnx"] = RunArtifact(key=state.evaluation.onnx_key, sha256=state.evaluation.onnx_sha256)
+    if state.evaluation is not None and state.evaluation.reference_key:
+        found["reference"] = RunArtifact(key=state.evaluation.reference_key, sha256=state.evaluation.reference_sha256)
     return found
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from functions.errors import NoChampion, RetryableError, UnknownModel
+from functions.errors import IntegrityError, NoChampion, RetryableError, UnknownModel
 from functions.monitoring.check import check_model
 from functions.serving.capture import MARKER
 from tests.conftest import Stores
@@ -13,7 +13,7 @@ from tests.fakes import lost_reply, throttled
 from tests.monitoring.helpers import capture, deliver, instances, shifted_instances
 
 NOW = datetime(2026, 5, 6, 10, 30, tzinfo=UTC)
-FEATURE_FIELDS = {"psi", "ks_stat", "ks_pvalue", "drifted"}
+FEATURE_FIELDS = {"kind", "test", "statistic", "pvalue", "threshold", "drifted", "psi", "samples", "reference_samples"}
 
 
 def check(stores: Stores, model: str = "churn", *, hours: int = 24, now: datetime = NOW) -> dict:
@@ -39,9 +39,16 @@ def test_the_report_of_training_like_traffic_keeps_its_contract(churn_champion, 
     for name, feature in report["features"].items():
         assert set(feature) >= FEATURE_FIELDS, name
         assert feature["drifted"] is False, name
-        assert feature["psi"] == pytest.approx(0, abs=1e-4), name  # the training rows themselves
-    assert report["features"]["tenure_months"]["ks_pvalue"] > 0.5
-    assert report["features"]["plan"]["ks_stat"] is None  # categorical: PSI only
+        assert feature["psi"] < 0.1, name  # the training rows themselves (and the holdout's)
+    # 200 live rows against a training column of 160: p-value tests, Bonferroni over the columns tested
+    tested = [f for f in report["features"].values() if f["test"] in {"ks", "chisquare"}]
+    assert len(tested) == len(report["features"])
+    assert {f["threshold"] for f in tested} == {0.01 / len(tested)}
+    # The capture window (functions.monitoring.captures) carries no model outputs yet: said, not guessed
+    assert report["prediction"] is None and "carries no model outputs" in report["prediction_note"]
+    assert report["features"]["tenure_months"]["test"] == "ks" and report["features"]["tenure_months"]["pvalue"] > 0.5
+    assert report["features"]["plan"]["test"] == "chisquare"
+    assert report["reference"]["source"] == "version" and report["reference"]["key"].endswith("/reference.npz")
     assert report["drift_score"] == max(f["psi"] for f in report["features"].values())
 
 
@@ -52,7 +59,7 @@ def test_shifted_traffic_is_drift(churn_champion, stores):
 
     assert report["drifted"] is True and report["samples"] == 90
     assert report["features"]["tenure_months"]["drifted"] and report["features"]["monthly_charges"]["drifted"]
-    assert report["features"]["monthly_charges"]["ks_pvalue"] < 0.01
+    assert report["features"]["monthly_charges"]["pvalue"] < 1e-6
     assert report["drift_score"] > 0.2
     assert stores.objects.get_json(report["report_key"])["drifted"] is True
 
@@ -87,7 +94,8 @@ def test_unreadable_captures_are_skipped(churn_champion, stores):
     assert report["samples"] == 91 and report["requests"] == 2
     assert report["skipped"] == 3 + 1 + 3  # three unreadable lines, one unreadable object, three non-object rows
     assert report["drifted"] is True
-    assert stores.objects.faults.calls.count("get_bytes") == 3  # README.txt is not a delivered object: never read
+    # README.txt is not a delivered object: never read (the fourth read is the version's reference profile)
+    assert stores.objects.faults.calls.count("get_bytes") == 4
 
 
 def test_no_traffic_is_a_report_that_decides_nothing(churn_champion, stores):
@@ -111,7 +119,7 @@ def test_a_check_needs_a_known_model_with_a_champion(stores, churn_spec):
 
 
 @pytest.mark.parametrize("store, operation", [("objects", "list_keys"), ("objects", "get_bytes"),
-                                              ("registry", "get_alias"), ("datasets", "get_dataset")])
+                                              ("registry", "get_alias"), ("registry", "get_run")])
 def test_busy_storage_fails_the_check_as_retryable_and_writes_no_report(churn_champion, stores, store, operation):
     capture(stores.objects, NOW - timedelta(minutes=1), shifted_instances())
     getattr(stores, store).faults.inject(operation, throttled())
@@ -132,3 +140,26 @@ def test_a_report_is_keyed_by_its_check_time_so_a_retry_after_a_lost_reply_write
 
     assert stores.objects.keys("reports/") == [report["report_key"]]
     assert stores.objects.get_json(report["report_key"])["samples"] == 90
+
+
+def test_a_version_without_a_reference_falls_back_to_its_dataset_profile_and_says_so(churn_champion, stores):
+    stores.registry.update_run("churn", churn_champion.run_id, artifacts={})  # registered before references
+    capture(stores.objects, NOW - timedelta(minutes=1), shifted_instances())
+
+    report = check(stores)
+
+    assert report["reference"]["source"] == "profile" and "no reference profile" in report["reference"]["warning"]
+    assert report["features"]["monthly_charges"]["reference_samples"] == 101  # the profile's quantiles
+    assert report["drifted"] is True and report["features"]["plan"]["test"] == "chisquare"
+
+
+@pytest.mark.parametrize("stored", [b"tampered", b""])
+def test_a_reference_that_does_not_match_its_sha256_is_refused_and_no_report_is_written(churn_champion, stores,
+                                                                                        stored):
+    key = stores.registry.get_run("churn", churn_champion.run_id).artifacts["reference"].key
+    stores.objects.put_bytes(key, stored)
+    capture(stores.objects, NOW - timedelta(minutes=1), shifted_instances())
+
+    with pytest.raises(IntegrityError):
+        check(stores)
+    assert stores.objects.keys("reports/") == []

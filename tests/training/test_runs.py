@@ -238,7 +238,8 @@ def test_a_good_model_has_no_warnings_and_validation_warnings_reach_the_records(
 
 def test_column_names_with_spaces_dots_parentheses_and_unicode_work_through_the_whole_loop(stores, churn_spec,
                                                                                            churn_rows):
-    from functions.monitoring.drift import drift_report
+    from functions.monitoring.check import version_reference
+    from functions.monitoring.drift import drift_report, window_frame
     from functions.registry.artifacts import load_predictor
     from functions.spec import ModelSpec
 
@@ -264,9 +265,10 @@ def test_column_names_with_spaces_dots_parentheses_and_unicode_work_through_the_
     instances = rows[spec.feature_names].head(40).to_dict("records")  # JSON keys as a client sends them
     labels, probabilities = predictor.predict(pd.DataFrame.from_records(instances, columns=spec.feature_names))
     assert len(labels) == 40 and all(abs(sum(p) - 1) < 1e-5 for p in probabilities)
-    profile = stores.datasets.get_dataset("churn", state.result(DatasetResult).dataset_id).profile
-    report = drift_report(model="churn", version=1, signature=version.signature, profile=profile, instances=instances,
-                          window_hours=24, psi_threshold=0.2, ks_pvalue=0.01)
+    stored = version_reference(stores.objects, stores.registry, version)  # the run recorded it with its sha256
+    assert stored is not None and set(stored[0].columns) == set(spec.feature_names) and stored[0].output is not None
+    report = drift_report(model="churn", version=1, signature=version.signature, reference=stored[0],
+                          live=window_frame(instances, spec.feature_names), window_hours=24, config=spec.monitoring)
     assert set(report["features"]) == set(spec.feature_names)
     assert all(f["samples"] == 40 and f["psi"] is not None for f in report["features"].values())
 
