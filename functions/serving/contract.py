@@ -74,7 +74,8 @@ class PredictResponse(BaseModel):
 
     model: str
     version: int = Field(description="The model version that answered.")
-    variant: str = Field(description="Which of the model's aliases answered: champion, or a canary's challenger.")
+    variant: Literal["champion", "challenger"] = Field(
+        description="Which version answered: the champion, or the challenger of a canary roll-out.")
     predictions: list[str | int | float | bool]
     probabilities: list[list[float]] | None = Field(
         default=None, description="Classification only: per instance, the probability of each class.")
