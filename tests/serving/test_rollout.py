@@ -3,6 +3,7 @@ that never changes an answer, a failing challenger that never fails a request, t
 and the per-variant metrics."""
 
 import json
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -243,3 +244,76 @@ def test_a_shadow_is_captured_and_never_returned(churn_champion, stores, api, ca
     assert [(c["variant"], c["version"]) for c in captures[1:]] == [("champion", 1), ("shadow", 2)]
     assert captures[1]["request_id"] == captures[2]["request_id"] == shadowed["request_id"]
 
+
+
+def test_a_failing_canary_fires_its_alarm_and_is_rolled_back_while_the_champion_keeps_serving(
+        churn_champion, stores, pipeline_aws, aws_api, capsys, lambda_context):
+    """moto + the local cloud's alarm evaluator, driven directly: requests -> EMF metrics -> the template's
+    challenger alarm -> its "CloudWatch Alarm State Change" event (read from a queue a rule sends it to) -> the
+    roll-out function -> rolled back, and every answer, before and after, is the champion's."""
+    import boto3
+
+    from functions.registry import rollout
+    from functions.registry.dynamo import DynamoRegistryStore
+    from functions.rollout.handler import handler as rollout_handler
+    from local.alarms import AlarmEvaluator
+    from local.logs import metric_data
+    from tests.rollout.test_alarms import received
+    from tests.serving.helpers import INSTANCE, PREDICT
+
+    # v2: approved, but its artifact is not what the registry says (the challenger cannot load).
+    record = stores.registry.get_version("churn", 1)
+    broken = record.artifacts.model_copy(update={"onnx_key": "models/churn/v2/model.onnx"})
+    stores.objects.put("models/churn/v2/model.onnx", b"not the model")
+    stores.registry.put_version(record.model_copy(update={"version": 2, "run_id": "r2", "status": "Approved",
+                                                          "artifacts": broken}))
+    pipeline_aws.seed(stores)
+    registry = DynamoRegistryStore(pipeline_aws.tables["registry"])
+    started = rollout.start(registry, "churn", 2, mode="canary", share=0.5, bake_seconds=600, actor="me").rollout
+
+    cw, sns, sqs, events = (boto3.client(s) for s in ("cloudwatch", "sns", "sqs", "events"))
+    topic = sns.create_topic(Name="alarms")["TopicArn"]
+    cw.put_metric_alarm(AlarmName="ChallengerErrors", Namespace="Mlops", MetricName="ModelErrors",  # the template's
+                        Dimensions=[{"Name": "variant", "Value": "challenger"}], Statistic="Average", Period=60,
+                        EvaluationPeriods=1, DatapointsToAlarm=1, Threshold=0.05,
+                        ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching",
+                        AlarmActions=[topic])
+    alarm_arn = cw.describe_alarms(AlarmNames=["ChallengerErrors"])["MetricAlarms"][0]["AlarmArn"]
+    url = sqs.create_queue(QueueName="rollout-function")["QueueUrl"]
+    events.put_rule(Name="challenger-alarm", EventPattern=json.dumps({
+        "source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"], "resources": [alarm_arn],
+        "detail": {"state": {"value": ["ALARM"]}}}))
+    events.put_targets(Rule="challenger-alarm", Targets=[{"Id": "f", "Arn": sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]}])
+
+    def requests(n: int) -> list[dict]:
+        answers = []
+        for i in range(n):
+            status, body, _ = aws_api.call("POST", PREDICT, {"instances": [INSTANCE]},
+                                           headers={"X-Routing-Key": f"user-{i}"})
+            assert status == 200, body
+            answers.append(body)
+        for line in capsys.readouterr().out.splitlines():  # what the log shipper puts to CloudWatch
+            if '"_aws"' in line:
+                for namespace, data in metric_data(json.loads(line)):
+                    cw.put_metric_data(Namespace=namespace, MetricData=data)
+        return answers
+
+    answers = requests(20)
+    assert {(a["variant"], a["version"]) for a in answers} == {("champion", 1)}, "the broken canary never answered"
+    evaluator = AlarmEvaluator(cw, sns, "123456789012", "us-east-1", scale=1, clock=lambda: time.time() + 60)
+    assert ("ChallengerErrors", "OK", "ALARM") in evaluator.evaluate_all()
+
+    (event,) = received(sqs, url)
+    outcome = rollout_handler(event, lambda_context)
+    assert [o["rollout"]["status"] for o in outcome["rolled_back"]] == ["rolled_back"]
+    ended = registry.get_rollout("churn")
+    assert ended.rollout_id == started.rollout_id and ended.end_reason.startswith("alarm ChallengerErrors fired")
+    assert registry.get_alias("churn") == 1
+    assert [e.action for e in registry.changes("churn") if e.rollout_id] == ["rollout_start", "rollout_rollback"]
+
+    handler.rollouts.clear()  # the roll-out's end is read again (the TTL, in a test)
+    after = requests(20)
+    assert {(a["variant"], a["version"]) for a in after} == {("champion", 1)}
+    # Rolled back twice is once: a repeated event changes nothing.
+    assert rollout_handler(event, lambda_context) == {"rolled_back": []}
