@@ -5,7 +5,8 @@ the run's artifacts, with its sha256), loaded and verified, never recomputed. A 
 before references were stored falls back to its dataset's profile (101 quantiles per numeric
 column, category frequencies), and the report says so ("reference": {"source": "profile", "warning"}).
 
-The report is written to reports/drift/<model>/<iso-ts>.json and returned with its key.
+The report is written to reports/drift/<model>/<iso-ts>.json, its readable page (report_html) beside it as
+.html, and returned with both keys.
 """
 
 import logging
@@ -16,6 +17,7 @@ import numpy as np
 
 from functions.data.store import DatasetStore
 from functions.errors import IntegrityError, NoChampion, NotFound
+from functions.monitoring import report_html
 from functions.monitoring.captures import read_captures
 from functions.monitoring.drift import drift_report, max_psi, window_frame
 from functions.records import ModelVersion
@@ -107,10 +109,10 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
     trained = record.trained_spec(spec)
     window = read_captures(objects, model, hours=window_hours, now=now)
     config = spec.monitoring.with_defaults(pvalue=ks_pvalue, psi_threshold=psi_threshold)
+    live, outputs = window_frame(window.instances, trained.feature_names), window_outputs(window, trained, record)
     report = drift_report(
         model=model, version=version, signature=trained.signature, reference=reference,
-        live=window_frame(window.instances, trained.feature_names), window_hours=window_hours, config=config,
-        outputs=window_outputs(window, trained, record),
+        live=live, window_hours=window_hours, config=config, outputs=outputs,
     )
     report.update({
         "dataset_id": record.dataset_id,
@@ -124,7 +126,16 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
     })
     key = report_key(model, now)
     objects.put_json(key, report)
-    return {**report, "report_key": key}
+    page = html_key(key)
+    objects.put_bytes(page, report_html.render({**report, "report_key": key},
+                                               report_html.distributions(report, reference, live, outputs)).encode(),
+                      content_type="text/html; charset=utf-8")
+    return {**report, "report_key": key, "html_key": page}
+
+
+def html_key(json_key: str) -> str:
+    """The readable page beside a JSON report: the same key, .html."""
+    return json_key.removesuffix(".json") + ".html"
 
 
 def window_outputs(window: Any, spec: ModelSpec, record: ModelVersion) -> Any:

@@ -29,7 +29,9 @@ def test_the_report_of_training_like_traffic_keeps_its_contract(churn_champion, 
     report = check(stores)
 
     assert report["report_key"] == "reports/drift/churn/2026-05-06T10:30:00.000000Z.json"
-    assert {k: v for k, v in report.items() if k != "report_key"} == stores.objects.get_json(report["report_key"])
+    assert report["html_key"] == "reports/drift/churn/2026-05-06T10:30:00.000000Z.html"
+    assert {k: v for k, v in report.items() if k not in {"report_key", "html_key"}} == stores.objects.get_json(
+        report["report_key"])
     assert report["model"] == "churn" and report["version"] == 1 and report["window_hours"] == 24
     assert report["samples"] == 200 and report["requests"] == 8 and report["versions"] == {"1": 200}
     assert report["skipped"] == 0 and report["truncated"] is False
@@ -138,7 +140,7 @@ def test_a_report_is_keyed_by_its_check_time_so_a_retry_after_a_lost_reply_write
         check(stores)
     report = check(stores)  # the same check again: its report goes under the same key
 
-    assert stores.objects.keys("reports/") == [report["report_key"]]
+    assert stores.objects.keys("reports/") == sorted([report["report_key"], report["html_key"]])
     assert stores.objects.get_json(report["report_key"])["samples"] == 90
 
 
