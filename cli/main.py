@@ -28,6 +28,7 @@ from functions.registry.lifecycle import Outcome
 from functions.spec import METRICS
 
 if TYPE_CHECKING:
+    from functions.registry.rollout import RolloutOutcome
     from mlops.lineage import DatasetLineage, VersionLineage
 
 app = typer.Typer(help="A serverless MLOps platform: local cloud and AWS.", no_args_is_help=True, add_completion=False)
@@ -37,6 +38,9 @@ runs_app = typer.Typer(help="Training runs: how each one went, and why it failed
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
+rollout_app = typer.Typer(help="Roll-outs: a challenger beside the champion (canary or shadow), promoted after "
+                                "its bake time unless its alarms fire.", no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
 app.add_typer(batch_app, name="batch")
 console = Console()
 err = Console(stderr=True)
@@ -311,7 +315,7 @@ def models_history(name: str, stack: StackOption = None) -> None:
             table.add_row(i.alias, f"v{i.version}", _moment(i.start), _moment(i.end) or "[green]now[/green]",
                           escape(i.actor), escape(i.reason))
         console.print(table if intervals else f"No alias of {escape(name)} has been set yet.")
-        states = [e for e in trail(registry, name) if e.alias is None]
+        states = [e for e in trail(registry, name) if e.alias is None and e.rollout_id is None]
         changes = Table("time", "version", "from", "to", "by", "reason", title=f"version states of {name}",
                         box=box.SIMPLE_HEAD, title_justify="left")
         for e in states:
@@ -745,6 +749,99 @@ def models_export(
         console.print(f"[green]Exported[/green] {escape(name)} v{version} to {escape(str(written))} (MLflow format, "
                       "the model as skops): load it with mlflow.pyfunc.load_model where "
                       "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true", soft_wrap=True)
+
+    _run(action)
+
+
+
+def _rollout_done(outcome: "RolloutOutcome", actor: str) -> None:
+    if outcome.changed:
+        console.print(f"[green]{escape(outcome.message)}[/green] (by {escape(actor)})", soft_wrap=True)
+    else:
+        console.print(f"{escape(outcome.message)}: nothing to change", soft_wrap=True)
+    if outcome.unsent:
+        err.print(f"[yellow]warning:[/yellow] {outcome.unsent} registry event(s) could not be sent to EventBridge; "
+                  "the change is made, and kept in the audit trail (`mlops models history`)")
+
+
+@rollout_app.command("start")
+def rollout_start(
+    name: str,
+    version: VersionArgument,
+    mode: Annotated[str, typer.Option(help="canary: the challenger answers --share of the requests (sticky "
+                                           "per X-Routing-Key); shadow: it scores --share of them, unseen.")
+                    ] = "canary",
+    share: Annotated[float, typer.Option(help="The share of the requests, above 0 (0.1 is 10%).")] = 0.1,
+    bake_minutes: Annotated[float, typer.Option("--bake-minutes", help="How long its alarms must stay quiet before "
+                                                                       "it is promoted.")] = 30.0,
+    reason: ReasonOption = "",
+    stack: StackOption = None,
+) -> None:
+    """Roll out an approved VERSION beside the champion; promoted after the bake time unless an alarm fires."""
+    from cli.rollout import start_rollout
+    from functions.registry.rollout import MODES
+
+    def action() -> None:
+        if mode not in MODES:
+            raise PlatformError(f"--mode is canary or shadow, not {mode[:32]!r}")
+        p = platform(stack)
+        seconds = round(bake_minutes * 60)
+        outcome = start_rollout(p, name, version, mode="canary" if mode == "canary" else "shadow", share=share,
+                                bake_seconds=seconds, reason=reason)
+        _rollout_done(outcome, p.actor)
+
+    _run(action)
+
+
+@rollout_app.command("status")
+def rollout_status(name: str, as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+                   stack: StackOption = None) -> None:
+    """NAME's latest roll-out: its challenger, mode, share, bake time and how it ended."""
+    from functions.registry.rollout import status
+
+    def action() -> None:
+        current = status(platform(stack).registry, name)
+        if as_json:
+            typer.echo(json.dumps(current.model_dump(mode="json") if current else None))
+            return
+        if current is None:
+            console.print(f"{escape(name)} has had no roll-out: `mlops rollout start {escape(name)} VERSION`")
+            return
+        table = Table(box=box.SIMPLE_HEAD, show_header=False, title=f"roll-out of {name}", title_justify="left")
+        share = f"{current.share:.0%} of the requests" + (" (scored unseen)" if current.mode == "shadow" else "")
+        rows = [("status", current.status.replace("_", " ")), ("challenger", f"v{current.challenger}"),
+                ("champion", f"v{current.champion}"), ("mode", current.mode), ("share", share),
+                ("started", f"{_moment(current.started_at)} by {current.started_by}"),
+                ("bake ends", _moment(current.bake_ends_at)), ("reason", current.reason)]
+        if not current.running:
+            rows.append(("ended", f"{_moment(current.ended_at)} by {current.ended_by}: {current.end_reason}"))
+        for key, value in rows:
+            table.add_row(key, escape(value))
+        console.print(table)
+
+    _run(action)
+
+
+@rollout_app.command("promote")
+def rollout_promote(name: str, reason: ReasonOption = "", stack: StackOption = None) -> None:
+    """End NAME's running roll-out now: its challenger becomes the champion."""
+    from functions.registry.rollout import promote_rollout
+
+    def action() -> None:
+        p = platform(stack)
+        _rollout_done(promote_rollout(p.registry, name, actor=p.actor, reason=reason, events=p.events), p.actor)
+
+    _run(action)
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(name: str, reason: ReasonOption = "", stack: StackOption = None) -> None:
+    """End NAME's running roll-out now without promoting its challenger: the champion keeps serving."""
+    from functions.registry.rollout import rollback_rollout
+
+    def action() -> None:
+        p = platform(stack)
+        _rollout_done(rollback_rollout(p.registry, name, actor=p.actor, reason=reason, events=p.events), p.actor)
 
     _run(action)
 

@@ -223,7 +223,8 @@ class AlarmEvaluator:
                 # As moto's PutEvents hands an event to its rules: its time in epoch seconds (moto writes it
                 # out as ISO 8601 when it delivers) and the time EventBridge received it.
                 at = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-                rule.send_to_targets({**json.loads(json.dumps(event)), "time": at, "ingestion-time": time.time()})
+                message: Any = {**json.loads(json.dumps(event)), "time": at, "ingestion-time": time.time()}
+                rule.send_to_targets(message)
         except Exception:  # EventBridge delivery failures never reach CloudWatch
             log.exception("the state change of alarm %s was not delivered", event["detail"]["alarmName"])
 
