@@ -131,7 +131,8 @@ class Serving(Construct):
         )
         # The API calls the `live` alias, never $LATEST: a code change reaches it through CodeDeploy's canary
         # (infra/rollout.py). One alias for everything that serves (provisioned concurrency goes on it too).
-        self.live = lambda_.Alias(self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version)
+        self.live = lambda_.Alias(self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version,
+                                  provisioned_concurrent_executions=settings.serving_provisioned_concurrency or None)
         integration = apigw.LambdaIntegration(self.live, proxy=True)
 
         # /health is answered by API Gateway itself (a mock integration): a liveness probe that
