@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from cli.batch import batch_app
+from cli.monitor import dashboard, monitor_app, monitor_run
 from cli.platform import Platform, PlatformError, state_dir
 from functions.records import Run
 from functions.registry.lifecycle import Outcome
@@ -42,6 +43,8 @@ rollout_app = typer.Typer(help="Roll-outs: a challenger beside the champion (can
                                 "its bake time unless its alarms fire.", no_args_is_help=True)
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(batch_app, name="batch")
+app.add_typer(monitor_app, name="monitor")
+app.command("dashboard")(dashboard)
 console = Console()
 err = Console(stderr=True)
 
@@ -515,10 +518,8 @@ def predict(
     _run(action)
 
 
-@app.command()
-def drift(model: Annotated[str | None, typer.Argument()] = None, stack: StackOption = None) -> None:
-    """Run the drift check now (it also runs on its schedule)."""
-    _run(lambda: console.print_json(json.dumps(platform(stack).check_drift(model))))
+# `mlops drift`, from before `mlops monitor run`: the same command under its old name.
+app.command("drift", help="The same as `mlops monitor run`.")(monitor_run)
 
 
 # --- experiment tracking: tracked runs side by side, lineage, export ----------------------------
