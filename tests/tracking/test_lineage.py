@@ -51,7 +51,7 @@ def test_a_pipeline_run_records_its_packages_artifacts_data_and_code(stores, pip
     assert run.dataset_id == first.dataset.dataset_id and run.model_version == 1
     assert run.params["max_iter"] == 300 and run.metrics["roc_auc"] > 0.5
     assert run.packages["scikit-learn"] and run.packages["skops"] and run.packages["python"]
-    assert set(run.artifacts) == {"validation", "features", "train", "holdout", "model", "onnx"}
+    assert set(run.artifacts) == {"validation", "features", "train", "holdout", "model", "onnx", "reference"}
     for artifact in run.artifacts.values():
         data = stores.objects.get_bytes(artifact.key)  # every key names a stored object
         assert artifact.sha256 is None or artifact.sha256 == sha256(data)
