@@ -74,9 +74,9 @@ def metric_queries(properties: dict[str, Any], period: int, prefix: str) -> list
     return queries
 
 
-def fetch(cloudwatch: Any, queries: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, Series]:
-    """GetMetricData over the queries (paged), by query id."""
-    found: dict[str, Series] = {}
+def fetch(cloudwatch: Any, queries: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, list[Series]]:
+    """GetMetricData over the queries (paged), by query id: a SEARCH expression answers several series."""
+    found: dict[str, dict[str, Series]] = {}
     right = {q["Id"]: q.pop("_right", False) for q in queries}
     for at in range(0, len(queries), MAX_QUERIES):
         batch = queries[at:at + MAX_QUERIES]
@@ -85,15 +85,16 @@ def fetch(cloudwatch: Any, queries: list[dict[str, Any]], start: datetime, end: 
         while True:
             page = cloudwatch.get_metric_data(**kwargs)
             for result in page.get("MetricDataResults", []):
+                label = str(result.get("Label") or result["Id"])
+                series = found.setdefault(result["Id"], {}).setdefault(
+                    label, Series(label, [], [], right.get(result["Id"], False)))
                 points = sorted(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
-                series = found.setdefault(result["Id"], Series(str(result.get("Label") or result["Id"]), [], [],
-                                                                right.get(result["Id"], False)))
                 series.timestamps.extend(t for t, v in points if v is not None)
                 series.values.extend(float(v) for _, v in points if v is not None)
             if not page.get("NextToken"):
                 break
             kwargs["NextToken"] = page["NextToken"]
-    return found
+    return {key: list(by_label.values()) for key, by_label in found.items()}
 
 
 def read_widgets(cloudwatch: Any, body: dict[str, Any], hours: float, now: datetime | None = None) -> list[Widget]:
@@ -110,7 +111,7 @@ def read_widgets(cloudwatch: Any, body: dict[str, Any], hours: float, now: datet
             queries = metric_queries(properties, period, prefix=f"w{n}q")
             if queries:
                 found = fetch(cloudwatch, queries, start, end)
-                widget.series = [found[q["Id"]] for q in queries if q["ReturnData"] and q["Id"] in found]
+                widget.series = [s for q in queries if q["ReturnData"] for s in found.get(q["Id"], [])]
         elif kind == "alarm":
             names = [str(arn).split(":alarm:", 1)[-1] for arn in properties.get("alarms") or []]
             states = {}
