@@ -173,6 +173,24 @@ class AuditEntry(Record):
     actor: str = "unknown"  # who: an IAM/STS identity ARN (the pipeline function's role, or the CLI's user)
     # A roll-out's start or end (version: the challenger, from_version: the champion; registry.rollout).
     rollout_id: str | None = None
+    # An automatic retrain (action "retrain", version: the version that drifted or decayed): the event that
+    # caused it (its id, detail type and detail) and the training file it uploaded (functions.monitoring.retrain).
+    cause: Annotated[dict[str, Any] | None, StoredAsJson()] = None
+    dataset_key: str | None = None
+
+
+class Retrain(Record):
+    """A model's latest automatic retrain (the cooldown's item): when it started, the event that caused it, the
+    training file it uploaded and the run that file starts (known once the upload is made)."""
+
+    model: str
+    event_id: str
+    detail_type: str
+    version: int | None = None  # the version that drifted or decayed
+    started_at: str
+    dataset_id: str  # the dataset version it retrains on
+    dataset_key: str
+    run_id: str | None = None
 
 
 class Rollout(Record):

@@ -291,6 +291,8 @@ class MonitoringSpec(BaseModel):
     psi_threshold: float | None = Field(None, gt=0)  # when a column's test is psi
     drift_share: float = Field(0.5, gt=0, le=1)  # dataset drift: this share of the features drifted
     min_samples: int = Field(30, ge=1, le=10_000_000)  # fewer live values: reported, not decided
+    # Drift or decay starts a retrain (functions.monitoring.retrain); false: the event is sent, nothing retrains.
+    retrain: bool = True
 
     def with_defaults(self, *, pvalue: float, psi_threshold: float) -> "MonitoringSpec":
         """This section with what it leaves out taken from the deployment's settings."""

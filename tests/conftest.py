@@ -30,6 +30,7 @@ for _name, _value in {
     "DATA_BUCKET": PIPELINE_BUCKET,
     "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
     "CODE_VERSION": "test-1",
+    "MODEL_ALARM_PREFIX": "mlops-test-model",
     **PIPELINE_TABLES,
 }.items():
     os.environ[_name] = _value
@@ -131,14 +132,20 @@ def reset_execution_environment() -> None:
     from functions import aws, settings
     from functions.data import dynamo as data_dynamo
     from functions.features import dynamo as features_dynamo
+    from functions.monitoring import aws as monitoring_aws
+    from functions.monitoring import loop
+    from functions.monitoring import settings as monitoring_settings
     from functions.pipeline import executions
     from functions.registry import dynamo as registry_dynamo
     from functions.storage import s3
 
     aws.reset()
     for cached in (settings.settings, settings.starter_settings, s3.data_objects, registry_dynamo.registry_store,
-                   data_dynamo.dataset_store, features_dynamo.online_store, executions.pipeline_executions):
+                   data_dynamo.dataset_store, features_dynamo.online_store, executions.pipeline_executions,
+                   monitoring_settings.monitoring_settings, monitoring_aws.monitoring_events,
+                   monitoring_aws.model_alarms, monitoring_aws.training_uploads):
         cached.cache_clear()
+    loop.reset()
 
 
 class PipelineAws:

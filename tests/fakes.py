@@ -20,8 +20,17 @@ from pydantic import BaseModel
 from functions.errors import Conflict, InvalidInput, NotFound, ObjectTooLarge, RetryableError, UnknownModel
 from functions.features.store import entity_key
 from functions.jsonable import jsonable
-from functions.records import AliasName, AuditEntry, DatasetVersion, ModelVersion, Rollout, Run, VersionStatus, now_iso
-from functions.registry.events import RegistryEvent
+from functions.records import (
+    AliasName,
+    AuditEntry,
+    DatasetVersion,
+    ModelVersion,
+    Retrain,
+    Rollout,
+    Run,
+    VersionStatus,
+    now_iso,
+)
 from functions.registry.store import STATUS_ACTIONS, UNKNOWN_ACTOR, instant, move_time
 from functions.spec import ModelSpec
 from functions.storage.objects import ObjectHead, ObjectStore, sha256
@@ -156,6 +165,8 @@ class MemoryObjectStore(ObjectStore):
 class MemoryRegistryStore:
     """The registry's records as plain values, validated on read as DynamoDB items are."""
 
+    _claiming = threading.Lock()  # a conditional write is atomic (a class lock: stores are deep-copied)
+
     def __init__(self) -> None:
         self.faults = Faults()
         self.specs: dict[str, str] = {}  # model -> spec JSON
@@ -167,6 +178,7 @@ class MemoryRegistryStore:
         self.audit: list[AuditEntry] = []  # the alias moves
         self.trail: list[AuditEntry] = []  # every change: the alias moves and the versions' state changes
         self.rollouts: dict[str, Rollout] = {}  # model -> its latest roll-out
+        self.retrains: dict[str, Retrain] = {}  # model -> its latest automatic retrain
 
     def put_spec(self, spec: ModelSpec) -> None:
         self.faults.before("put_spec")
@@ -356,6 +368,30 @@ class MemoryRegistryStore:
         self.trail.append(entry)
         self.faults.after("put_rollout")
 
+    def get_retrain(self, model: str) -> Retrain | None:
+        self.faults.before("get_retrain")
+        return self.retrains.get(model)
+
+    def claim_retrain(self, retrain: Retrain, *, cooldown_since: str, entry: AuditEntry) -> bool:
+        """As the adapter: one conditional write on the last retrain's start (fault point "claim_retrain")."""
+        self.faults.before("claim_retrain")
+        with self._claiming:
+            stored = self.retrains.get(retrain.model)
+            if stored is not None and stored.started_at >= cooldown_since:
+                return False
+            self.retrains[retrain.model] = retrain
+            self.trail.append(entry)
+        self.faults.after("claim_retrain")
+        return True
+
+    def set_retrain_run(self, model: str, event_id: str, run_id: str) -> None:
+        self.faults.before("set_retrain_run")
+        with self._claiming:
+            stored = self.retrains.get(model)
+            if stored is None or stored.event_id != event_id:
+                raise Conflict(f"the latest retrain of model {model!r} is another event's")
+            self.retrains[model] = stored.model_copy(update={"run_id": run_id})
+
 class MemoryEventPublisher:
     """The registry's events as EventBridge would receive them (a list), able to fail to send on purpose.
 
@@ -365,9 +401,9 @@ class MemoryEventPublisher:
 
     def __init__(self) -> None:
         self.faults = Faults()
-        self.events: list[RegistryEvent] = []
+        self.events: list[Any] = []  # RegistryEvent, or monitoring's MonitoringEvent
 
-    def publish(self, event: RegistryEvent) -> bool:
+    def publish(self, event: Any) -> bool:
         with self._sending:
             try:
                 self.faults.before("publish")
@@ -378,6 +414,18 @@ class MemoryEventPublisher:
 
     def details(self, detail_type: str | None = None) -> list[dict[str, Any]]:
         return [e.detail for e in self.events if detail_type is None or e.detail_type == detail_type]
+
+
+class MemoryAlarms:
+    """CloudWatch's metric alarms by name (monitoring.alarms.ModelAlarms)."""
+
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.alarms: dict[str, dict[str, Any]] = {}
+
+    def put(self, alarms: list[dict[str, Any]]) -> None:
+        self.faults.before("put")
+        self.alarms.update({alarm["AlarmName"]: alarm for alarm in alarms})
 
 
 class MemoryDatasetStore:

@@ -1,8 +1,9 @@
 """The registry on one DynamoDB table (the adapter of registry.store.RegistryStore).
 
 Partition `MODEL#<model>`; the sort key says what an item is: SPEC, RUN#<id>, VERSION#<n>,
-COUNTER, RUNVERSION#<run id>, ALIAS#<alias>, ROLLOUT (the latest roll-out), AUDIT#<time>#<uuid> (every
-change: alias moves, state changes, roll-outs), HISTORY#<alias>#<time> (each move of an alias, also in AUDIT#).
+COUNTER, RUNVERSION#<run id>, ALIAS#<alias>, ROLLOUT (the latest roll-out), RETRAIN (the latest automatic
+retrain: its cooldown), AUDIT#<time>#<uuid> (every change: alias moves, state changes, roll-outs, retrains),
+HISTORY#<alias>#<time> (each move of an alias, also in AUDIT#).
 
 "Which version held the champion alias at time T" is one query: sk BETWEEN HISTORY#champion# and
 HISTORY#champion#<T>, newest first, Limit 1 (an alias's move times are unique and ordered: each
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from functions import aws
 from functions.errors import Conflict, MlopsError, NotFound, RetryableError, UnknownModel
-from functions.records import AliasName, AuditEntry, ModelVersion, Rollout, Run, VersionStatus, now_iso
+from functions.records import AliasName, AuditEntry, ModelVersion, Retrain, Rollout, Run, VersionStatus, now_iso
 from functions.registry.store import STATUS_ACTIONS, UNKNOWN_ACTOR, instant, move_time
 from functions.settings import settings
 from functions.spec import ModelSpec
@@ -344,6 +345,36 @@ class DynamoRegistryStore:
                      "ConditionExpression": "attribute_not_exists(pk)"}},
         ], f"recording the roll-out of model {rollout.model!r}",
             conflict=f"the roll-out of model {rollout.model!r} changed while it was being changed; try again")
+
+    # --- automatic retrains (monitoring.retrain)
+    def get_retrain(self, model: str) -> Retrain | None:
+        item = self._get({"pk": _pk(model), "sk": "RETRAIN"}, f"reading the last retrain of model {model!r}")
+        return from_item(Retrain, item) if item else None
+
+    def claim_retrain(self, retrain: Retrain, *, cooldown_since: str, entry: AuditEntry) -> bool:
+        try:
+            self._transact([
+                {"Put": {"TableName": self.table.name, "Item": to_item(retrain, pk=_pk(retrain.model), sk="RETRAIN"),
+                         "ConditionExpression": "attribute_not_exists(pk) OR started_at < :since",
+                         "ExpressionAttributeValues": {":since": cooldown_since}}},
+                {"Put": {"TableName": self.table.name,
+                         "Item": to_item(entry, pk=_pk(retrain.model), sk=_audit_sk(entry.at)),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+            ], f"recording a retrain of model {retrain.model!r}")
+        except Conflict:
+            return False
+        return True
+
+    def set_retrain_run(self, model: str, event_id: str, run_id: str) -> None:
+        with storage_errors(f"recording the run of the retrain of model {model!r}"):
+            try:
+                self.table.update_item(Key={"pk": _pk(model), "sk": "RETRAIN"}, UpdateExpression="SET run_id = :run",
+                                       ConditionExpression="event_id = :event",
+                                       ExpressionAttributeValues={":run": run_id, ":event": event_id})
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                raise Conflict(f"the latest retrain of model {model!r} is another event's") from error
 
     # --- helpers
     @staticmethod

@@ -12,13 +12,13 @@ import os
 import time
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.registry.events import SOURCE, RegistryEvent
+from functions.registry.events import SOURCE
 from functions.registry.store import UNKNOWN_ACTOR
 
 logger = logging.getLogger(__name__)
@@ -30,17 +30,31 @@ FINAL_ERRORS = {"AccessDeniedException", "ValidationException", "ResourceNotFoun
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
 
 
+class Announcement(Protocol):
+    """What a publisher sends: a registry event, or another part's (monitoring.events) of the same shape."""
+
+    @property
+    def detail_type(self) -> str: ...
+
+    @property
+    def detail(self) -> dict[str, Any]: ...
+
+    @property
+    def time(self) -> str: ...
+
+
 class EventBridgePublisher:
     def __init__(self, client: Any, bus: str = DEFAULT_BUS, *, attempts: int = ATTEMPTS,
-                 backoff_s: float = BACKOFF_S):
+                 backoff_s: float = BACKOFF_S, source: str = SOURCE):
         self.client, self.bus, self.attempts, self.backoff_s = client, bus, attempts, backoff_s
+        self.source = source
 
-    def entry(self, event: RegistryEvent) -> dict[str, Any]:
+    def entry(self, event: Announcement) -> dict[str, Any]:
         """The PutEvents entry of an event."""
-        return {"Source": SOURCE, "DetailType": event.detail_type, "EventBusName": self.bus, "Resources": [],
+        return {"Source": self.source, "DetailType": event.detail_type, "EventBusName": self.bus, "Resources": [],
                 "Detail": json.dumps(event.detail, sort_keys=True), "Time": datetime.fromisoformat(event.time)}
 
-    def publish(self, event: RegistryEvent) -> bool:
+    def publish(self, event: Announcement) -> bool:
         entry = self.entry(event)
         why = "not sent"
         for attempt in range(self.attempts):

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from functions.errors import InvalidInput
-from functions.records import AliasName, AuditEntry, ModelVersion, Rollout, Run, VersionStatus, now_iso
+from functions.records import AliasName, AuditEntry, ModelVersion, Retrain, Rollout, Run, VersionStatus, now_iso
 from functions.spec import ModelSpec
 
 UNKNOWN_ACTOR = "unknown"
@@ -163,4 +163,18 @@ class RegistryStore(Protocol):
     def put_rollout(self, rollout: Rollout, *, expected: Rollout | None, entry: AuditEntry) -> None:
         """Write the roll-out and its audit entry in one transaction, only while the stored roll-out is
         `expected` (same id and status; None: there is none). Conflict when another writer changed it first."""
+        ...
+
+    def get_retrain(self, model: str) -> Retrain | None:
+        """The model's latest automatic retrain (None: it never had one)."""
+        ...
+
+    def claim_retrain(self, retrain: Retrain, *, cooldown_since: str, entry: AuditEntry) -> bool:
+        """Record `retrain` as the model's latest, with its audit entry, in one conditional write, only while the
+        model's last retrain started before `cooldown_since` (or it has none). False, and nothing written, when
+        one started since: the cooldown holds (another event claimed it first)."""
+        ...
+
+    def set_retrain_run(self, model: str, event_id: str, run_id: str) -> None:
+        """Name the run a claimed retrain started, while the model's latest retrain is still `event_id`'s."""
         ...
