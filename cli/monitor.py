@@ -57,7 +57,7 @@ def _value(value: Any) -> str:
     return escape(str(value))
 
 
-def print_report(report: dict[str, Any], key: str | None) -> None:
+def print_report(report: dict[str, Any], key: str | None, bucket: str = "") -> None:
     """A report as one summary line and a table of its features (and the model's output)."""
     from functions.monitoring.report_html import summary
 
@@ -80,7 +80,7 @@ def print_report(report: dict[str, Any], key: str | None) -> None:
         if note:
             console.print(f"  note: {escape(str(note))}")
     if key:
-        console.print(f"  report s3://…/{escape(key)} and {escape(html_key(key))}")
+        console.print(f"  report s3://{escape(bucket)}/{escape(key)} and its page {escape(html_key(key))}")
 
 
 @monitor_app.command("run")
@@ -103,7 +103,7 @@ def monitor_run(
         for checked in reports:
             key = checked.get("report_key")
             report = p.objects.get_json(key) if key else checked
-            print_report(report, key)
+            print_report(report, key, p.bucket)
         for failed in result.get("failed") or []:
             console.print(f"[red]{escape(str(failed.get('model')))}: the check failed: "
                           f"{escape(str(failed.get('error')))}[/red]")
