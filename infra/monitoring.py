@@ -13,7 +13,11 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.monitoring.events import DETAIL_TYPES
+from functions.monitoring.events import SOURCE as MONITORING_SOURCE
+from functions.monitoring.settings import MonitoringSettings
 from infra.data import Data
+from infra.nag import acknowledge, default_policy
 from infra.registry import Registry
 from infra.runtime import FunctionFactory
 from infra.settings import PlatformSettings
@@ -96,6 +100,55 @@ class Monitoring(Construct):
         ))
         if settings.alarm_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
+
+        # The loop: the drift check announces drift (Model Drift Detected) and puts each model's alarms when it
+        # first checks the model (models are data, not part of the stack: functions/monitoring/alarms.py).
+        self.model_alarm_prefix = f"{stack.stack_name}-model"
+        monitoring_environment = MonitoringSettings.environment(
+            alarm_prefix=self.model_alarm_prefix, alarm_topic_arn=self.alarm_topic.topic_arn,
+            latency_alarm_ms=settings.latency_alarm_ms, drift_schedule_minutes=settings.drift_schedule_minutes,
+            retrain_cooldown_hours=settings.retrain_cooldown_hours)
+        for name, value in monitoring_environment.items():
+            self.drift_function.add_environment(name, value)
+        default_bus = stack.format_arn(service="events", resource="event-bus", resource_name="default")
+        self.drift_function.add_to_role_policy(iam.PolicyStatement(
+            actions=["events:PutEvents"], resources=[default_bus],
+            conditions={"StringEquals": {"events:source": MONITORING_SOURCE}}))
+        model_alarms_arn = stack.format_arn(service="cloudwatch", resource="alarm",
+                                            resource_name=f"{self.model_alarm_prefix}-*",
+                                            arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        self.drift_function.add_to_role_policy(iam.PolicyStatement(actions=["cloudwatch:PutMetricAlarm"],
+                                                                   resources=[model_alarms_arn]))
+        acknowledge(default_policy(self.drift_function.role), "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"
+                    f"cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{self.model_alarm_prefix}-*]",
+                    "Models are data, not part of the stack: the drift check creates each model's alarms when it "
+                    "first checks the model, under the stack's prefix only.")
+
+        # Retraining: a rule on the monitor's events starts a retrain of the model (one per cooldown).
+        self.retrain_function = functions.create(
+            self,
+            "RetrainFunction",
+            handler="functions.monitoring.retrain_handler.start_retrain",
+            service="monitoring",
+            description="Starts a retrain of a model that drifted or decayed (one per model per cooldown)",
+            environment=monitoring_environment,
+            on_failure=dead_letters,
+        )
+        # The latest dataset version is copied to datasets/<model>/retrain-<event>: read, head and write there.
+        grant_objects(self.retrain_function, data.bucket, ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+                                                           "s3:ListBucket"], "datasets/")
+        acknowledge_prefix_grants(self.retrain_function.role, data.bucket, ["datasets/"])
+        data.datasets.grant(self.retrain_function, "dynamodb:GetItem", "dynamodb:Query")  # dataset versions
+        # Specs, aliases and the RETRAIN item (read, claimed with its audit entry in a transaction, its run named).
+        registry.table.grant(self.retrain_function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        self.retrain_rule = events.Rule(
+            self,
+            "RetrainOnDriftOrDecay",
+            description="Starts a retrain when a model's inputs drift or its quality degrades",
+            event_pattern=events.EventPattern(source=[MONITORING_SOURCE], detail_type=list(DETAIL_TYPES)),
+            targets=[targets.LambdaFunction(self.retrain_function, retry_attempts=2,
+                                            dead_letter_queue=dead_letters)],
+        )
 
         api = {"ApiName": api_name}
         predictions = cw.Metric(namespace="AWS/ApiGateway", metric_name="Count", dimensions_map=api, statistic="Sum")
@@ -185,4 +238,20 @@ class Monitoring(Construct):
                 )],
             ),
             cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms),
+            # Per model version: what drifted (0/1) and its share of drifted features, and the retrains.
+            cw.GraphWidget(
+                title="Drift by model version",
+                left=[cw.MathExpression(
+                    expression=f"SEARCH('{{{NAMESPACE},model,version}} MetricName=\"ModelDriftDetected\"', "
+                               "'Maximum', 3600)",
+                    label="", period=Duration.hours(1))],
+                right=[cw.MathExpression(
+                    expression=f"SEARCH('{{{NAMESPACE},model,version}} MetricName=\"DriftShare\"', 'Maximum', 3600)",
+                    label="", period=Duration.hours(1))],
+            ),
+            cw.GraphWidget(
+                title="Automatic retrains",
+                left=[cw.Metric(namespace=NAMESPACE, metric_name=name, dimensions_map={"service": "monitoring"},
+                                statistic="Sum") for name in ("RetrainsStarted", "RetrainsSkipped")],
+            ),
         )

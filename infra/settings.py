@@ -120,6 +120,9 @@ class PlatformSettings(BaseModel):
     drift_ks_pvalue: float = 0.01
     latency_alarm_ms: int = 1_000
     alarm_email: str | None = None
+    # Automatic retraining on drift or decay (functions/monitoring/retrain.py): at most one per model in
+    # this many hours; a spec's `monitoring: {retrain: false}` turns it off for that model.
+    retrain_cooldown_hours: float = Field(6.0, ge=0)
     # Roll-outs (infra/rollout.py): a challenger is rolled back when, over one alarm period, more than
     # rollout_error_rate of its requests fail or its p90 latency is above rollout_latency_ms.
     rollout_error_rate: float = Field(0.05, ge=0, lt=1)

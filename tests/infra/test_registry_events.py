@@ -5,7 +5,8 @@ import json
 from tests.infra.test_operations import functions_by_handler
 from tests.infra.test_stack import resources
 
-ANNOUNCERS = {"registry.handler.register_model", "registry.handler.promote", "rollout.handler.handler"}
+ANNOUNCERS = {"registry.handler.register_model", "registry.handler.promote", "rollout.handler.handler",
+              "monitoring.handler.check_drift"}  # the drift check: Model Drift Detected (test_monitoring_loop)
 
 
 def test_only_the_steps_that_change_the_registry_may_put_events_and_only_on_the_default_bus(template_dict):
