@@ -293,6 +293,9 @@ class MonitoringSpec(BaseModel):
     min_samples: int = Field(30, ge=1, le=10_000_000)  # fewer live values: reported, not decided
     # Drift or decay starts a retrain (functions.monitoring.retrain); false: the event is sent, nothing retrains.
     retrain: bool = True
+    # The spec's metric on labelled predictions (the quality check): below this (accuracy, f1, roc_auc) or above
+    # it (mae, rmse) the model's quality alarm fires and the check sends Model Quality Degraded. None: not watched.
+    quality_threshold: float | None = None
 
     def with_defaults(self, *, pvalue: float, psi_threshold: float) -> "MonitoringSpec":
         """This section with what it leaves out taken from the deployment's settings."""

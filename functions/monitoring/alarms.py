@@ -9,8 +9,9 @@ updates it and keeps its state), once per execution environment. Each is named
     drift     ModelDriftDetected {model}              Maximum >= 1 over one schedule period
     latency   PredictLatency {model}                  p99 > latency_alarm_ms, 3 of 3 five-minute periods
     errors    ModelLoadFailures {model, service=serving} Sum >= 1 over five minutes
-    quality   ModelQuality {model, metric=<spec metric>} Minimum < monitoring.min_quality, one schedule period
-              (only for a spec that sets monitoring.min_quality; the quality check emits the metric)
+    quality   <the spec's metric> {model, service=monitoring}, as the quality check emits it (RocAuc, F1,
+              Accuracy; MAE, RMSE): below (above, for errors) monitoring.quality_threshold over one schedule
+              period; only for a spec that sets the threshold
 
 Missing data is not breaching: a model nobody calls is not in alarm. The alarms outlive the stack
 (`aws cloudwatch delete-alarms` on the prefix removes them).
@@ -21,6 +22,9 @@ from typing import Any, Protocol
 from functions.spec import ModelSpec
 
 SERVICE_SERVING = "serving"
+# The quality check's CloudWatch metric of each spec metric (functions/monitoring/quality.py emits them).
+QUALITY_METRICS = {"accuracy": "Accuracy", "f1": "F1", "roc_auc": "RocAuc", "mae": "MAE", "rmse": "RMSE"}
+ERROR_METRICS = {"mae", "rmse"}
 LATENCY_PERIOD_S = 300
 
 
@@ -58,12 +62,22 @@ def model_alarms(spec: ModelSpec, *, prefix: str, namespace: str, topic_arn: str
          "ComparisonOperator": "GreaterThanOrEqualToThreshold",
          "AlarmDescription": f"Model {spec.name} could not be loaded to serve a request"},
     ]
-    minimum = getattr(spec.monitoring, "min_quality", None)
-    if minimum is not None:
+    threshold = spec.monitoring.quality_threshold
+    if threshold is not None and spec.metric in QUALITY_METRICS:
+        lower = spec.metric in ERROR_METRICS  # an error metric degrades upwards
         alarms.append({
-            **common, "AlarmName": names["quality"], "MetricName": "ModelQuality",
-            "Dimensions": [{"Name": "model", "Value": spec.name}, {"Name": "metric", "Value": spec.metric}],
-            "Statistic": "Minimum", "Period": drift_period_s, "EvaluationPeriods": 1, "Threshold": float(minimum),
-            "ComparisonOperator": "LessThanThreshold",
-            "AlarmDescription": f"{spec.metric} of model {spec.name} on labelled predictions is below {minimum}"})
+            **common, "AlarmName": names["quality"], "MetricName": QUALITY_METRICS[spec.metric],
+            "Dimensions": [{"Name": "model", "Value": spec.name}, {"Name": "service", "Value": "monitoring"}],
+            "Statistic": "Maximum" if lower else "Minimum", "Period": drift_period_s, "EvaluationPeriods": 1,
+            "Threshold": float(threshold),
+            "ComparisonOperator": "GreaterThanThreshold" if lower else "LessThanThreshold",
+            "AlarmDescription": f"{spec.metric} of model {spec.name} on labelled predictions is "
+                                f"{'above' if lower else 'below'} {threshold}"})
     return alarms
+
+
+def degraded(metric: str, value: float | None, threshold: float | None) -> bool:
+    """Whether a quality figure crossed its threshold (an error metric upwards, the others downwards)."""
+    if value is None or threshold is None:
+        return False
+    return value > threshold if metric in ERROR_METRICS else value < threshold

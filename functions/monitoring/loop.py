@@ -7,12 +7,13 @@ from typing import Any
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from functions.errors import MlopsError
-from functions.monitoring.alarms import model_alarms
+from functions.monitoring.alarms import degraded, model_alarms
 from functions.monitoring.aws import model_alarms as cloudwatch_alarms
 from functions.monitoring.aws import monitoring_events
-from functions.monitoring.events import drift_event
+from functions.monitoring.events import drift_event, quality_event
 from functions.monitoring.settings import monitoring_settings
 from functions.registry.store import RegistryStore
+from functions.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +27,17 @@ def close_loop(report: dict[str, Any], registry: RegistryStore) -> dict[str, Any
     outcome: dict[str, Any] = {}
     config = monitoring_settings()
     emit_model_metrics(report, config.metrics_namespace)
-    event = drift_event(report)
-    if event is not None:
-        outcome["event"] = event.detail_type
-        outcome["event_sent"] = monitoring_events().publish(event)
     model = report["model"]
+    spec = registry.get_spec(model)
+    for event in (drift_event(report), quality_event(quality_report(report, spec))):
+        if event is not None:
+            outcome.setdefault("events", []).append(event.detail_type)
+            outcome["event"] = event.detail_type
+            outcome["event_sent"] = monitoring_events().publish(event) and outcome.get("event_sent", True)
     if model not in _alarmed:
         try:
             cloudwatch_alarms().put(model_alarms(
-                registry.get_spec(model), prefix=config.alarm_prefix, namespace=config.metrics_namespace,
+                spec, prefix=config.alarm_prefix, namespace=config.metrics_namespace,
                 topic_arn=config.alarm_topic_arn, latency_ms=config.latency_alarm_ms,
                 drift_period_s=config.drift_schedule_minutes * 60))
             _alarmed.add(model)
@@ -42,6 +45,18 @@ def close_loop(report: dict[str, Any], registry: RegistryStore) -> dict[str, Any
             logger.warning("the model's alarms could not be put", extra={"model": model, "reason": error.message})
             outcome["alarms_error"] = error.message
     return outcome
+
+
+def quality_report(report: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+    """The quality check's figure of the spec's metric (the report's `quality` section), against its threshold."""
+    found = report.get("quality")
+    section: dict[str, Any] = found if isinstance(found, dict) else {}
+    value, threshold = section.get(spec.metric), spec.monitoring.quality_threshold
+    figure = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return {"model": report["model"], "version": report.get("version"), "metric": spec.metric, "value": figure,
+            "threshold": threshold, "labelled": section.get("labelled"), "window_hours": section.get("window_hours"),
+            "report_key": report.get("report_key"), "generated_at": report.get("generated_at"),
+            "degraded": degraded(spec.metric, figure, threshold)}
 
 
 def emit_model_metrics(report: dict[str, Any], namespace: str) -> None:

@@ -71,3 +71,22 @@ def test_the_quality_alarm_only_for_a_spec_with_a_minimum(churn_spec):
     assert latency["Dimensions"] == [{"Name": "model", "Value": "churn"}]  # as the predict handler emits it
     assert all(a["AlarmActions"] == ["arn:aws:sns:us-east-1:1:t"] and a["TreatMissingData"] == "notBreaching"
                for a in alarms)
+
+
+def test_quality_below_the_specs_threshold_is_announced_and_alarmed(churn_spec):
+    from functions.monitoring.loop import quality_report
+
+    spec = churn_spec.model_copy(update={"monitoring": churn_spec.monitoring.model_copy(
+        update={"quality_threshold": 0.7})})
+    report = {"model": "churn", "version": 2, "report_key": "reports/drift/churn/a.json",
+              "quality": {"labelled": 40, "window_hours": 24, spec.metric: 0.55}}
+    degraded = quality_report(report, spec)
+    assert degraded["degraded"] is True and degraded["value"] == 0.55 and degraded["threshold"] == 0.7
+    assert quality_report({**report, "quality": {"labelled": 40, spec.metric: 0.9}}, spec)["degraded"] is False
+    assert quality_report({**report, "quality": None}, spec)["degraded"] is False
+    assert quality_report(report, churn_spec)["degraded"] is False  # no threshold: not watched
+    alarms = {a["AlarmName"]: a for a in model_alarms(spec, prefix="p", namespace="Mlops", topic_arn=None,
+                                                      latency_ms=800, drift_period_s=3600)}
+    quality = alarms["p-churn-quality"]
+    assert quality["ComparisonOperator"] == "LessThanThreshold" and quality["Threshold"] == 0.7
+    assert "AlarmActions" not in quality
