@@ -99,6 +99,18 @@ def registered(spec: ModelSpec) -> tuple[Registry, Objects, Any]:
     return Registry(record, spec), objects, result.pipeline
 
 
+def _trained(spec: ModelSpec) -> tuple[Any, Any]:
+    """The registered model loaded as the predict function loads it, and its scikit-learn pipeline (bench.batch)."""
+    from functions.registry.artifacts import load_predictor
+    from functions.serving.model_cache import LoadedModel
+
+    registry, objects, pipeline = registered(spec)
+    served = registry.record.trained_spec(spec)
+    store: Any = objects
+    predictor = load_predictor(store, registry.record, served)
+    return LoadedModel(model=MODEL, version=1, spec=served, predictor=predictor), pipeline
+
+
 def interleaved(ours: Callable[[], object], baseline: Callable[[], object],
                 calls: int) -> tuple[list[float], list[float]]:
     """Microseconds of each single call of both, alternating which goes first; the collector paused per pair."""
