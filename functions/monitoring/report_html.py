@@ -177,14 +177,18 @@ def summary(report: Mapping[str, Any]) -> str:
 def _quality_words(quality: Mapping[str, Any]) -> str:
     inner = quality.get("metrics")
     metrics: Mapping[str, Any] = inner if isinstance(inner, Mapping) else quality
-    shown = [f"{key} {_number(value)}" for key, value in metrics.items() if _is_number(value)
-             and key not in COUNT_KEYS][:4]
+    known = [key for key in QUALITY_METRICS if _is_number(metrics.get(key))]
+    keys = known or [key for key, value in metrics.items() if _is_number(value) and key not in NOT_METRICS]
     counted = next((quality[key] for key in COUNT_KEYS if _is_number(quality.get(key))), None)
-    words = ", ".join(shown) if shown else str(quality.get("note") or "no figures")
+    if counted == 0:
+        return "no labelled predictions in the window"
+    words = ", ".join(f"{key} {_number(metrics[key])}" for key in keys[:4]) or str(quality.get("note") or "no figures")
     return words + (f" over {_count(counted)} labelled predictions" if counted is not None else "")
 
 
+QUALITY_METRICS = ("accuracy", "f1", "roc_auc", "mae", "rmse")
 COUNT_KEYS = ("labelled", "labels", "count", "samples")
+NOT_METRICS = {*COUNT_KEYS, "window_hours", "unmatched"}
 
 
 def _facts(report: Mapping[str, Any]) -> str:
@@ -216,13 +220,16 @@ def _feature_table(features: Mapping[str, Any]) -> str:
 
 
 def _mapping_table(values: Mapping[str, Any]) -> str:
-    rows: list[tuple[Any, Any]] = []
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            rows.extend((f"{key}: {inner}", v) for inner, v in value.items() if _is_scalar(v))
-        elif _is_scalar(value):
-            rows.append((key, value))
-    return _rows_table(rows, css="facts")
+    def rows(mapping: Mapping[str, Any], prefix: str, depth: int) -> list[tuple[Any, Any]]:
+        found: list[tuple[Any, Any]] = []
+        for key, value in mapping.items():
+            if isinstance(value, Mapping) and depth < 3:
+                found.extend(rows(value, f"{prefix}{key} / ", depth + 1))
+            elif _is_scalar(value):
+                found.append((f"{prefix}{key}", value))
+        return found
+
+    return _rows_table(rows(values, "", 0), css="facts")
 
 
 def _rows_table(rows: list[tuple[Any, Any]], css: str) -> str:

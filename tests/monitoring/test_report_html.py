@@ -97,9 +97,13 @@ def test_the_page_is_well_formed_self_contained_and_says_the_summary_first():
      "1 of 3 features drifted; dataset drift: no; prediction drift: no (1,234,567 captured rows)."),
     ({"features": {"only": entry(False)}},
      "0 of 1 feature drifted; dataset drift: no; prediction drift: not checked (500 captured rows)."),
-    ({"quality": {"accuracy": 0.9125, "f1": 0.5, "labelled": 80}},
+    ({"quality": {"window_hours": 24, "labels": 90, "unmatched": 10, "labelled": 80, "accuracy": 0.9125, "f1": 0.5,
+                  "roc_auc": None, "by_version": {"3": {"labelled": 80, "accuracy": 0.9125}}}},
      "1 of 3 features drifted; dataset drift: no; prediction drift: not checked; quality: accuracy 0.9125, f1 0.5 "
      "over 80 labelled predictions (500 captured rows)."),
+    ({"quality": {"window_hours": 24, "labels": 0, "unmatched": 0, "labelled": 0, "mae": None, "rmse": None}},
+     "1 of 3 features drifted; dataset drift: no; prediction drift: not checked; quality: no labelled predictions "
+     "in the window (500 captured rows)."),
     ({"samples": 0, "note": "no captured requests in the last 24 hours: nothing to compare", "features": {}},
      "no captured requests in the last 24 hours: nothing to compare"),
 ])
@@ -152,6 +156,8 @@ def test_missing_sections_and_new_keys_render():
     text = "".join(parse(page).text)
     assert "new_statistic" in text and "0.123" in text  # a key other helpers add shows as a column
     assert "Model quality" in text and "mae" in text and "quality: mae 1.5 over 7 labelled predictions" in text
+    nested = report_html.render(report(quality={"labelled": 5, "accuracy": 0.8, "by_version": {"3": {"f1": 0.25}}}))
+    assert "by_version / 3 / f1" in "".join(parse(nested).text)
     assert "1 of 3 features drifted" in text  # "yes" (a string) is not a verdict
 
 
