@@ -105,15 +105,26 @@ def _wasserstein_sorted(reference: np.ndarray, x: np.ndarray) -> float:
     m, n = x.size, reference.size
     if m == 0 or n == 0:
         raise ValueError("both samples need a value")
-    at = np.searchsorted(reference, x, side="left") + np.arange(m)
+    # The smaller side is placed in the larger with searchsorted (live values before equal reference ones).
     is_live = np.zeros(m + n, dtype=bool)
-    is_live[at] = True
     merged = np.empty(m + n, dtype=np.float64)
-    merged[at] = x
-    merged[~is_live] = reference
-    live_seen = np.cumsum(is_live[:-1])
-    reference_seen = np.arange(1, m + n) - live_seen
-    return float(np.vecdot(np.abs(live_seen / m - reference_seen / n), np.diff(merged)))
+    if m <= n:
+        at = np.searchsorted(reference, x, side="left") + np.arange(m)
+        is_live[at] = True
+        merged[at] = x
+        merged[~is_live] = reference
+    else:
+        at = np.searchsorted(x, reference, side="right") + np.arange(n)
+        is_live[:] = True
+        is_live[at] = False
+        merged[at] = reference
+        merged[is_live] = x
+    # F_live - F_ref after the k-th merged value: live/m - (k - live)/n = live (1/m + 1/n) - k/n, in place.
+    gap = np.cumsum(is_live[:-1], dtype=np.float64)
+    gap *= 1.0 / m + 1.0 / n
+    gap -= np.arange(1, m + n, dtype=np.float64) / n
+    np.abs(gap, out=gap)
+    return float(np.vecdot(gap, np.diff(merged)))
 
 
 def chisquare(reference_counts: np.ndarray, live_counts: np.ndarray) -> tuple[float, float]:
@@ -172,7 +183,10 @@ def psi_counts(reference_counts: np.ndarray, live_counts: np.ndarray) -> float:
 def live_numbers(values: Any) -> tuple[np.ndarray, int]:
     """The finite values of a live column (as training reads them) and how many were not."""
     series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
-    column = numbers(series).to_numpy(dtype=np.float64, na_value=np.nan)
+    if series.dtype.kind in "fiu":  # already numbers (the usual window): no conversion pass
+        column = series.to_numpy(dtype=np.float64)
+    else:
+        column = numbers(series).to_numpy(dtype=np.float64, na_value=np.nan)
     finite = column[np.isfinite(column)]
     return finite, int(column.size - finite.size)
 
@@ -183,7 +197,7 @@ def category_counts(reference: CategoricalReference, values: Any) -> tuple[np.nd
     Categories are encoded once (a hash lookup per distinct value, no Python call per value). Values
     the reference never saw count in its OTHER bucket when it has one, else in a bucket of their own.
     """
-    codes = pd.Categorical(category_strings(values), categories=reference.categories).codes.astype(np.int64)
+    codes = _reference_codes(reference, values)
     live = np.bincount(codes + 1, minlength=reference.categories.size + 1)
     unseen = int(live[0])
     other = np.flatnonzero(reference.categories == OTHER)
@@ -192,6 +206,23 @@ def category_counts(reference: CategoricalReference, values: Any) -> tuple[np.nd
     if other.size or not unseen:
         return reference.counts, live[1:], unseen
     return np.append(reference.counts, 0), np.append(live[1:], unseen), unseen
+
+
+def _reference_codes(reference: CategoricalReference, values: Any) -> np.ndarray:
+    """Each live value's index among the reference's categories (-1: never seen).
+
+    The column is hashed once (pandas.factorize); only its distinct values are put in canonical form
+    and looked up. Python's equality makes True, 1 and 1.0 one key, so a column mixing booleans with
+    numbers, whose canonical forms differ ("True" and "1"), is put in canonical form value by value.
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    known = pd.Index(reference.categories)
+    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in {"mixed", "mixed-integer"}:
+        return np.asarray(known.get_indexer(category_strings(series)), dtype=np.int64)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    # The missing values' code -1 picks the last entry: the canonical form of a missing value.
+    distinct = category_strings(pd.Series([*uniques, None], dtype=object))
+    return np.asarray(known.get_indexer(distinct), dtype=np.int64)[codes]
 
 
 @dataclass
@@ -355,7 +386,8 @@ def drift_report(*, model: str, version: int | None, signature: Sequence[Feature
         report["prediction"] = {"name": OUTPUT, **decide(output, config, tested)}
         report["prediction_drift"] = report["prediction"]["drifted"]
     else:
-        why = "the window carries no model outputs" if reference.output is not None else "the reference has none"
+        why = ("the window carries no model outputs comparable with the reference's" if reference.output is not None
+               else "the reference has no model output")
         report["prediction_note"] = f"prediction drift not checked: {why}"
     drifted = sum(f["drifted"] for f in report["features"].values())
     report["drift_share"] = drifted / len(signature) if signature else 0.0

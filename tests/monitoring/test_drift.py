@@ -130,6 +130,13 @@ def test_categories_are_compared_in_the_transformations_canonical_form():
     assert unseen == 0 and live_counts.tolist() == [2, 1, 1] and ref_counts.tolist() == [2, 1, 1]
 
 
+def test_true_and_1_stay_two_categories_though_python_hashes_them_alike():
+    stored = categorical_reference(pd.Series(["True", "1", "1"]))
+    ref_counts, live_counts, unseen = category_counts(stored, pd.Series([True, 1, 1.0, 1, None], dtype=object))
+    counted = dict(zip(stored.categories.tolist(), live_counts.tolist(), strict=False))
+    assert counted == {"True": 1, "1": 3} and unseen == 1  # the missing value: a category training never had
+
+
 def test_one_category_on_both_sides_has_nothing_to_test():
     measured = measure(categorical_reference(["a"] * 40), ["a"] * 40, CONFIG)
     with np.errstate(invalid="ignore"):
@@ -323,3 +330,12 @@ def test_a_spec_monitoring_section_is_validated(section, churn_spec):
 def test_a_spec_overrides_the_deployments_defaults_only_where_it_says():
     config = MonitoringSpec(pvalue=0.05).with_defaults(pvalue=0.01, psi_threshold=0.3)
     assert config.pvalue == 0.05 and config.psi_threshold == 0.3 and config.small_sample == 1000
+
+
+def test_hostile_live_values_are_compared_not_crashed_on(reference):
+    rows = [{"x": [1, 2], "y": {"k": 1}, "c": {"a": 1}}, {"x": "1e400", "y": 1e308, "c": "x" * 1_000_000},
+            {"x": True, "y": "nan", "c": [1]}, {"c": 3}, {"x": None, "y": -1e308, "c": float("nan")}] * 8
+    report = report_of(reference, window_frame(rows, ["x", "y", "c"]))
+    json.dumps(report, allow_nan=False)  # storable as it is
+    assert report["features"]["x"]["samples"] == 8 and report["features"]["x"]["missing"] == 32
+    assert report["features"]["c"]["drifted"] and report["features"]["c"]["unseen"] == 40
