@@ -81,6 +81,7 @@ class Serving(Construct):
         data: Data,
         features: Features,
         registry: Registry,
+        feedback_function: lambda_.IFunction | None = None,
     ):
         super().__init__(scope, id)
         self.function = functions.create(
@@ -179,6 +180,16 @@ class Serving(Construct):
             request_models={"application/json": predict_model},
             request_parameters={"method.request.path.name": True},
         )
+
+        if feedback_function is not None:
+            # Labels go to a function of their own (infra/feedback.py); it checks the body (a label or a batch).
+            model.add_resource("feedback").add_method(
+                "POST",
+                apigw.LambdaIntegration(feedback_function, proxy=True),
+                api_key_required=True,
+                request_validator=validator,
+                request_parameters={"method.request.path.name": True},
+            )
 
         self.api_key = self.api.add_api_key("ApiKey", description="Key of the platform's first client")
         plan = self.api.add_usage_plan(

@@ -9,6 +9,7 @@ from functions.settings import Settings as FunctionSettings
 from infra.batch import Batch
 from infra.data import Data
 from infra.features import Features
+from infra.feedback import Feedback
 from infra.monitoring import NAMESPACE, Monitoring
 from infra.registry import Registry
 from infra.rollout import Rollouts
@@ -50,7 +51,9 @@ class PlatformStack(Stack):
         self.dead_letters = dead_letter_queue(self, "FailedEvents")
         self.training = Training(self, "Training", settings, functions, self.data, self.features, self.registry,
                                  self.dead_letters)
-        self.serving = Serving(self, "Serving", settings, functions, self.data, self.features, self.registry)
+        self.feedback = Feedback(self, "Feedback", settings, functions, self.data, self.registry, self.dead_letters)
+        self.serving = Serving(self, "Serving", settings, functions, self.data, self.features, self.registry,
+                               feedback_function=self.feedback.api_function)
         self.batch = Batch(self, "Batch", settings, functions, self.data, self.registry, self.dead_letters)
         self.monitoring = Monitoring(
             self,
@@ -64,6 +67,8 @@ class PlatformStack(Stack):
             state_machine=self.training.state_machine,
             dead_letters=self.dead_letters,
         )
+
+        self.feedback.grant_read(self.monitoring.drift_function)  # the check's quality section
 
         self.rollouts = Rollouts(
             self, "Rollouts", settings, functions, self.registry, NAMESPACE, self.serving.live,
@@ -86,6 +91,7 @@ class PlatformStack(Stack):
             "FailedEventsQueueUrl": self.dead_letters.queue_url,
             "RolloutStateMachineArn": self.rollouts.state_machine.state_machine_arn,
             "BatchStateMachineArn": self.batch.state_machine.state_machine_arn,
+            "FeedbackTableName": self.feedback.table.table_name,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

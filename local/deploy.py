@@ -139,6 +139,7 @@ class Deployer:
             SSESpecification={"Enabled": bool(p.get("SSESpecification", {}).get("SSEEnabled"))},
             DeletionProtectionEnabled=bool(p.get("DeletionProtectionEnabled", False)),
             **({"ProvisionedThroughput": p["ProvisionedThroughput"]} if "ProvisionedThroughput" in p else {}),
+            **({"GlobalSecondaryIndexes": p["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in p else {}),
         )
         if "TimeToLiveSpecification" in p:
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=p["TimeToLiveSpecification"])

@@ -17,9 +17,11 @@ import numpy as np
 
 from functions.data.store import DatasetStore
 from functions.errors import IntegrityError, NoChampion, NotFound
+from functions.feedback.store import FeedbackStore
 from functions.monitoring import report_html
 from functions.monitoring.captures import read_captures
 from functions.monitoring.drift import drift_report, max_psi, window_frame
+from functions.monitoring.quality import model_quality
 from functions.records import ModelVersion
 from functions.registry.store import RegistryStore
 from functions.shared.reference import (
@@ -86,7 +88,7 @@ def version_reference(objects: ObjectStore, registry: RegistryStore,
 
 def check_model(objects: ObjectStore, registry: RegistryStore, datasets: DatasetStore, *, model: str,
                 window_hours: int, psi_threshold: float, ks_pvalue: float,
-                now: datetime | None = None) -> dict[str, Any]:
+                now: datetime | None = None, feedback: FeedbackStore | None = None) -> dict[str, Any]:
     """Compare the last `window_hours` of captures of `model` with its champion's reference.
 
     `ks_pvalue` and `psi_threshold` are the deployment's defaults for what the spec's `monitoring:`
@@ -124,6 +126,9 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
         "truncated": window.truncated,
         "drift_score": max_psi(report),
     })
+    if feedback is not None:  # model quality from the labels of the same window (functions/monitoring/quality.py)
+        report["quality"] = model_quality(objects, feedback, model=model, task=trained.task, classes=record.classes,
+                                          hours=window_hours, now=now)
     key = report_key(model, now)
     objects.put_json(key, report)
     page = html_key(key)

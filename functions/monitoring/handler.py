@@ -4,6 +4,7 @@ Checks every model that has a champion (or the one named), writes one report eac
 emits DriftScore (max PSI) per model, and DriftDetected (0/1) and DriftSamples for the service.
 """
 
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,8 +14,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from functions.data.dynamo import dataset_store
 from functions.errors import InvalidInput, MlopsError, NoChampion
+from functions.feedback.dynamo import feedback_store
+from functions.feedback.settings import FeedbackSettings
+from functions.feedback.store import FeedbackStore
 from functions.monitoring.check import check_model
 from functions.monitoring.loop import close_loop
+from functions.monitoring.quality import emit_quality
 from functions.registry.dynamo import registry_store
 from functions.settings import settings
 from functions.storage.s3 import data_objects
@@ -42,6 +47,11 @@ def _emit(report: dict, namespace: str) -> None:
         metric.add_dimension(name="model", value=report["model"])
 
 
+def _feedback() -> FeedbackStore | None:
+    """The labels' store, when the function is given its table (the template gives it to the drift check)."""
+    return feedback_store() if os.environ.get(FeedbackSettings.variable("feedback_table")) else None
+
+
 def _summary(report: dict) -> dict:
     summary = {key: report.get(key) for key in ("model", "version", "drifted", "report_key", "samples")}
     if report.get("note"):
@@ -63,8 +73,9 @@ def check_drift(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     def check(model: str) -> dict:
         report = check_model(objects, registry, datasets, model=model,
                              window_hours=config.drift_window_hours, psi_threshold=config.drift_psi_threshold,
-                             ks_pvalue=config.drift_ks_pvalue)
+                             ks_pvalue=config.drift_ks_pvalue, feedback=_feedback())
         _emit(report, config.metrics_namespace)
+        emit_quality(report.get("quality"), model, config.metrics_namespace)
         loop = close_loop(report, registry)  # after the report is stored: its event, the model's alarms
         drifted = [name for name, feature in report["features"].items() if feature["drifted"]]
         logger.info("drift checked", extra={"model": model, "drifted": report["drifted"], "features": drifted,

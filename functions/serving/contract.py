@@ -13,6 +13,8 @@ from typing import Any, Literal
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.feedback.labels import MAX_LABELS, LabelBatch, LabelIn
+
 API_KEY_HEADER = "x-api-key"
 SECURITY_SCHEME = "apiKey"
 MODEL_NAME_RULE = "lowercase letters, digits and dashes, starting with a letter (at most 63 characters)"
@@ -82,6 +84,19 @@ class PredictResponse(BaseModel):
     request_id: str = Field(description="API Gateway's request id; the capture of this request carries it.")
 
 
+# The body of POST /v1/models/{name}/feedback: one label, or a batch of them stored together.
+FeedbackRequest = LabelIn | LabelBatch
+
+
+class FeedbackResponse(BaseModel):
+    """The answer of POST /v1/models/{name}/feedback: every label of the body is stored (or was already)."""
+
+    model: str
+    received: int = Field(description="Labels in the body.")
+    stored: int = Field(description="Labels stored now.")
+    unchanged: int = Field(description="Labels already stored with the same value (sending one again is harmless).")
+
+
 def _error(description: str) -> OpenAPIResponse:
     return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
 
@@ -111,6 +126,16 @@ PREDICT_RESPONSES: dict[int, OpenAPIResponse] = {
     400: _error("InvalidInput: the body is not JSON, or not {\"instances\": [...]} (API Gateway or the function)."),
     **GATEWAY_ERRORS,
     422: _error("RequestInvalid: an instance misses the model's signature (the message names it and the field)."),
+    503: UNAVAILABLE,
+}
+FEEDBACK_RESPONSES: dict[int, OpenAPIResponse] = {
+    200: _ok(FeedbackResponse, "Every label is stored. Request ids are not checked here (captures arrive later): the "
+                               "monitoring report counts the labels that match no captured prediction."),
+    400: _error("InvalidInput: the body is not JSON, not a label or {\"labels\": [...]}, or gives one row two labels."),
+    **GATEWAY_ERRORS,
+    409: _error("Conflict: a row already holds another label (a label is written once); nothing was stored."),
+    413: _error(f"PayloadTooLarge: more than {MAX_LABELS} labels, or a body over the function's limit."),
+    422: _error("RequestInvalid: a label is not one of the model's classes, or not a finite number (regression)."),
     503: UNAVAILABLE,
 }
 OPENAPI_RESPONSES: dict[int, OpenAPIResponse] = {

@@ -34,16 +34,21 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from functions.errors import InvalidInput, MlopsError, PayloadTooLarge, RetryableError
+from functions.feedback.dynamo import feedback_store
+from functions.feedback.labels import LabelBatch, parse_labels, record_labels
 from functions.registry.dynamo import registry_store
 from functions.serving.capture import emit_capture
 from functions.serving.contract import (
     API_KEY_HEADER,
     DESCRIBE_RESPONSES,
+    FEEDBACK_RESPONSES,
     HEALTH_RESPONSES,
     MODEL_NAME_RULE,
     OPENAPI_RESPONSES,
     PREDICT_RESPONSES,
     SECURITY_SCHEME,
+    FeedbackRequest,
+    FeedbackResponse,
     Health,
     ModelDescription,
     PredictRequest,
@@ -72,6 +77,8 @@ MAX_SHOWN_CHARS = 64
 KEYED: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63, description=f"The model: {MODEL_NAME_RULE}.",
                                 examples=["churn"])]
+FEEDBACK_EXAMPLE = {"labels": [{"request_id": "c0ffee00-0000-4000-8000-000000000001", "label": "yes"},
+                              {"request_id": "c0ffee00-0000-4000-8000-000000000002", "index": 1, "label": "no"}]}
 EXAMPLE = {"instances": [{"tenure_months": 3, "monthly_charges": 90.5, "support_calls": 4, "plan": "basic"}]}
 
 
@@ -175,6 +182,15 @@ def _predict_body(app: APIGatewayRestResolver, next_middleware: NextMiddleware) 
     return next_middleware(app)
 
 
+def _feedback_body(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+    """The feedback route's `request` argument: its labels, read as the predict body is (size first)."""
+    if not app.current_event.body:
+        raise InvalidInput('the request has no body; send {"request_id": ..., "label": ...} or {"labels": [...]}')
+    labels = parse_labels(read_json_body(app.current_event, settings().max_request_bytes))
+    app.context["_route_args"]["request"] = LabelBatch(labels=labels)
+    return next_middleware(app)
+
+
 @app.get("/health", summary="Liveness probe (no key)", responses=HEALTH_RESPONSES)
 def health() -> Response[Health]:
     return _json(200, {"status": "ok"})
@@ -265,6 +281,21 @@ def predict_route(name: ModelName,
         answer["probabilities"] = result.probabilities
     answer["request_id"] = request_id
     return _json(200, answer)
+
+
+@app.post("/v1/models/<name>/feedback", summary="Label served predictions (delayed ground truth)",
+          responses=FEEDBACK_RESPONSES, security=KEYED, middlewares=[_feedback_body])
+@tracer.capture_method
+def feedback_route(name: ModelName,
+                   request: Annotated[FeedbackRequest, Body(openapi_examples={"batch": {"value": FEEDBACK_EXAMPLE}})],
+                   ) -> Response[FeedbackResponse]:
+    # Its own function runs this route (infra/feedback.py): the feedback table's grants are not the predict role's.
+    labels = request.labels if isinstance(request, LabelBatch) else [request]
+    result = record_labels(feedback_store(), registry_store(), name, labels)
+    metrics.add_dimensions(model=name)  # the model exists (record_labels read it)
+    metrics.add_metric(name="FeedbackLabels", unit=MetricUnit.Count, value=result["stored"])
+    logger.info("labels stored", extra=result)
+    return _json(200, result)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

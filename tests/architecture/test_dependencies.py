@@ -6,7 +6,8 @@ from pathlib import Path
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 # Where AWS is touched: the clients, the storage adapters and the execution starter.
 ADAPTERS = {"aws", "storage.errors", "storage.s3", "storage.dynamo", "data.dynamo", "features.dynamo",
-            "registry.dynamo", "registry.eventbridge", "pipeline.executions", "rollout.alarms", "monitoring.aws"}
+            "registry.dynamo", "registry.eventbridge", "pipeline.executions", "rollout.alarms", "monitoring.aws",
+            "feedback.dynamo"}
 
 
 def modules() -> dict[str, ast.Module]:

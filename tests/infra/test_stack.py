@@ -52,7 +52,7 @@ def test_every_bucket_denies_plain_http(template_dict):
 
 def test_tables_are_on_demand_encrypted_with_point_in_time_recovery(template_dict):
     tables = resources(template_dict, "AWS::DynamoDB::Table")
-    assert len(tables) == 3
+    assert len(tables) == 4  # datasets, registry, online features, feedback labels
     for table in tables.values():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -180,6 +180,7 @@ def test_api_routes_need_an_api_key_except_health(template_dict):
         ("GET", "/v1/openapi.json"): True,
         ("GET", "/v1/models/{name}"): True,
         ("POST", "/v1/models/{name}/predict"): True,
+        ("POST", "/v1/models/{name}/feedback"): True,
     }
 
 

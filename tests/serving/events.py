@@ -6,7 +6,8 @@ import re
 import uuid
 
 ROUTES = [("/health", r"^/health$"), ("/v1/models/{name}", r"^/v1/models/(?P<name>[^/]+)$"),
-          ("/v1/models/{name}/predict", r"^/v1/models/(?P<name>[^/]+)/predict$")]
+          ("/v1/models/{name}/predict", r"^/v1/models/(?P<name>[^/]+)/predict$"),
+          ("/v1/models/{name}/feedback", r"^/v1/models/(?P<name>[^/]+)/feedback$")]
 
 
 def api_event(method: str, path: str, body=None, *, headers: dict | None = None, encoded: bool = False) -> dict:

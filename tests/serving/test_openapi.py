@@ -35,7 +35,7 @@ def test_the_document_is_valid_openapi_and_names_every_route(document):
     operations = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
     routes = {(route.method, route.openapi_path) for route in handler.app._static_routes + handler.app._dynamic_routes}
     assert operations == routes == {("GET", "/health"), ("GET", DOCUMENT), ("GET", "/v1/models/{name}"),
-                                    ("POST", "/v1/models/{name}/predict")}
+                                    ("POST", "/v1/models/{name}/predict"), ("POST", "/v1/models/{name}/feedback")}
     assert document["components"]["securitySchemes"] == {"apiKey": {"type": "apiKey", "in": "header",
                                                                     "name": "x-api-key"}}
     keyed = {path for path, item in document["paths"].items() for op in item.values() if op.get("security")}

@@ -1,0 +1,186 @@
+"""Model quality from delayed labels: the labels of a window joined with the predictions captured in it.
+
+Labels arrive after their predictions (functions/feedback/). At check time, the labels received in
+the last `hours` are joined, by request id and row, with the capture records of the same window
+(a request split over parts is put back together in part order). Quality is measured on the
+answers clients got (champion and a canary's challenger), overall and per version; a shadow's
+unseen answers are measured apart. A label whose request has no captured prediction in the window
+is counted as `unmatched`: an unknown request id, a prediction older than the window, or a
+capture not delivered yet (Firehose buffers for a minute or more).
+
+Classification: accuracy, F1 (binary: of the positive, second, class; else macro), ROC AUC (binary:
+only when both classes are among the labels; multiclass: one-vs-rest, only when every class is).
+Regression: MAE and RMSE. Each with the count of labelled predictions.
+"""
+
+import math
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from functions.feedback.labels import same_value
+from functions.feedback.store import FeedbackStore, StoredLabel
+from functions.monitoring.captures import MAX_OBJECT_BYTES, READ_THREADS, list_capture_keys, parse_records
+from functions.storage.objects import ObjectStore
+
+METRICS = {"classification": ("accuracy", "f1", "roc_auc"), "regression": ("mae", "rmse")}
+# The CloudWatch metric of each, dimensioned by model (and service, as every metric of the platform).
+METRIC_NAMES = {"labelled": "LabelledPredictions", "accuracy": "Accuracy", "f1": "F1", "roc_auc": "RocAuc",
+                "mae": "MAE", "rmse": "RMSE"}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    version: int | None
+    variant: str
+    value: Any
+    probabilities: list[float] | None
+
+
+def window_records(objects: ObjectStore, model: str, *, hours: int, now: datetime) -> Iterator[dict[str, Any]]:
+    """Every capture record of `model` made in the last `hours` (all variants; a split request's parts apart)."""
+    start = now - timedelta(hours=hours)
+    keys = list_capture_keys(objects, model, now=now, hours=hours)
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        for body in pool.map(lambda key: objects.get_bytes(key, max_bytes=MAX_OBJECT_BYTES), keys):
+            for record in parse_records(body)[0]:
+                if record.get("model") == model and _made_between(record, start, now):
+                    yield record
+
+
+def _made_between(record: dict[str, Any], start: datetime, end: datetime) -> bool:
+    try:
+        at = datetime.fromisoformat(str(record.get("timestamp")))
+    except ValueError:
+        return False
+    return at.tzinfo is not None and start <= at <= end
+
+
+def captured_predictions(records: Iterable[dict[str, Any]]) -> dict[str, dict[tuple[str, int], Prediction]]:
+    """Per variant, each captured row's prediction by (request id, row in the request)."""
+    parts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        request_id, variant = record.get("request_id"), str(record.get("variant") or "champion")
+        if isinstance(request_id, str) and isinstance(record.get("outputs"), dict):
+            parts.setdefault((request_id, variant), []).append(record)
+    rows: dict[str, dict[tuple[str, int], Prediction]] = {}
+    for (request_id, variant), records_of_request in parts.items():
+        records_of_request.sort(key=lambda r: r.get("part") or 0)
+        index = 0
+        for record in records_of_request:
+            predictions = record["outputs"].get("predictions") or []
+            probabilities = record["outputs"].get("probabilities")
+            for position, value in enumerate(predictions):
+                proba = probabilities[position] if isinstance(probabilities, list) and position < len(
+                    probabilities) else None
+                rows.setdefault(variant, {})[(request_id, index)] = Prediction(
+                    record.get("version"), variant, value, proba if isinstance(proba, list) else None)
+                index += 1
+    return rows
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def quality_metrics(task: str, classes: list[Any] | None, pairs: list[tuple[Any, Prediction]]) -> dict[str, Any]:
+    """The metrics of (label, prediction) pairs; a metric that cannot be computed is None, with why."""
+    result: dict[str, Any] = {"labelled": len(pairs)}
+    if not pairs:
+        return {**result, **{name: None for name in METRICS[task]}}
+    if task == "regression":
+        kept = [(float(label), _finite(p.value)) for label, p in pairs]
+        errors = np.asarray([label - value for label, value in kept if value is not None], dtype=np.float64)
+        if not errors.size:
+            return {**result, "mae": None, "rmse": None}
+        return {**result, "mae": float(np.mean(np.abs(errors))), "rmse": float(np.sqrt(np.mean(errors ** 2)))}
+    from sklearn.metrics import f1_score, roc_auc_score  # the check's only use of scikit-learn: imported here
+
+    known = list(classes or [])
+
+    def position(value: Any) -> int:
+        return next((i for i, c in enumerate(known) if same_value(c, value)), -1)  # -1: not a class of the model
+
+    truth = np.asarray([position(label) for label, _ in pairs])
+    predicted = np.asarray([position(p.value) for _, p in pairs])
+    result["accuracy"] = float(np.mean(truth == predicted))
+    labels = list(range(len(known)))
+    binary = len(known) == 2
+    if binary:  # of the positive class; a prediction outside the classes is a miss (scikit-learn refuses it)
+        hits = int(np.sum((truth == 1) & (predicted == 1)))
+        wrong = int(np.sum((truth != 1) & (predicted == 1))) + int(np.sum((truth == 1) & (predicted != 1)))
+        result["f1"] = 2 * hits / (2 * hits + wrong) if hits or wrong else 0.0
+    else:
+        result["f1"] = float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0.0))
+    probabilities = [p.probabilities for _, p in pairs]
+    present = set(truth.tolist())
+    if any(p is None or len(p) != len(known) for p in probabilities):
+        result.update(roc_auc=None, roc_auc_note="probabilities are missing for some labelled predictions")
+    elif not set(labels) <= present:
+        result.update(roc_auc=None, roc_auc_note="ROC AUC needs every class among the labels")
+    else:
+        scores = np.asarray(probabilities, dtype=np.float64)
+        result["roc_auc"] = float(roc_auc_score(truth, scores[:, 1]) if binary
+                                  else roc_auc_score(truth, scores, multi_class="ovr", labels=labels))
+    return result
+
+
+def _grouped(task: str, classes: list[Any] | None, pairs: list[tuple[Any, Prediction]]) -> dict[str, Any]:
+    versions: dict[str, list[tuple[Any, Prediction]]] = {}
+    for label, prediction in pairs:
+        versions.setdefault(str(prediction.version), []).append((label, prediction))
+    return {version: quality_metrics(task, classes, rows) for version, rows in sorted(versions.items())}
+
+
+def join(labels: list[StoredLabel], predictions: dict[str, dict[tuple[str, int], Prediction]],
+         task: str, classes: list[Any] | None) -> dict[str, Any]:
+    """The quality section of a report, from the window's labels and captured predictions."""
+    answered = {**predictions.get("challenger", {}), **predictions.get("champion", {})}
+    pairs = [(label.label, answered[label.key]) for label in labels if label.key in answered]
+    shadow = predictions.get("shadow", {})
+    shadow_pairs = [(label.label, shadow[label.key]) for label in labels if label.key in shadow]
+    matched = {label.key for label in labels} & (set(answered) | set(shadow))
+    section: dict[str, Any] = {
+        "task": task,
+        "labels": len(labels),
+        "unmatched": len({label.key for label in labels} - matched),
+        **quality_metrics(task, classes, pairs),
+        "by_version": _grouped(task, classes, pairs),
+    }
+    if shadow_pairs:
+        section["shadow"] = _grouped(task, classes, shadow_pairs)
+    return section
+
+
+def model_quality(objects: ObjectStore, feedback: FeedbackStore, *, model: str, task: str,
+                  classes: list[Any] | None, hours: int, now: datetime | None = None) -> dict[str, Any]:
+    """Quality of `model` over the last `hours`: its labels received then, joined with its captures then."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    labels = feedback.labels_since(model, now - timedelta(hours=hours))
+    if not labels:  # no capture is read when there is nothing to join
+        return {"task": task, "window_hours": hours, "labels": 0, "unmatched": 0,
+                **quality_metrics(task, classes, []), "by_version": {}}
+    predictions = captured_predictions(window_records(objects, model, hours=hours, now=now))
+    return {"window_hours": hours, **join(labels, predictions, task, classes)}
+
+
+def emit_quality(section: dict[str, Any] | None, model: str, namespace: str) -> None:
+    """The section's metrics as one EMF document dimensioned by model; nothing when no prediction is labelled."""
+    if not section or not section.get("labelled"):
+        return
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    metrics = EphemeralMetrics(namespace=namespace)
+    metrics.add_dimension(name="model", value=model)
+    for field, name in METRIC_NAMES.items():
+        value = section.get(field)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            metrics.add_metric(name=name, unit=MetricUnit.Count if field == "labelled" else MetricUnit.NoUnit,
+                               value=float(value))
+    metrics.flush_metrics()
