@@ -17,7 +17,7 @@ import numpy as np
 
 from functions.spec import Feature
 
-MISSING = "__missing__"  # shared.transform.MISSING (which imports pandas, not needed here)
+MISSING = "__missing__"  # a categorical value that is absent (training's and serving's: shared.transform uses it)
 
 
 def feature_arrays(instances: Sequence[Mapping[str, Any]], features: Sequence[Feature],
@@ -65,7 +65,7 @@ def categories(values: list[Any]) -> np.ndarray:
 
 
 def category(value: object) -> str:
-    """The canonical string of one categorical value (shared.transform.category, for JSON and numpy values)."""
+    """The canonical string of one categorical value, JSON's or numpy's (shared.transform.category builds on it)."""
     if value is None:
         return MISSING
     if isinstance(value, (float, np.floating)):

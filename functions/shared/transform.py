@@ -3,36 +3,28 @@
 `build_features` turns raw rows (a training file or predict instances) into the model input:
 the spec's features, in order, numeric as float64 (NaN when missing or not finite) and
 categorical as Python strings (MISSING when absent), whatever types the rows came with.
+The canonical category string and MISSING are shared.instances' (the predict path's, which
+imports no pandas), so both paths give a category the same string.
 """
-
-import math
 
 import numpy as np
 import pandas as pd
 
 from functions.errors import DatasetInvalid, InvalidInput
+from functions.shared import instances
+from functions.shared.instances import MISSING
 from functions.spec import ModelSpec
-
-MISSING = "__missing__"
 
 
 def category(value: object) -> str:
-    """The canonical string of one categorical value.
+    """The canonical string of one categorical value (shared.instances.category; pandas' NA and NaT are MISSING).
 
     The same category must give the same string whether it comes from a CSV (where a column
     with gaps is read as float: 2.0) or a JSON request (2), so integral floats lose their '.0'.
     """
-    if value is None or value is pd.NA or value is pd.NaT:
+    if value is pd.NA or value is pd.NaT:
         return MISSING
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return MISSING
-        if math.isfinite(value) and float(value).is_integer():
-            return str(int(value))
-        return str(float(value))
-    if isinstance(value, (np.integer, np.bool_)):
-        return str(value.item())
-    return str(value)
+    return instances.category(value)
 
 
 def categories(series: pd.Series) -> pd.Series:
