@@ -23,7 +23,7 @@ from functions.errors import Conflict, InvalidInput, MlopsError, ObjectTooLarge,
 from functions.feedback.labels import LabelIn, checked_label, model_labels
 from functions.feedback.store import FeedbackStore, Outcome, StoredLabel
 from functions.registry.store import RegistryStore
-from functions.spec import check_model_name
+from functions.spec import is_model_name
 from functions.storage.objects import ObjectStore
 
 INPUT_PREFIX = "feedback/"
@@ -39,7 +39,8 @@ def file_model(key: str) -> str:
     parts = key.split("/")
     if len(parts) != 3 or parts[0] != INPUT_PREFIX.rstrip("/") or not parts[2]:
         raise InvalidInput(f"a label file goes under feedback/<model>/<name>.csv|.jsonl (got {shown(key)})")
-    check_model_name(parts[1])
+    if not is_model_name(parts[1]):
+        raise InvalidInput(f"no model is named {shown(parts[1])}: model names are lowercase letters, digits and dashes")
     if not parts[2].lower().endswith(SUFFIXES):
         raise InvalidInput(f"a label file is .csv or .jsonl (got {shown(parts[2])})")
     return parts[1]
