@@ -55,7 +55,9 @@ def metric_queries(properties: dict[str, Any], period: int, prefix: str) -> list
             query["Label"] = str(options["label"])
         if "expression" in options:
             query["Expression"] = str(options["expression"])
-            query["Period"] = int(options.get("period") or properties.get("period") or period)
+            if options.get("period") or re.match(r"\s*(SEARCH\(|SELECT\b)", query["Expression"]):
+                # a search's granularity; metric math takes its inputs' periods
+                query["Period"] = int(options.get("period") or properties.get("period") or period)
         else:
             parts = [previous[j] if p == "." and j < len(previous) else p for j, p in enumerate(parts)]
             previous = parts

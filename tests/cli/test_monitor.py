@@ -131,8 +131,9 @@ def test_metric_queries_follow_the_dashboard_body_format():
     assert queries[2]["MetricStat"]["Stat"] == "Average"
     expression = dashboard.metric_queries({"metrics": [[{"expression": "FILL(a, 0)", "label": "x"}], "junk", []]},
                                           60, prefix="e")
-    assert expression == [{"Id": "e0", "ReturnData": True, "Label": "x", "Expression": "FILL(a, 0)", "Period": 60,
-                           "_right": False}]
+    assert expression == [{"Id": "e0", "ReturnData": True, "Label": "x", "Expression": "FILL(a, 0)", "_right": False}]
+    (search,) = dashboard.metric_queries({"metrics": [[{"expression": "SEARCH('{Mlops} x', 'Sum', 60)"}]]}, 120, "s")
+    assert search["Period"] == 120
 
 
 @mock_aws
