@@ -9,7 +9,7 @@ import traceback
 
 from bench import measure
 
-BENCHES = ("serving", "batch", "drift", "local_http", "pipeline", "registry")
+BENCHES = ("serving", "capture", "batch", "drift", "local_http", "pipeline", "registry")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,6 +87,7 @@ def run_demo(console: Console, aws_port: int = 4566, api_port: int = 3000) -> di
             stage(5, f"  {len(latencies)} requests, p50 {statistics.median(latencies):.1f} ms, "
                      f"statuses {sorted(set(statuses))}")
 
+            _wait_for_captures(platform, len(latencies))
             checked = platform.check_drift(MODEL)["reports"][0]
             report = json.loads(
                 platform.client("s3").get_object(Bucket=platform.bucket, Key=checked["report_key"])["Body"].read()
@@ -130,6 +131,16 @@ def _predict(platform: Platform, progress: Progress) -> tuple[list[float], list[
         if response.status_code != 200:
             raise PlatformError(f"predict answered HTTP {response.status_code}: {response.text}")
     return latencies, statuses
+
+
+def _wait_for_captures(platform: Platform, requests: int, timeout_s: float = 30) -> None:
+    """Captures travel as log lines through a subscription to Firehose, which delivers them in batches:
+    the drift check waits for the demo's own (a few seconds on the local cloud, a minute or so on AWS)."""
+    from functions.monitoring.captures import read_captures
+
+    deadline = time.monotonic() + timeout_s
+    while read_captures(platform.objects, MODEL, hours=1).requests < requests and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def _drift_line(report: dict) -> str:

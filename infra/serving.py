@@ -10,6 +10,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.serving.contract import API_KEY_HEADER, PredictRequest
+from infra.capture import Capture
 from infra.data import Data
 from infra.features import Features
 from infra.nag import acknowledge
@@ -95,8 +96,9 @@ class Serving(Construct):
             reserved_concurrency=settings.serving_concurrency,
         )
         grant_objects(self.function, data.bucket, ["s3:GetObject"], "models/")
-        grant_objects(self.function, data.bucket, ["s3:PutObject"], "captures/")
-        acknowledge_prefix_grants(self.function.role, data.bucket, ["captures/", "models/"])
+        acknowledge_prefix_grants(self.function.role, data.bucket, ["models/"])
+        # Captures leave as log lines (no S3 grant here): a subscription delivers them to Firehose.
+        self.capture = Capture(self, "Capture", settings, data.bucket, self.function)
         # The spec, champion alias and version items (the online features are not read yet: no grant).
         registry.table.grant(self.function, "dynamodb:GetItem")
 

@@ -23,6 +23,9 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   AWS sends; moto emits none.
 - Step Functions' `sagemaker:createTrainingJob.sync` runs the training job's entry point in-process
   (local/sagemaker.py); moto's interpreter refuses `.sync` for SageMaker, and moto runs no job.
+- CloudWatch Logs subscription filters pass only the events their pattern matches, and Data Firehose
+  delivers to S3 as AWS does: processing (decompression, CloudWatch Logs message extraction, JQ
+  metadata extraction, delimiter), dynamic partitioning, buffering and GZIP (local/firehose.py).
 - CloudWatch GetMetricData matches dimensions exactly and answers percentiles, SEARCH and metric
   math (FILL, + - * /), as the dashboard's widgets ask (local/metrics.py).
 - StopExecution stops an execution that has started but whose interpreter is still reading its
@@ -57,7 +60,7 @@ from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommu
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.utilities.arns import parse_arn
 
-from local import maps, metrics, sagemaker
+from local import firehose, maps, metrics, sagemaker
 from local.dynamodb import atomic_dynamodb, linear_item_size, partition_queries
 from local.runtime import LambdaRuntime, TooManyRequestsException
 
@@ -82,6 +85,7 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(mock.patch.object(LambdaBackend, "invoke", _invoke))
         _applied.enter_context(mock.patch.object(Rule, "send_to_targets", _send_to_targets))
         _applied.enter_context(atomic_dynamodb())
+        _applied.enter_context(firehose.faithful_delivery())
         _applied.enter_context(metrics.faithful_metric_data())
         _applied.enter_context(partition_queries())
         _applied.enter_context(linear_item_size())

@@ -37,6 +37,9 @@ class CaptureWindow:
     versions: dict[str, int] = field(default_factory=dict)  # rows per model version
     skipped: int = 0  # unreadable objects and lines, and instances that were not objects
     truncated: bool = False  # True when MAX_ROWS stopped the read
+    # The model's outputs, one per instance ({"predictions", "probabilities"}: None when a record has none);
+    # None when a record's outputs do not line up with its inputs.
+    outputs: dict[str, Any] | None = field(default_factory=lambda: {"predictions": [], "probabilities": []})
 
 
 def window_prefixes(model: str, now: datetime, hours: int) -> list[str]:
@@ -103,6 +106,24 @@ def _records(objects: ObjectStore, keys: list[str], window: CaptureWindow, start
                 yield from (record for record in reversed(records) if _in_window(record, start, end))
 
 
+def _add_outputs(window: CaptureWindow, record: dict[str, Any], kept: list[int]) -> None:
+    """The outputs of the record's kept rows, in step with window.instances."""
+    if window.outputs is None:
+        return
+    outputs = record.get("outputs")
+    outputs = outputs if isinstance(outputs, dict) else {}
+    predictions, probabilities = outputs.get("predictions"), outputs.get("probabilities")
+    rows = len(record["inputs"])
+    if not isinstance(predictions, list) or len(predictions) != rows:
+        window.outputs = None
+        return
+    window.outputs["predictions"].extend(predictions[i] for i in kept)
+    if isinstance(probabilities, list) and len(probabilities) == rows and window.outputs["probabilities"] is not None:
+        window.outputs["probabilities"].extend(probabilities[i] for i in kept)
+    else:
+        window.outputs["probabilities"] = None
+
+
 def read_captures(objects: ObjectStore, model: str, *, hours: int, now: datetime | None = None,
                   max_rows: int = MAX_ROWS) -> CaptureWindow:
     """The captured instances of the last `hours` hours (newest first, at most `max_rows`)."""
@@ -116,15 +137,17 @@ def read_captures(objects: ObjectStore, model: str, *, hours: int, now: datetime
             continue
         if record.get("variant") == "shadow":  # the same inputs as the answer it shadowed: counted once
             continue
-        rows = [row for row in record["inputs"] if isinstance(row, dict)]
-        window.skipped += len(record["inputs"]) - len(rows)
+        kept = [i for i, row in enumerate(record["inputs"]) if isinstance(row, dict)]
+        window.skipped += len(record["inputs"]) - len(kept)
         room = max_rows - len(window.instances)
         if room <= 0:
             window.truncated = True
             break
-        if len(rows) > room:
-            rows, window.truncated = rows[:room], True
+        if len(kept) > room:
+            kept, window.truncated = kept[:room], True
+        rows = [record["inputs"][i] for i in kept]
         window.instances.extend(rows)
+        _add_outputs(window, record, kept)
         if not record.get("part"):  # a request split over parts counts once
             window.requests += 1
         version = str(record.get("version"))

@@ -107,3 +107,24 @@ def wait_for(aws, started: dict, timeout: float = 240) -> dict:
 
 def csv_bytes(rows: int = 300, seed: int = 7, shift: float = 0.0) -> bytes:
     return churn_frame(rows=rows, seed=seed, shift=shift).to_csv(index=False).encode()
+
+
+def wait_for_capture(aws, outputs, model: str, request_id: str, timeout: float = 60) -> tuple[str, list[dict]]:
+    """The delivered capture object holding `request_id`'s records, and those records: a capture travels as a
+    log line through CloudWatch Logs' subscription to Firehose, which delivers batches."""
+    import gzip
+
+    s3 = aws("s3")
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket=outputs["DataBucketName"], Prefix=f"captures/{model}/")
+        for key in sorted({o["Key"] for o in listed.get("Contents", [])} - seen):
+            seen.add(key)
+            body = gzip.decompress(s3.get_object(Bucket=outputs["DataBucketName"], Key=key)["Body"].read())
+            records = [json.loads(line) for line in body.splitlines() if line.strip()]
+            if any(r.get("request_id") == request_id for r in records):
+                return key, records
+        time.sleep(0.2)
+    pytest.fail(f"no capture of request {request_id} reached s3://{outputs['DataBucketName']}/captures/{model}/ "
+                f"in {timeout} s")

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.conftest import CHURN_FEATURES
-from tests.e2e.conftest import MODEL, csv_bytes, upload_and_wait
+from tests.e2e.conftest import MODEL, csv_bytes, upload_and_wait, wait_for_capture
 
 pytestmark = pytest.mark.e2e
 
@@ -91,6 +91,7 @@ def test_drift_check_reads_captured_requests_and_stores_a_report(trained, api, a
     shifted = churn_frame(rows=120, seed=5, shift=1.0)[CHURN_FEATURES].to_dict("records")
     response = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": shifted})
     assert response.status_code == 200, response.text
+    wait_for_capture(aws, local_cloud, MODEL, response.json()["request_id"])  # Firehose delivers in batches
     invoked = aws("lambda").invoke(
         FunctionName=local_cloud["DriftFunctionName"], Payload=json.dumps({"model": MODEL}).encode()
     )

@@ -27,15 +27,20 @@ def shifted_instances(rows: int = 90, seed: int = 21) -> list[dict]:
 
 
 def capture(objects: ObjectStore, at: datetime, rows: list[dict], *, model: str = "churn", version: int = 1,
-            per_request: int = 30, delivered: datetime | None = None) -> list[str]:
+            per_request: int = 30, delivered: datetime | None = None,
+            predictions: list | None = None) -> list[str]:
     """Capture `rows` at `at`, `per_request` instances a request, delivered as Firehose delivers them: one GZIP
     object of newline-delimited records in the records' model, day and hour partition, named after its delivery
-    time (`delivered`, by default `at`). Returns the key."""
+    time (`delivered`, by default `at`). Returns the key. Without `predictions` (one per row) the records carry
+    no outputs, so a check compares the inputs only (made-up answers would be a prediction drift)."""
     lines = []
     for start in range(0, len(rows), per_request):
         batch = rows[start:start + per_request]
+        answers = predictions[start:start + per_request] if predictions is not None else [0] * len(batch)
         record = capture_record(model=model, version=version, request_id=f"r-{start}", at=at, inputs=batch,
-                                predictions=[0] * len(batch))
+                                predictions=answers)
+        if predictions is None:
+            del record["outputs"]
         lines.extend(capture_lines(record))
     return [deliver(objects, hour_prefix(model, at), lines, delivered or at)]
 

@@ -89,3 +89,26 @@ def test_one_delivered_object_holds_many_records_read_newest_first_and_a_split_r
 
     newest = read_captures(objects, "churn", hours=2, now=NOW, max_rows=1)
     assert newest.instances == [{"tenure_months": 4.0}] and newest.truncated is True
+
+
+def test_the_window_carries_each_kept_instances_outputs_in_step(objects):
+    def line(minutes: int, rows: list, predictions: list, probabilities: list | None) -> str:
+        at = NOW - timedelta(minutes=minutes)
+        return json.dumps(capture_record(model="churn", version=1, request_id=f"r-{minutes}", at=at, inputs=rows,
+                                         predictions=predictions, probabilities=probabilities))
+
+    deliver(objects, hour_prefix("churn", NOW), [
+        line(10, [{"a": 1}, "not a row", {"a": 2}], [0, 1, 1], [[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]]),
+        line(5, [{"a": 3}], [1], [[0.2, 0.8]]),
+    ], NOW)
+    window = read_captures(objects, "churn", hours=2, now=NOW)
+    assert window.instances == [{"a": 3}, {"a": 1}, {"a": 2}]
+    assert window.outputs == {"predictions": [1, 0, 1], "probabilities": [[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]]}
+    assert read_captures(objects, "churn", hours=2, now=NOW, max_rows=2).outputs == {
+        "predictions": [1, 0], "probabilities": [[0.2, 0.8], [0.9, 0.1]]}
+
+    deliver(objects, hour_prefix("churn", NOW), [line(1, [{"a": 4}], [0], None)], NOW + timedelta(seconds=1))
+    assert read_captures(objects, "churn", hours=2, now=NOW).outputs == {"predictions": [0, 1, 0, 1],
+                                                                          "probabilities": None}
+    deliver(objects, hour_prefix("churn", NOW), [line(0, [{"a": 5}, {"a": 6}], [0], None)], NOW + timedelta(seconds=2))
+    assert read_captures(objects, "churn", hours=2, now=NOW).outputs is None  # outputs that do not line up
