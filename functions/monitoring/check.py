@@ -111,7 +111,8 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
     trained = record.trained_spec(spec)
     window = read_captures(objects, model, hours=window_hours, now=now)
     config = spec.monitoring.with_defaults(pvalue=ks_pvalue, psi_threshold=psi_threshold)
-    live, outputs = window_frame(window.instances, trained.feature_names), window_outputs(window, trained, record)
+    live = window_frame(window.instances, trained.feature_names)
+    outputs = window_outputs(window, trained, record, reference)
     report = drift_report(
         model=model, version=version, signature=trained.signature, reference=reference,
         live=live, window_hours=window_hours, config=config, outputs=outputs,
@@ -143,13 +144,14 @@ def html_key(json_key: str) -> str:
     return json_key.removesuffix(".json") + ".html"
 
 
-def window_outputs(window: Any, spec: ModelSpec, record: ModelVersion) -> Any:
+def window_outputs(window: Any, spec: ModelSpec, record: ModelVersion, reference: Reference) -> Any:
     """The window's model outputs as the reference profiles them, when the capture window carries them
-    (`outputs`: {"predictions": [...], "probabilities": [[...]]}, one per instance); else None."""
+    (`outputs`: {"predictions": [...], "probabilities": [[...]]}, one per instance) in the reference's form
+    (a binary classifier's probabilities, not only its labels); else None."""
     outputs = getattr(window, "outputs", None)
-    if not isinstance(outputs, dict) or not isinstance(outputs.get("predictions"), list):
+    if reference.output is None or not isinstance(outputs, dict) or not isinstance(outputs.get("predictions"), list):
         return None
     if len(outputs["predictions"]) != len(window.instances):
         return None
-    values, _ = output_values(spec.task, outputs["predictions"], outputs.get("probabilities"), record.classes)
-    return values
+    values, kind = output_values(spec.task, outputs["predictions"], outputs.get("probabilities"), record.classes)
+    return values if kind == reference.output.kind else None

@@ -165,3 +165,22 @@ def test_a_reference_that_does_not_match_its_sha256_is_refused_and_no_report_is_
     with pytest.raises(IntegrityError):
         check(stores)
     assert stores.objects.keys("reports/") == []
+
+
+def test_prediction_drift_is_checked_on_the_captured_probabilities(churn_champion, stores):
+    from functions.monitoring.captures import CaptureWindow
+    from functions.serving.capture import capture_lines, capture_record, hour_prefix
+
+    if "outputs" not in CaptureWindow.__dataclass_fields__:
+        pytest.skip("the capture window does not carry the model's outputs yet")
+    rows = instances(churn_champion.rows)
+    at = NOW - timedelta(minutes=2)
+    record = capture_record(model="churn", version=1, request_id="r-1", at=at, inputs=rows,
+                            predictions=[1] * len(rows), probabilities=[[0.02, 0.98]] * len(rows))
+    deliver(stores.objects, hour_prefix("churn", at), capture_lines(record), at)
+
+    report = check(stores)
+
+    assert report["prediction"]["test"] == "ks" and report["prediction"]["samples"] == len(rows)
+    assert report["prediction_drift"] is True and report["drifted"] is True  # a model suddenly sure of churn
+    assert not any(f["drifted"] for f in report["features"].values())  # on inputs like the training data's
