@@ -251,3 +251,19 @@ def test_the_s3_copy_carries_the_retrain_metadata_and_its_run_starts_from_its_ve
     assert head["Metadata"] == {"retrain": "true", "retrain-event": "event-1"}
     assert result["run_id"] == run_id_for("churn", PIPELINE_BUCKET, result["dataset_key"], head["VersionId"])
     assert training_uploads().version_of("datasets/churn/none.csv") is None
+
+
+def test_the_handler_under_moto_starts_a_retrain_from_an_eventbridge_event(churn_champion_aws, pipeline_aws, stores,
+                                                                           lambda_context):
+    (dataset,) = stores.datasets.list_datasets("churn")  # seeded objects get moto's version ids
+    moto_version = pipeline_aws.s3.head_object(Bucket=PIPELINE_BUCKET, Key=dataset.key)["VersionId"]
+    pipeline_aws.tables["datasets"].update_item(Key={"pk": "MODEL#churn", "sk": f"DATASET#{dataset.dataset_id}"},
+                                                UpdateExpression="SET version_id = :v",
+                                                ExpressionAttributeValues={":v": moto_version})
+    event = {"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": DRIFT_DETECTED,
+             "source": "mlops.monitoring", "account": "123456789012", "time": "2026-05-06T10:30:00Z",
+             "region": "us-east-1", "resources": [],
+             "detail": {"model": "churn", "version": 1, "drifted": ["tenure_months"], "report_key": "r.json"}}
+    result = retrain_handler.start_retrain(event, lambda_context)
+    assert result["started"] is True, result
+    assert retrain_handler.start_retrain({**event, "id": "another"}, lambda_context)["started"] is False
