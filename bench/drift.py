@@ -19,7 +19,8 @@ Figures (each one JSON line):
   of its default preset at 1M rows.
 - drift_peak_memory_mb_1M: tracemalloc's peak during our check against the window's in-memory size
   (pandas memory_usage(deep=True)); goal ratio <= 2.
-- drift_time_exponent: the slope of log(time) over log(rows) between 10k and 1M, ours and the scipy loop.
+- drift_time_exponent: the slope of log(time) over log(rows) between 100k and 1M, ours and the scipy loop
+  (n log n is 1.08 over that span; arrays that outgrow the caches add to it).
 - false alarms and detection over 200 windows per size: `drifted` (any column, or the output, drifted:
   what the alarm and the retraining watch; dataset drift at a share of 0.5 can only be rarer) on
   unshifted data at 30 to 100k rows (goal <= 0.05), and on windows of 1,000 to 100k rows with the
@@ -260,10 +261,11 @@ def _speed(reference: Reference, training: pd.DataFrame) -> list[dict]:
             tracemalloc.stop()
             figures.append(emit("drift", "drift_peak_memory_mb_1M", peak / 2**20, size / 2**20, "<= 2.0"))
         del live
-    low, high = ROWS[0], ROWS[-1]
+    # Between the two largest windows, where the rows' work outweighs the reference's fixed per-column cost.
+    low, high = ROWS[-2], ROWS[-1]
     span = math.log(high / low)
     figures.append(emit("drift", "drift_time_exponent", math.log(times[high][0] / times[low][0]) / span,
-                        math.log(times[high][1] / times[low][1]) / span, "ours <= 1.1 (about n log n or less)"))
+                        math.log(times[high][1] / times[low][1]) / span, "ours <= 1.1 (n log n: 1.08)"))
     return figures
 
 
