@@ -39,11 +39,12 @@ def test_the_document_is_valid_openapi_and_names_every_route(document):
     assert document["components"]["securitySchemes"] == {"apiKey": {"type": "apiKey", "in": "header",
                                                                     "name": "x-api-key"}}
     keyed = {path for path, item in document["paths"].items() for op in item.values() if op.get("security")}
-    assert keyed == {DOCUMENT, "/v1/models/{name}", "/v1/models/{name}/predict"}  # /health alone is public
+    assert keyed == {DOCUMENT, "/v1/models/{name}", "/v1/models/{name}/predict",
+                     "/v1/models/{name}/feedback"}  # /health alone is public
     # No schema the API never uses (the resolver's own validation errors, off here).
     assert set(document["components"]["schemas"]) == {
         "ChampionSummary", "ErrorBody", "ErrorDetail", "Health", "ModelDescription", "PredictRequest",
-        "PredictResponse", "SignatureFeature"}
+        "PredictResponse", "SignatureFeature", "LabelIn", "LabelBatch", "FeedbackResponse"}
 
 
 def test_the_document_is_served_relative_to_the_stage_and_cacheable(api, document):
@@ -67,7 +68,8 @@ def test_the_request_body_is_the_models_schema_with_an_example(document):
 def test_every_status_the_routes_document_is_one_of_the_issue(document):
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            assert set(operation["responses"]) <= {"200", "400", "403", "404", "413", "422", "429", "503"}, path
+            # 409: a label already given another value (the feedback route).
+            assert set(operation["responses"]) <= {"200", "400", "403", "404", "409", "413", "422", "429", "503"}, path
             if operation.get("security"):  # API Gateway's own answers on a keyed route
                 assert {"200", "403", "429"} <= set(operation["responses"]), (method, path)
 
