@@ -9,10 +9,11 @@ three steps, each a function of the batch state machine:
   empty cell), and split into parts of at most `rows_per_part` rows stored as typed Parquet under
   the job's prefix. The champion's version is pinned here: every part is scored by that version
   even if the champion moves while the job runs.
-- score (one Distributed Map item per part): the part's rows go through the online predict entry
-  (functions.serving.predict.predict) with the pinned version loaded as serving loads it
-  (load_predictor, sha256-verified); the answers are written as part-NNNNN.parquet with the model,
-  version, a request id per row (<job id>:<row>) and the row's index in the input file. A part
+- score (one Distributed Map item per part): the part's columns go through the columnar predict entry
+  (functions.serving.predict.predict_columns: the online rules checked on whole columns, the same typed
+  arrays and model as online) with the pinned version loaded as serving loads it (load_predictor,
+  sha256-verified); the answers stay numpy arrays and are written by pyarrow as part-NNNNN.parquet
+  with the model, version, a request id per row (<job id>:<row>) and the row's index in the input file. A part
   the model refuses writes a report with the reason instead (the job then fails with it).
 - complete: every part's report read; all scored -> _SUCCESS (a JSON manifest) written last, so
   a reader that waits for it never reads a half-written job; else the job fails naming the part.
@@ -37,12 +38,13 @@ from functions.records import ModelVersion
 from functions.registry.artifacts import load_predictor
 from functions.registry.store import RegistryStore
 from functions.serving.model_cache import LoadedModel
-from functions.serving.predict import predict
+from functions.serving.predict import ColumnPrediction, predict_columns
 from functions.shared.limits import MAX_CATEGORY_LENGTH, MAX_NUMERIC_MAGNITUDE
 from functions.spec import Feature, is_model_name
 from functions.storage.objects import ObjectStore, sha256
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
 
@@ -286,12 +288,15 @@ class VersionCache:
 
 
 def score_part(objects: ObjectStore, loaded: LoadedModel, job_id: str, prefix: str, part: Part,
-               predict_rows: Callable[[LoadedModel, list[Mapping[str, Any]]], Any] = predict) -> PartResult:
-    """Score one part with the online predict entry; a part the model refuses reports why (not an error)."""
-    frame = objects.get_frame(part.input_key)
-    instances = frame.to_dict("records")
+               predict_rows: Callable[[LoadedModel, Mapping[str, Any]], ColumnPrediction] = predict_columns,
+               ) -> PartResult:
+    """Score one part with the columnar predict entry; a part the model refuses reports why (not an error)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(objects.get_bytes(part.input_key)))
+    columns = {name: table.column(name).to_numpy() for name in table.column_names}
     try:
-        answer = predict_rows(loaded, instances)
+        answer = predict_rows(loaded, columns)
     except RequestInvalid as error:
         result = PartResult(part=part.part, rows=part.rows, error=_refusal(error, part))
         objects.put_json(report_key(prefix, part.part), result.model_dump())
@@ -300,7 +305,7 @@ def score_part(objects: ObjectStore, loaded: LoadedModel, job_id: str, prefix: s
                           answer.probabilities if loaded.spec.task == "classification" else None)
     key = part_key(prefix, part.part)
     digest = objects.put_bytes(key, parquet_bytes(table), content_type=PARQUET)
-    result = PartResult(part=part.part, rows=len(instances), key=key, sha256=digest)
+    result = PartResult(part=part.part, rows=table.num_rows, key=key, sha256=digest)
     objects.put_json(report_key(prefix, part.part), result.model_dump())
     return result
 
@@ -319,23 +324,26 @@ def _refusal(error: RequestInvalid, part: Part) -> str:
     return f"the model refused part {part.part} (rows {part.first_row} to {part.first_row + part.rows - 1})"
 
 
-def answers_table(loaded: LoadedModel, job_id: str, first_row: int, predictions: list,
-                  probabilities: list[list[float]] | None) -> "pa.Table":
+def answers_table(loaded: LoadedModel, job_id: str, first_row: int, predictions: "np.ndarray",
+                  probabilities: "np.ndarray | None") -> "pa.Table":
+    """The part's output, built from the answers' arrays (no Python object per row but the request ids)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    rows = np.arange(first_row, first_row + len(predictions), dtype=np.int64)
-    request_ids = pc.binary_join_element_wise(job_id, pa.array(rows).cast(pa.string()), ":")
+    count = len(predictions)
+    rows = pa.array(np.arange(first_row, first_row + count, dtype=np.int64))
     columns: dict[str, Any] = {
-        "request_id": request_ids,
-        "row": pa.array(rows),
-        "model": pa.array([loaded.model] * len(rows), pa.string()).dictionary_encode(),
-        "version": pa.array(np.full(len(rows), loaded.version, dtype=np.int64)),
+        "request_id": pc.binary_join_element_wise(job_id, rows.cast(pa.string()), ":"),
+        "row": rows,
+        "model": pa.DictionaryArray.from_arrays(pa.array(np.zeros(count, dtype=np.int32)), pa.array([loaded.model])),
+        "version": pa.array(np.full(count, loaded.version, dtype=np.int64)),
         "prediction": pa.array(predictions),
     }
     if probabilities is not None:
-        columns["probabilities"] = pa.array(probabilities, pa.list_(pa.float64()))
+        width = probabilities.shape[1] if probabilities.ndim == 2 else 0
+        offsets = pa.array(np.arange(0, count * width + 1, width or 1, dtype=np.int32)[:count + 1])
+        columns["probabilities"] = pa.ListArray.from_arrays(offsets, pa.array(probabilities.ravel(), pa.float64()))
     return pa.table(columns)
 
 
@@ -343,7 +351,11 @@ def parquet_bytes(table: "pa.Table") -> bytes:
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    pq.write_table(table, buffer)
+    # Dictionaries only where values repeat: a dictionary tried on the probabilities took two thirds of the write.
+    repeated = [name for name in ("model", "version") if name in table.column_names]
+    if "probabilities" in table.column_names:  # a classifier's labels repeat too
+        repeated.append("prediction")
+    pq.write_table(table, buffer, use_dictionary=repeated)
     return buffer.getvalue()
 
 

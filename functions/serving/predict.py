@@ -9,6 +9,12 @@ UTF-16 surrogate, which no UTF-8 text can hold) of at most MAX_CATEGORY_LENGTH c
 Accepted instances go straight to the model's typed arrays (shared.instances: the values the
 training transformation gives, without pandas), and an answer that is not a finite number (an
 extreme input the model overflows on) is refused too: a response never carries NaN or infinity.
+
+
+Batch scoring takes the columnar entry, `predict_columns`: whole columns (numpy arrays) are checked
+by the same rules with one numpy pass per column (`check_columns`), turned into the same typed
+arrays (shared.instances.column_arrays), scored by the same predictor, and the answers stay numpy
+arrays; its answers are `predict`'s for the same rows.
 """
 
 import math
@@ -16,8 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from functions.errors import RequestInvalid, shown
 from functions.serving.model_cache import LoadedModel
+from functions.shared.instances import column_arrays
 from functions.shared.limits import MAX_CATEGORY_LENGTH, MAX_NUMERIC_MAGNITUDE
 from functions.spec import Feature
 
@@ -101,13 +110,80 @@ def check_instances(instances: Sequence[Any], signature: Sequence[Feature]) -> l
     return problems
 
 
+def check_columns(columns: Mapping[str, Any], signature: Sequence[Feature]) -> tuple[list[Problem], int]:
+    """`check_instances` on whole columns (one 1-D array per feature, all of one length): the same rules, found
+    with a numpy pass per column (a value at a time only in a bad column). The first problems, in the order
+    `check_instances` gives them, and how many there are in all."""
+    kinds = {feature.name: feature.type for feature in signature}
+    lengths = {len(column) for column in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"the columns are not of one length: {sorted(lengths)}")
+    rows = lengths.pop() if lengths else 0
+    found: list[tuple[int, int, Problem]] = []  # (instance, position in check_instances' order, problem)
+    total = 0
+    fields = [*kinds, *(str(name) for name in columns if name not in kinds)]
+    for position, name in enumerate(fields):
+        column = np.asarray(columns[name]) if name in columns else None
+        if column is None or name not in kinds:
+            bad: np.ndarray | None = np.ones(rows, dtype=bool)
+        else:
+            bad = _numbers_problems(column) if kinds[name] == "numeric" else _texts_problems(column)
+        if bad is None:
+            continue
+        where = np.flatnonzero(bad)
+        total += len(where)
+        for index in where[:MAX_REPORTED_PROBLEMS].tolist():
+            if name not in kinds:
+                problem = "is not a feature of this model"
+            elif column is None:
+                problem = "is missing"
+            else:
+                problem = _value_problem(_python(column[index]), kinds[name]) or "is invalid"
+            found.append((index, position, Problem(index, name, problem)))
+    return [problem for *_, problem in sorted(found, key=lambda f: f[:2])][:MAX_REPORTED_PROBLEMS], total
+
+
+def _python(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _numbers_problems(column: np.ndarray) -> np.ndarray | None:
+    """The rows of a numeric column that `_value_problem` refuses (None when none is)."""
+    if column.dtype.kind in "iu":
+        return None  # int64 ends far below float32's range
+    if column.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(column) <= MAX_NUMERIC_MAGNITUDE)  # NaN compares false: refused with infinity
+        return bad if bad.any() else None
+    bad = np.fromiter((_value_problem(v, "numeric") is not None for v in column.tolist()), bool, len(column))
+    return bad if bad.any() else None
+
+
+def _texts_problems(column: np.ndarray) -> np.ndarray | None:
+    """The rows of a categorical column that `_value_problem` refuses (None when none is)."""
+    values = column.tolist()
+    try:
+        text = "".join(values)  # TypeError unless every value is a string
+    except TypeError:
+        text = None
+    if text is not None:
+        lengths = np.fromiter(map(len, values), np.int64, len(values))
+        if not (lengths > MAX_CATEGORY_LENGTH).any() and (text.isascii() or _text_problem(text) is None):
+            return None
+    bad = np.fromiter((_value_problem(v, "categorical") is not None for v in values), bool, len(values))
+    return bad if bad.any() else None
+
+
 def validate_instances(instances: Sequence[Any], signature: Sequence[Feature]) -> None:
     """Raise RequestInvalid naming the first problems when the instances miss the signature."""
-    problems = check_instances(instances, signature)
+    _refuse(check_instances(instances, signature), signature)
+
+
+def _refuse(problems: list[Problem], signature: Sequence[Feature], total: int | None = None) -> None:
     if not problems:
         return
     shown = "; ".join(str(p) for p in problems[:MAX_REPORTED_PROBLEMS])
-    more = len(problems) - MAX_REPORTED_PROBLEMS
+    more = (len(problems) if total is None else total) - MAX_REPORTED_PROBLEMS
     suffix = f"; and {more} more problem(s)" if more > 0 else ""
     expected = ", ".join(f"{f.name} ({f.type})" for f in signature)
     raise RequestInvalid(
@@ -128,6 +204,12 @@ def predict(loaded: LoadedModel, instances: Sequence[Mapping]) -> Prediction:
     predictions, probabilities = loaded.predictor.predict_records(instances)  # the training transformation's values
     not_finite = non_finite_answers(predictions, probabilities)
     if not_finite:
+        _refuse_not_finite(not_finite)
+    return Prediction(predictions=predictions, probabilities=probabilities)
+
+
+def _refuse_not_finite(not_finite: list[int]) -> None:
+    if not_finite:
         listed = ", ".join(str(index) for index in not_finite[:MAX_REPORTED_PROBLEMS])
         more = f" and {len(not_finite) - MAX_REPORTED_PROBLEMS} more" if len(not_finite) > MAX_REPORTED_PROBLEMS else ""
         raise RequestInvalid(
@@ -135,7 +217,29 @@ def predict(loaded: LoadedModel, instances: Sequence[Mapping]) -> Prediction:
             "(it overflows); send values nearer to those it was trained on",
             details={"instances": not_finite[:MAX_REPORTED_PROBLEMS]},
         )
-    return Prediction(predictions=predictions, probabilities=probabilities)
+
+
+@dataclass(frozen=True)
+class ColumnPrediction:
+    predictions: np.ndarray  # (n,): labels or values
+    probabilities: np.ndarray | None  # (n, classes) in the order of the model's classes, when classifying
+
+
+def predict_columns(loaded: LoadedModel, columns: Mapping[str, Any]) -> ColumnPrediction:
+    """`predict` on whole columns (one 1-D array per feature): the same checks, arrays and answers, as arrays."""
+    problems, total = check_columns(columns, loaded.signature)
+    _refuse(problems, loaded.signature, total)
+    predictor = loaded.predictor
+    arrays = column_arrays(columns, loaded.signature, getattr(predictor, "dtypes", None))
+    predictions, probabilities = predictor.predict_arrays(arrays)
+    finite = np.ones(len(predictions), dtype=bool)
+    if predictions.dtype.kind == "f":
+        finite &= np.isfinite(predictions)
+    if probabilities is not None:
+        finite &= np.isfinite(probabilities).all(axis=1)
+    if not finite.all():
+        _refuse_not_finite(np.flatnonzero(~finite).tolist())
+    return ColumnPrediction(predictions=predictions, probabilities=probabilities)
 
 
 def non_finite_answers(predictions: Sequence[Any], probabilities: Sequence[Sequence[float]] | None) -> list[int]:

@@ -34,6 +34,34 @@ def feature_arrays(instances: Sequence[Mapping[str, Any]], features: Sequence[Fe
     return arrays
 
 
+def column_arrays(columns: Mapping[str, Any], features: Sequence[Feature],
+                  numeric_dtypes: Sequence[Any] | None = None) -> list[np.ndarray]:
+    """The same arrays as `feature_arrays` from whole columns (1-D numpy arrays or array-likes, one per feature).
+
+    A numeric column of numbers and a categorical column of strings (what the predict API's column
+    check lets through) are converted without a Python call per value.
+    """
+    arrays = []
+    for index, feature in enumerate(features):
+        column = np.asarray(columns[feature.name])
+        if feature.type == "numeric":
+            dtype = numeric_dtypes[index] if numeric_dtypes is not None else np.float64
+            if column.dtype.kind in "iuf":
+                values = column.astype(np.float64)  # a copy: NaN is written in place below
+                if not np.isfinite(values).all():
+                    values[~np.isfinite(values)] = np.nan
+                arrays.append(values.astype(dtype, copy=False).reshape(-1, 1))
+            else:
+                arrays.append(numbers(column.tolist(), dtype).reshape(-1, 1))
+        elif column.dtype.kind == "U":
+            arrays.append(column.astype(object).reshape(-1, 1))
+        elif column.dtype == object and set(map(type, column)) <= {str}:  # text already: canonical as it is
+            arrays.append(column.reshape(-1, 1))
+        else:
+            arrays.append(categories(column.tolist()).reshape(-1, 1))
+    return arrays
+
+
 def numbers(values: list[Any], dtype: Any = np.float64) -> np.ndarray:
     """`values` as floats; what is missing, not a number or not finite becomes NaN."""
     try:

@@ -14,13 +14,13 @@ import pytest
 from functions.batch import jobs
 from functions.errors import DatasetInvalid, MlopsError, NoChampion, RequestInvalid, UnknownModel
 from functions.serving.model_cache import ModelCache
-from functions.serving.predict import predict
+from functions.serving.predict import predict, predict_columns
 
 MAX_BYTES = 1_000_000
 
 
 def run_job(stores, key: str, data: bytes, *, rows_per_part: int = 70, max_bytes: int = MAX_BYTES,
-            predict_rows=predict) -> tuple[jobs.BatchJob, jobs.BatchResult | None, dict | None]:
+            predict_rows=predict_columns) -> tuple[jobs.BatchJob, jobs.BatchResult | None, dict | None]:
     """(job, result or None, failure record or None), as the state machine would leave them."""
     version_id = stores.objects.put(key, data)
     started = jobs.start_job(stores.executions, bucket=stores.objects.bucket, key=key, version_id=version_id)
@@ -198,11 +198,11 @@ def test_a_model_without_a_champion_or_unknown_fails_the_job(churn_champion, sto
 
 
 def test_a_part_the_model_refuses_fails_the_job_naming_the_row(churn_champion, stores, churn_rows):
-    def refusing(loaded, instances):
-        if instances[0]["tenure_months"] == churn_rows["tenure_months"].iloc[70]:  # the second part
+    def refusing(loaded, columns):
+        if columns["tenure_months"][0] == churn_rows["tenure_months"].iloc[70]:  # the second part
             raise RequestInvalid("refused", details={"problems": [
                 {"instance": 4, "field": "plan", "problem": "is not what the model takes"}]})
-        return predict(loaded, instances)
+        return predict_columns(loaded, columns)
 
     job, result, failure = run_job(stores, "batch/churn/r.csv", csv(churn_rows), predict_rows=refusing)
     assert result is None
