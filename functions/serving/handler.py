@@ -15,27 +15,28 @@ import base64
 import binascii
 import functools
 import json
+import os
 import time
 import uuid
 from functools import partial
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Encoder
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from functions.errors import InvalidInput, MlopsError, PayloadTooLarge, RetryableError
-from functions.feedback.dynamo import feedback_store
 from functions.feedback.labels import LabelBatch, parse_labels, record_labels
+from functions.feedback.store import FeedbackStore
 from functions.registry.dynamo import registry_store
 from functions.serving.capture import emit_capture
 from functions.serving.contract import (
@@ -65,7 +66,6 @@ from functions.storage.s3 import data_objects
 dumps = partial(json.dumps, separators=(",", ":"), cls=Encoder, allow_nan=False)
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver(serializer=dumps)
 # Lives as long as the container: a warm invocation predicts without reading the model again.
@@ -229,14 +229,12 @@ def _openapi() -> dict[str, Any]:
 
 @app.get("/v1/models/<name>", summary="Describe a model: its champion and signature", responses=DESCRIBE_RESPONSES,
          security=KEYED)
-@tracer.capture_method
 def get_model(name: ModelName) -> Response[ModelDescription]:
     return _json(200, describe_model(registry_store(), name))
 
 
 @app.post("/v1/models/<name>/predict", summary="Predict with the model's champion", responses=PREDICT_RESPONSES,
           security=KEYED, middlewares=[_predict_body])
-@tracer.capture_method
 def predict_route(name: ModelName,
                   request: Annotated[PredictRequest, Body(openapi_examples={"churn": {"value": EXAMPLE}})],
                   ) -> Response[PredictResponse]:
@@ -273,8 +271,6 @@ def predict_route(name: ModelName,
     metrics.add_dimensions(model=loaded.model)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
-    logger.info("predicted", extra={"model": loaded.model, "version": loaded.version,
-                                    "instances": len(result.predictions), "latency_ms": round(latency_ms, 3)})
     answer: dict = {"model": loaded.model, "version": loaded.version, "variant": served.answer.variant,
                     "predictions": result.predictions}
     if loaded.spec.task == "classification":
@@ -285,7 +281,6 @@ def predict_route(name: ModelName,
 
 @app.post("/v1/models/<name>/feedback", summary="Label served predictions (delayed ground truth)",
           responses=FEEDBACK_RESPONSES, security=KEYED, middlewares=[_feedback_body])
-@tracer.capture_method
 def feedback_route(name: ModelName,
                    request: Annotated[FeedbackRequest, Body(openapi_examples={"batch": {"value": FEEDBACK_EXAMPLE}})],
                    ) -> Response[FeedbackResponse]:
@@ -298,8 +293,29 @@ def feedback_route(name: ModelName,
     return _json(200, result)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
+def feedback_store() -> FeedbackStore:
+    """The feedback table: its own function's route, so boto3's DynamoDB conditions load on its first use."""
+    from functions.feedback.dynamo import feedback_store as store
+
+    return store()
+
+
+def _traced(function: Any) -> Any:
+    """`function` in an X-Ray subsegment where tracing is on (on Lambda, unless POWERTOOLS_TRACE_DISABLED), as
+    Powertools' Tracer decides. Elsewhere no Tracer is built: it imports aws_xray_sdk (100-250 ms of a cold start)
+    and opens dummy subsegments on every request. Routes open none of their own: one per request is what pays."""
+    disabled = resolve_truthy_env_var_choice(env=os.getenv("POWERTOOLS_TRACE_DISABLED", "false"))
+    if disabled or not os.getenv("LAMBDA_TASK_ROOT") or os.getenv("AWS_SAM_LOCAL") or os.getenv("AWS_CHALICE_CLI_MODE"):
+        return function
+    from aws_lambda_powertools import Tracer
+
+    return Tracer().capture_lambda_handler(function)
+
+
+@logger.inject_lambda_context
+@_traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The correlation id read directly (what correlation_paths.API_GATEWAY_REST names, without a JMESPath search).
+    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     return app.resolve(event, context)
