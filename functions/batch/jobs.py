@@ -39,6 +39,7 @@ from functions.registry.artifacts import load_predictor
 from functions.registry.store import RegistryStore
 from functions.serving.model_cache import LoadedModel
 from functions.serving.predict import ColumnPrediction, predict_columns
+from functions.shared.instances import Coded
 from functions.shared.limits import MAX_CATEGORY_LENGTH, MAX_NUMERIC_MAGNITUDE
 from functions.spec import Feature, is_model_name
 from functions.storage.objects import ObjectStore, sha256
@@ -291,10 +292,13 @@ def score_part(objects: ObjectStore, loaded: LoadedModel, job_id: str, prefix: s
                predict_rows: Callable[[LoadedModel, Mapping[str, Any]], ColumnPrediction] = predict_columns,
                ) -> PartResult:
     """Score one part with the columnar predict entry; a part the model refuses reports why (not an error)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(io.BytesIO(objects.get_bytes(part.input_key)))
-    columns = {name: table.column(name).to_numpy() for name in table.column_names}
+    # Categorical columns as their dictionary (codes and distinct values): no Python string per row.
+    categorical = [f.name for f in loaded.signature if f.type == "categorical"]
+    table = pq.ParquetFile(pa.BufferReader(objects.get_bytes(part.input_key)), read_dictionary=categorical).read()
+    columns = part_columns(table)
     try:
         answer = predict_rows(loaded, columns)
     except RequestInvalid as error:
@@ -308,6 +312,26 @@ def score_part(objects: ObjectStore, loaded: LoadedModel, job_id: str, prefix: s
     result = PartResult(part=part.part, rows=table.num_rows, key=key, sha256=digest)
     objects.put_json(report_key(prefix, part.part), result.model_dump())
     return result
+
+
+def part_columns(table: "pa.Table") -> dict[str, Any]:
+    """A part's columns for predict_columns: numbers as numpy arrays, dictionary columns as Coded."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = table.unify_dictionaries()  # one dictionary per column, whatever the chunks
+    columns: dict[str, Any] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if not pa.types.is_dictionary(column.type):
+            columns[name] = column.to_numpy()
+            continue
+        chunks = column.chunks
+        codes = [pc.fill_null(chunk.indices, -1).to_numpy() for chunk in chunks]
+        values = chunks[0].dictionary.to_numpy(zero_copy_only=False) if chunks else np.array([], dtype=object)
+        columns[name] = Coded(codes=np.concatenate(codes) if codes else np.zeros(0, np.int64), values=values)
+    return columns
 
 
 def _refusal(error: RequestInvalid, part: Part) -> str:
@@ -355,7 +379,9 @@ def parquet_bytes(table: "pa.Table") -> bytes:
     repeated = [name for name in ("model", "version") if name in table.column_names]
     if "probabilities" in table.column_names:  # a classifier's labels repeat too
         repeated.append("prediction")
-    pq.write_table(table, buffer, use_dictionary=repeated)
+    # Statistics where a reader filters on them (rows, versions, labels), not on each request id's text.
+    statistics = [name for name in table.column_names if name not in {"request_id", "probabilities"}]
+    pq.write_table(table, buffer, use_dictionary=repeated, write_statistics=statistics)
     return buffer.getvalue()
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from functions.errors import RequestInvalid, shown
 from functions.serving.model_cache import LoadedModel
-from functions.shared.instances import column_arrays
+from functions.shared.instances import Coded, column_arrays
 from functions.shared.limits import MAX_CATEGORY_LENGTH, MAX_NUMERIC_MAGNITUDE
 from functions.spec import Feature
 
@@ -123,10 +123,17 @@ def check_columns(columns: Mapping[str, Any], signature: Sequence[Feature]) -> t
     total = 0
     fields = [*kinds, *(str(name) for name in columns if name not in kinds)]
     for position, name in enumerate(fields):
-        column = np.asarray(columns[name]) if name in columns else None
+        given = columns.get(name)
+        column = given.decoded() if isinstance(given, Coded) and kinds.get(name) == "numeric" else given
         if column is None or name not in kinds:
             bad: np.ndarray | None = np.ones(rows, dtype=bool)
+        elif isinstance(column, Coded):  # the distinct values checked once, then taken by code
+            bad_values = _texts_problems(column.values)
+            missing = column.codes < 0
+            bad = missing | bad_values[column.codes] if bad_values is not None else missing
+            bad = bad if bad.any() else None
         else:
+            column = np.asarray(column)
             bad = _numbers_problems(column) if kinds[name] == "numeric" else _texts_problems(column)
         if bad is None:
             continue
@@ -138,7 +145,8 @@ def check_columns(columns: Mapping[str, Any], signature: Sequence[Feature]) -> t
             elif column is None:
                 problem = "is missing"
             else:
-                problem = _value_problem(_python(column[index]), kinds[name]) or "is invalid"
+                value = column.value(index) if isinstance(column, Coded) else column[index]
+                problem = _value_problem(_python(value), kinds[name]) or "is invalid"
             found.append((index, position, Problem(index, name, problem)))
     return [problem for *_, problem in sorted(found, key=lambda f: f[:2])][:MAX_REPORTED_PROBLEMS], total
 

@@ -11,6 +11,7 @@ signature check guarantees) costs one numpy call per feature.
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,30 @@ def feature_arrays(instances: Sequence[Mapping[str, Any]], features: Sequence[Fe
     return arrays
 
 
+@dataclass(frozen=True)
+class Coded:
+    """A column held as codes into its distinct values (a Parquet dictionary column): code -1 is a missing value.
+
+    Checking and converting the few distinct values, then taking them by code, costs a numpy gather
+    where a column of strings costs a Python object per row.
+    """
+
+    codes: np.ndarray  # integers, one per row
+    values: np.ndarray  # object array of the distinct values
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def value(self, row: int) -> Any:
+        code = int(self.codes[row])
+        return None if code < 0 else self.values[code]
+
+    def decoded(self) -> np.ndarray:
+        """The column as an object array of its values (None where missing)."""
+        values = np.append(np.asarray(self.values, dtype=object), np.array([None], dtype=object))
+        return values[np.asarray(self.codes)]  # code -1: the last, None
+
+
 def column_arrays(columns: Mapping[str, Any], features: Sequence[Feature],
                   numeric_dtypes: Sequence[Any] | None = None) -> list[np.ndarray]:
     """The same arrays as `feature_arrays` from whole columns (1-D numpy arrays or array-likes, one per feature).
@@ -43,13 +68,19 @@ def column_arrays(columns: Mapping[str, Any], features: Sequence[Feature],
     """
     arrays = []
     for index, feature in enumerate(features):
-        column = np.asarray(columns[feature.name])
+        given = columns[feature.name]
+        if isinstance(given, Coded) and feature.type != "numeric":
+            canonical = np.append(categories(given.values.tolist()), np.array([MISSING], dtype=object))
+            arrays.append(canonical[given.codes].reshape(-1, 1))  # code -1: the last, MISSING
+            continue
+        column = given.decoded() if isinstance(given, Coded) else np.asarray(given)
         if feature.type == "numeric":
             dtype = numeric_dtypes[index] if numeric_dtypes is not None else np.float64
             if column.dtype.kind in "iuf":
-                values = column.astype(np.float64)  # a copy: NaN is written in place below
-                if not np.isfinite(values).all():
-                    values[~np.isfinite(values)] = np.nan
+                values = column.astype(np.float64, copy=False)
+                finite = np.isfinite(values)
+                if not finite.all():
+                    values = np.where(finite, values, np.nan)  # a copy: the caller's column stays as it was
                 arrays.append(values.astype(dtype, copy=False).reshape(-1, 1))
             else:
                 arrays.append(numbers(column.tolist(), dtype).reshape(-1, 1))
