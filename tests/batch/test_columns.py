@@ -133,3 +133,23 @@ def test_no_columns_no_rows(churn_champion, stores):
     answer = predict_columns(loaded, empty)
     assert answer.predictions.shape == (0,)
     assert answer.probabilities is not None and answer.probabilities.shape == (0, 2)
+
+
+def test_a_coded_column_is_checked_and_converted_as_its_values(churn_champion, stores, churn_rows):
+    """A Parquet dictionary column (codes into distinct values, -1 missing) gives what its decoded values give."""
+    loaded = onnx(churn_champion, stores)
+    columns = mixed_columns(churn_rows.head(30))
+    values, codes = np.unique(columns["plan"].astype(str), return_inverse=True)
+    coded = {**columns, "plan": instances.Coded(codes=codes, values=values.astype(object))}
+    assert predict_columns(loaded, coded).probabilities.tolist() == predict(loaded, records(columns)).probabilities
+
+    hostile_values = np.array(["basic", "x" * 300, 4, "bad \udfff"], dtype=object)
+    coded["plan"] = instances.Coded(codes=np.array([0, 1, -1, 2, 3, 0] * 5), values=hostile_values)
+    decoded = {**columns, "plan": coded["plan"].decoded()}
+    assert decoded["plan"][:4].tolist() == ["basic", "x" * 300, None, 4]
+    problems, total = check_columns(coded, loaded.signature)
+    expected = check_instances(records(decoded), loaded.signature)
+    assert problems == expected[:10] and total == len(expected) == 20
+    for ours, theirs in zip(instances.column_arrays(coded, loaded.signature),
+                            instances.feature_arrays(records(decoded), loaded.signature), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
