@@ -10,7 +10,9 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   through the server, and it names a throttle `Lambda.TooManyRequestsException`, which the
   pipeline's Retry catches.
 - EventBridge rules deliver to Lambda functions and Step Functions state machines
-  (moto delivers only to logs, SQS, archives and buses and raises on the rest), and only
+  (moto delivers only to logs, SQS, archives and buses and raises on the rest) the event as
+  AWS sends it: its time in ISO 8601 (moto's rules hold it in epoch seconds, with an
+  ingestion time of moto's own, and format it only for the targets moto delivers to), and only
   enabled rules with an event pattern receive events (moto lets a schedule-only rule match
   every event, so a drift check that writes its report to S3 would trigger itself forever).
 - DynamoDB operations are atomic, so concurrent conditional writes (two promotions, a promotion and
@@ -20,7 +22,8 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
 - Step Functions executes state machines (moto's own switch, turned on), and a Standard
   execution emits the "Step Functions Execution Status Change" event to the default event bus
   when it starts and when it ends (SUCCEEDED, FAILED, TIMED_OUT or ABORTED), with the detail
-  AWS sends; moto emits none.
+  AWS sends, to every target (a queue's rule too: handed over in the form PutEvents hands events
+  to moto's rules, which moto's SQS delivery expects); moto emits none.
 - Step Functions' `sagemaker:createTrainingJob.sync` runs the training job's entry point in-process
   (local/sagemaker.py); moto's interpreter refuses `.sync` for SageMaker, and moto runs no job.
 - CloudWatch Logs subscription filters pass only the events their pattern matches, and Data Firehose
@@ -170,7 +173,22 @@ def _send_to_targets(self: Rule, original_event: EventMessageType, transform_inp
         _moto_send_to_targets(rule, original_event, transform_input)
 
 
-def _target_input(target: dict, event: EventMessageType, transform_input: bool) -> Any:
+def as_sent(event: EventMessageType) -> dict[str, Any]:
+    """The event as EventBridge sends it to a target, from the form moto's rules receive it in (PutEvents and
+    S3 give them its time in epoch seconds and an "ingestion-time" of moto's own): AWS sends the time as
+    ISO 8601 in UTC to the second ("2026-01-31T12:00:05Z"), which handlers may validate as a string."""
+    sent = {key: copy.deepcopy(value) for key, value in event.items() if key != "ingestion-time"}
+    sent["time"] = _iso(sent.get("time"))
+    return sent
+
+
+def _iso(at: Any) -> Any:
+    is_epoch = isinstance(at, int | float) and not isinstance(at, bool)
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if is_epoch else at
+
+
+def _target_input(target: dict, received: EventMessageType, transform_input: bool) -> Any:
+    event = as_sent(received)
     if "Input" in target:
         return json.loads(target["Input"])
     if "InputPath" in target:
@@ -180,12 +198,13 @@ def _target_input(target: dict, event: EventMessageType, transform_input: bool) 
         return node
     if transform_input and "InputTransformer" in target:
         transformer = target["InputTransformer"]
-        return EventTemplateParser.parse(
-            input_template=transformer.get("InputTemplate"),
-            input_paths_map=transformer.get("InputPathsMap", {}),
-            event=event,
-        )
-    return copy.deepcopy(event)
+        # The predefined variables as AWS fills them (moto's parser puts in its own form of the event).
+        template = (transformer.get("InputTemplate") or "").replace("<aws.events.event.json>", json.dumps(event))
+        template = template.replace("<aws.events.event.ingestion-time>", str(_iso(received.get("ingestion-time"))))
+        filled: Any = {**event, "ingestion-time": ""}  # its variable is filled above
+        return EventTemplateParser.parse(input_template=template, input_paths_map=transformer.get("InputPathsMap", {}),
+                                         event=filled)
+    return event
 
 
 def deliver(target: dict, payload: Any) -> None:
@@ -273,9 +292,12 @@ def _emit_status_change(execution: Execution) -> None:
         return  # Express workflows emit no status-change events
     try:
         event = execution_status_change(execution)
+        # As moto's PutEvents hands an event to its rules (its time in epoch seconds, when it was received):
+        # moto's own targets (SQS, logs) format the time, and as_sent does for ours.
+        at = datetime.strptime(str(event["time"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
         bus = events_backends[execution.account_id][execution.region_name].describe_event_bus("default")
         for rule in list(bus.rules.values()):
-            rule.send_to_targets(copy.deepcopy(event))
+            rule.send_to_targets({**copy.deepcopy(event), "time": at, "ingestion-time": time.time()})
     except Exception:  # EventBridge delivery failures never reach the execution
         log.exception("the status change of execution %s was not delivered", execution.exec_arn)
 

@@ -105,6 +105,27 @@ def wait_for(aws, started: dict, timeout: float = 240) -> dict:
     pytest.fail(f"execution {started['run_id']} did not finish in {timeout} s")
 
 
+def event_queue(aws, name: str, pattern: dict):
+    """A rule with `pattern` on the default bus, delivering to a new SQS queue: made with the AWS API, as any
+    subscriber makes it. Returns receive(count, timeout=30): every event received so far, once there are `count`
+    (fewer when the timeout passed)."""
+    sqs, events = aws("sqs"), aws("events")
+    url = sqs.create_queue(QueueName=f"{name}-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+    received: list[dict] = []
+
+    def receive(count: int, timeout: float = 30) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(received) < count and time.monotonic() < deadline:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            received.extend(json.loads(m["Body"]) for m in messages)
+        return received
+
+    return receive
+
+
 def csv_bytes(rows: int = 300, seed: int = 7, shift: float = 0.0) -> bytes:
     return churn_frame(rows=rows, seed=seed, shift=shift).to_csv(index=False).encode()
 

@@ -4,7 +4,6 @@ served at T" are read back; and every change arrives, with its documented shape,
 boto3 client (an AWS client that is not ours) subscribed to the default event bus."""
 
 import json
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -12,7 +11,7 @@ from typer.testing import CliRunner
 from cli import main
 from cli.main import app
 from tests.background import background
-from tests.e2e.conftest import SPEC, csv_bytes, register_spec, upload, wait_for
+from tests.e2e.conftest import SPEC, csv_bytes, event_queue, register_spec, upload, wait_for
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -39,22 +38,7 @@ def mlops(local_cloud, monkeypatch):
 @pytest.fixture
 def registry_queue(aws):
     """A rule for source mlops.registry on the default bus, delivering to a new SQS queue: made with the AWS API."""
-    sqs, events = aws("sqs"), aws("events")
-    url = sqs.create_queue(QueueName="registry-e2e-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="registry-e2e", EventPattern=json.dumps({"source": ["mlops.registry"],
-                                                                  "detail": {"model": [MODEL]}}))
-    events.put_targets(Rule="registry-e2e", Targets=[{"Id": "queue", "Arn": arn}])
-    received: list[dict] = []
-
-    def receive(count: int, timeout: float = 30) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while len(received) < count and time.monotonic() < deadline:
-            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-            received.extend(json.loads(m["Body"]) for m in messages)
-        return received
-
-    return receive
+    return event_queue(aws, "registry-e2e", {"source": ["mlops.registry"], "detail": {"model": [MODEL]}})
 
 
 def test_approve_promote_roll_back_read_history_and_receive_every_event(local_cloud, aws, mlops, registry_queue):

@@ -3,6 +3,7 @@
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -124,6 +125,27 @@ def test_a_constant_input_replaces_the_event(aws: Any, deliveries: list) -> None
     assert deliveries == [{"model": "churn"}]
 
 
+def test_a_lambda_target_gets_the_event_as_aws_sends_it(aws: Any, deliveries: list) -> None:
+    # PutEvents' Time reaches moto's rules in epoch seconds: a target receives ISO 8601, as from EventBridge.
+    _rule(aws("events"), "uploads", EventPattern=UPLOADS)
+    at = datetime(2026, 1, 31, 12, 0, 5, 250000, tzinfo=UTC)
+    aws("events").put_events(Entries=[{"Source": "test.uploads", "DetailType": "Test", "Detail": "{}", "Time": at}])
+    _put(aws("events"), "test.uploads")  # no Time: when it was received
+    given, received = deliveries
+    assert given["time"] == "2026-01-31T12:00:05Z"
+    assert datetime.strptime(received["time"], "%Y-%m-%dT%H:%M:%SZ").year >= 2026
+    assert set(given) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources",
+                          "detail"}
+
+
+def test_an_input_transformer_reads_the_time_aws_sends(aws: Any, deliveries: list) -> None:
+    transformer = {"InputPathsMap": {"at": "$.time"}, "InputTemplate": '{"at": "sent at <at>"}'}
+    _rule(aws("events"), "uploads", {"InputTransformer": transformer}, EventPattern=UPLOADS)
+    at = datetime(2026, 1, 31, 12, 0, 5, tzinfo=UTC)
+    aws("events").put_events(Entries=[{"Source": "test.uploads", "DetailType": "Test", "Detail": "{}", "Time": at}])
+    assert deliveries == [{"at": "sent at 2026-01-31T12:00:05Z"}]
+
+
 STATUS_CHANGES = json.dumps({"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"]})
 
 
@@ -172,6 +194,22 @@ def test_an_execution_emits_its_status_changes_as_aws_documents_them(aws: Any, d
         "output": None, "inputDetails": {"included": True}}
     assert json.loads(detail["input"]) == {"run": {"failure_reason": "the dataset is empty"}}
     assert isinstance(detail["startDate"], int) and detail["startDate"] <= detail["stopDate"]
+    assert datetime.strptime(ended["time"], "%Y-%m-%dT%H:%M:%SZ") and "ingestion-time" not in ended
+
+
+def test_a_queue_and_a_function_both_receive_an_executions_status_changes(aws: Any, deliveries: list) -> None:
+    # The queue's rule comes first: moto's SQS delivery formats the time itself, and must not stop the others.
+    sqs, events = aws("sqs"), aws("events")
+    url = sqs.create_queue(QueueName="ends")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="ends-queue", EventPattern=STATUS_CHANGES)
+    events.put_targets(Rule="ends-queue", Targets=[{"Id": "queue", "Arn": arn}])
+    _rule(events, "ends", EventPattern=STATUS_CHANGES)
+    described = _run(aws, {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}, "run-2", {})
+    _, ended = _status_changes(deliveries, described["executionArn"], 2)
+    queued = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    assert [m["detail"]["status"] for m in queued] == ["RUNNING", "SUCCEEDED"]
+    assert queued[1]["time"] == ended["time"] and queued[1]["detail"] == ended["detail"]
 
 
 @pytest.mark.parametrize("definition, stop, status", [

@@ -1,0 +1,114 @@
+"""The loop on the local cloud: a served model's inputs shift, the drift check announces it (Model Drift Detected,
+received on an SQS queue that a plain boto3 client subscribed to the default bus), the retraining rule starts a
+retrain (the latest dataset copied with retrain: true, audited with the event), the pipeline trains and gates it,
+and a second drift event within the cooldown starts nothing."""
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import CHURN_FEATURES
+from tests.e2e.conftest import csv_bytes, event_queue, register_spec, upload_and_wait, wait_for, wait_for_capture
+
+pytestmark = pytest.mark.e2e
+MODEL = "retrain-e2e"
+OUTCOMES = ("retrain started", "no retrain")  # what the retrain function logs once it has decided
+
+
+@pytest.fixture
+def monitoring_queue(aws):
+    return event_queue(aws, "retrain-e2e", {"source": ["mlops.monitoring"], "detail": {"model": [MODEL]}})
+
+
+def registry_item(aws, outputs, sk: str) -> dict | None:
+    return aws("dynamodb").get_item(TableName=outputs["RegistryTableName"],
+                                    Key={"pk": {"S": f"MODEL#{MODEL}"}, "sk": {"S": sk}}).get("Item")
+
+
+def wait_for_retrain(aws, outputs, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        item = registry_item(aws, outputs, "RETRAIN")
+        if item and "run_id" in item:
+            return item
+        time.sleep(0.2)
+    failed = aws("sqs").receive_message(QueueUrl=outputs["FailedEventsQueueUrl"], MaxNumberOfMessages=10,
+                                        MessageAttributeNames=["All"], AttributeNames=["All"]).get("Messages", [])
+    pytest.fail(f"no retrain was started; failed events: {[m['Body'][:2000] for m in failed]}")
+
+
+def handled(aws, event_id: str, timeout: float = 30) -> dict:
+    """What the retrain function logged for the event, once it has (its log group, as Lambda writes it)."""
+    logs, deadline = aws("logs"), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        groups = [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]
+                  if "RetrainFunction" in g["logGroupName"]]
+        for group in groups:
+            for line in logs.filter_log_events(logGroupName=group)["events"]:
+                logged = json.loads(line["message"]) if line["message"].startswith("{") else {}
+                if logged.get("correlation_id") == event_id and logged.get("message") in OUTCOMES:
+                    return logged
+        time.sleep(0.2)
+    pytest.fail(f"the retrain function did not handle event {event_id} in {timeout} s")
+
+
+def check_drift(aws, outputs) -> dict:
+    invoked = aws("lambda").invoke(FunctionName=outputs["DriftFunctionName"], Payload=json.dumps({"model": MODEL}))
+    assert "FunctionError" not in invoked, invoked["Payload"].read()
+    (report,) = json.loads(invoked["Payload"].read())["reports"]
+    return report
+
+
+def test_shifted_inputs_are_announced_and_retrain_once_within_the_cooldown(local_cloud, aws, api, monitoring_queue):
+    from cli.demo_data import churn_frame
+
+    register_spec(aws, local_cloud, MODEL)
+    assert upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/train.csv", csv_bytes(200))["status"] == "SUCCEEDED"
+    shifted = churn_frame(rows=120, seed=5, shift=1.0)[CHURN_FEATURES].to_dict("records")
+    response = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": shifted})
+    assert response.status_code == 200, response.text
+    wait_for_capture(aws, local_cloud, MODEL, response.json()["request_id"])
+
+    report = check_drift(aws, local_cloud)
+    assert report["drifted"] is True and report["event"] == "Model Drift Detected" and report["event_sent"] is True
+    (event,) = monitoring_queue(1)
+    assert event["source"] == "mlops.monitoring" and event["detail-type"] == "Model Drift Detected"
+    assert event["detail"]["model"] == MODEL and event["detail"]["version"] == 1
+    assert event["detail"]["report_key"] == report["report_key"] and "tenure_months" in event["detail"]["drifted"]
+    # The model's alarms were put by the check, under the stack's prefix, notifying the alarm topic.
+    alarms = [a for page in aws("cloudwatch").get_paginator("describe_alarms").paginate() for a in page["MetricAlarms"]]
+    mine = {a["AlarmName"].rsplit("-", 1)[-1]: a for a in alarms if f"-model-{MODEL}-" in a["AlarmName"]}
+    assert set(mine) >= {"drift", "latency", "errors"}
+    assert mine["drift"]["AlarmActions"] == [local_cloud["AlarmTopicArn"]]
+
+    retrain = wait_for_retrain(aws, local_cloud)
+    run_id, key = retrain["run_id"]["S"], retrain["dataset_key"]["S"]
+    assert retrain["event_id"]["S"] == event["id"] and key.startswith(f"datasets/{MODEL}/retrain-")
+    head = aws("s3").head_object(Bucket=local_cloud["DataBucketName"], Key=key)
+    assert head["Metadata"]["retrain"] == "true"
+    arn = local_cloud["StateMachineArn"].replace(":stateMachine:", ":execution:") + f":{run_id}"
+    ended = wait_for(aws, {"run_id": run_id, "executionArn": arn})
+    assert ended["status"] == "SUCCEEDED"
+    run = registry_item(aws, local_cloud, f"RUN#{run_id}")
+    # The same data as v1, retrained (retrain: true), registered as v2 and gated against the champion.
+    assert run["retrain"]["BOOL"] is True and "duplicate_of" not in run and run["model_version"]["N"] == "2"
+    assert "promotion_reason" in run
+    audit = aws("dynamodb").query(
+        TableName=local_cloud["RegistryTableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
+        ExpressionAttributeValues={":pk": {"S": f"MODEL#{MODEL}"}, ":a": {"S": "AUDIT#"}})["Items"]
+    (entry,) = [i for i in audit if i["action"]["S"] == "retrain"]
+    assert json.loads(entry["cause"]["S"])["id"] == event["id"] and entry["dataset_key"]["S"] == key
+
+    # Still drifted: a second event, within the cooldown, starts nothing.
+    again = check_drift(aws, local_cloud)
+    assert again["event_sent"] is True
+    first, second = monitoring_queue(2)
+    assert first == event and second["id"] != event["id"]
+    skipped = handled(aws, second["id"])
+    assert skipped["started"] is False and "within the cooldown" in skipped["reason"], skipped
+    assert registry_item(aws, local_cloud, "RETRAIN")["event_id"]["S"] == event["id"]
+    audit = aws("dynamodb").query(
+        TableName=local_cloud["RegistryTableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
+        ExpressionAttributeValues={":pk": {"S": f"MODEL#{MODEL}"}, ":a": {"S": "AUDIT#"}})["Items"]
+    assert len([i for i in audit if i["action"]["S"] == "retrain"]) == 1
