@@ -5,8 +5,9 @@ code, saved and loaded as the pipeline registers and serves it). The rows are BA
 Storage is an in-memory object store (the functions' S3 adapter on AWS), so the figures are the code's.
 
 batch_score_<n>_rows_ms
-    ours:     functions.batch.jobs.score_part over the job's staged parts (read the part's Parquet, the online
-              predict entry: signature checks of every value, the model; the answers written as Parquet)
+    ours:     functions.batch.jobs.score_part over the job's staged parts (read the part's Parquet with pyarrow,
+              the columnar predict entry predict_columns: the online rules checked on whole columns, the typed
+              arrays, the ONNX model; the answers' arrays written as Parquet with pyarrow, hashed)
     baseline: the registered scikit-learn pipeline's predict on the same rows, already in a DataFrame
 batch_job_<n>_rows_ms
     ours:     the whole job from the uploaded CSV's bytes: plan_job (read, column checks, parts staged),
