@@ -153,3 +153,34 @@ def test_a_coded_column_is_checked_and_converted_as_its_values(churn_champion, s
     for ours, theirs in zip(instances.column_arrays(coded, loaded.signature),
                             instances.feature_arrays(records(decoded), loaded.signature), strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("served", ["onnx", "skops"])
+def test_a_regressor_gets_the_online_values_and_string_classes_stay_strings(churn_spec, churn_rows, served):
+    from functions.registry.onnx_conversion import to_onnx
+    from functions.spec import ModelSpec
+    from functions.training.train import fit
+
+    estimator = churn_spec.estimator.model_copy(update={"name": "gradient_boosting", "params": {"max_iter": 10}})
+    specs = [
+        churn_spec.model_copy(update={"estimator": estimator, "task": "regression", "metric": "rmse",
+                                      "target": "monthly_charges",
+                                      "features": churn_spec.features[:1] + churn_spec.features[2:]}),
+        churn_spec,
+    ]
+    rows = churn_rows.assign(churned=churn_rows["churned"].map({0: "stays", 1: "leaves"}))
+    for spec in (ModelSpec.model_validate(s.model_dump()) for s in specs):
+        pipeline = fit(rows, spec, "c" * 64).pipeline
+        classes = [str(c) for c in pipeline.classes_] if spec.task == "classification" else None
+        predictor = (models.OnnxPredictor(to_onnx(pipeline, spec), spec, classes) if served == "onnx"
+                     else SkopsPredictor(pipeline, spec))
+        loaded = LoadedModel(model="churn", version=1, spec=spec, predictor=predictor)
+        columns = {k: v for k, v in mixed_columns(rows).items() if k in spec.feature_names}
+        answer = predict_columns(loaded, columns)
+        online = predict(loaded, records(columns))
+        assert answer.predictions.tolist() == online.predictions
+        if spec.task == "regression":
+            assert answer.predictions.dtype == np.float64 and answer.probabilities is None
+        else:
+            assert set(answer.predictions.tolist()) <= {"stays", "leaves"}
+            assert answer.probabilities is not None and answer.probabilities.tolist() == online.probabilities

@@ -7,6 +7,7 @@ items file, complete; any error -> record_failure), so each outcome is what a us
 import io
 import json
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -239,3 +240,23 @@ def test_errors_surface_by_type(churn_champion, stores, churn_rows):
 ])
 def test_failure_reasons_carry_domain_messages_only(error, expected):
     assert expected in jobs.failure_reason(error, "j")
+
+
+@pytest.mark.parametrize("predictions, probabilities", [
+    (np.array(["stays", "leaves", "stays"], dtype=object), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])),
+    (np.array([True, False, True]), np.array([[0.1, 0.9], [0.7, 0.3], [0.4, 0.6]])),
+    (np.array([1.5, -2.0, 3e30]), None),
+    (np.array([], dtype=np.int64), np.zeros((0, 2))),
+])
+def test_the_answers_arrays_are_written_as_typed_parquet(churn_champion, stores, predictions, probabilities):
+    loaded = jobs.VersionCache().get(stores.registry, stores.objects, "churn", 1)
+    table = jobs.answers_table(loaded, "churn-j", 70, predictions, probabilities)
+    back = pq.read_table(io.BytesIO(jobs.parquet_bytes(table))).to_pylist()
+    assert [r["request_id"] for r in back] == [f"churn-j:{70 + i}" for i in range(len(predictions))]
+    assert [r["row"] for r in back] == list(range(70, 70 + len(predictions)))
+    assert {r["model"] for r in back} <= {"churn"} and {r["version"] for r in back} <= {1}
+    assert [r["prediction"] for r in back] == predictions.tolist()
+    if probabilities is None:
+        assert "probabilities" not in table.column_names
+    else:
+        assert [r["probabilities"] for r in back] == probabilities.tolist()
