@@ -25,7 +25,7 @@ from local.alarms import AlarmEvaluator
 from local.deploy import Deployer
 from local.gateway import Gateway
 from local.logs import LogShipper
-from local.runtime import LambdaRuntime
+from local.runtime import LOCAL_RETRY_DELAYS_S, LambdaRuntime
 from local.schedules import Scheduler
 from local.template import StackTemplate
 
@@ -37,6 +37,25 @@ FAKE_CREDENTIALS = {
     "AWS_SESSION_TOKEN": "testing",
 }
 log = logging.getLogger("mlops.local")
+
+
+class Destinations:
+    """Where Lambda sends an asynchronous event it gave up on (an on-failure destination): its invocation
+    record, as the message of an SQS queue or an SNS topic."""
+
+    def __init__(self, session: boto3.Session, endpoint: str) -> None:
+        self.sqs = session.client("sqs", endpoint_url=endpoint)
+        self.sns = session.client("sns", endpoint_url=endpoint)
+
+    def __call__(self, arn: str, record: dict) -> None:
+        _, _, service, _, account, name = arn.split(":", 5)
+        if service == "sqs":
+            url = self.sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+            self.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+        elif service == "sns":
+            self.sns.publish(TopicArn=arn, Message=json.dumps(record))
+        else:
+            raise NotImplementedError(f"the local cloud sends no failed event to {service} ({arn})")
 
 
 def synthesize(outdir: str = "cdk.out") -> tuple[Path, str]:
@@ -117,7 +136,9 @@ class LocalCloud:
         self.shipper = LogShipper(session.client("logs", endpoint_url=self.endpoint),
                                   session.client("cloudwatch", endpoint_url=self.endpoint))
         self.shipper.start()
-        self.runtime = LambdaRuntime(self._function_environment(template), log_sink=self.shipper)
+        self.runtime = LambdaRuntime(self._function_environment(template), log_sink=self.shipper,
+                                     failure_sink=Destinations(session, self.endpoint),
+                                     retry_delays_s=LOCAL_RETRY_DELAYS_S)
         patches.apply(self.runtime)
         deployer = Deployer(template, session, self.endpoint, self.runtime)
         outputs = deployer.deploy()

@@ -7,9 +7,10 @@ definition, rules and routes. Types with no local effect (API Gateway's account 
 Lambda permissions) are recorded but not called.
 
 Some settings are created in moto, readable through the AWS APIs, but not acted on locally:
-bucket lifecycle rules (moto expires nothing), a rule target's dead-letter queue and retry
-policy, and a function's asynchronous invocation config (retries, on-failure destination:
-the local runtime runs each asynchronous event once and logs a failure).
+bucket lifecycle rules (moto expires nothing), and a rule target's dead-letter queue and retry
+policy (they serve when EventBridge cannot deliver, and the local delivery to a deployed
+function always can). A function's asynchronous invocation config is acted on: the local
+runtime retries a failed event and sends it on to its on-failure destination (local/runtime.py).
 """
 
 import json
@@ -378,6 +379,9 @@ class Deployer:
             FunctionName=p["FunctionName"], Qualifier=p.get("Qualifier", "$LATEST"),
             **{f: p[f] for f in fields if f in p},
         )
+        self.runtime.configure_async(p["FunctionName"], max_retry_attempts=p.get("MaximumRetryAttempts"),
+                                     max_event_age_s=p.get("MaximumEventAgeInSeconds"),
+                                     on_failure=p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"))
         return {"Ref": self.t.physical_name(r.logical_id)}
 
     def _alarm(self, r: Resource, p: dict) -> dict:

@@ -15,6 +15,11 @@ long training step must not hold up a predict. So the runtime does what Lambda d
   function's queue until a worker is free, as in Lambda's internal event queue.
 - An invocation past its function's timeout ends its worker (Sandbox.Timedout); a worker that
   exits mid-invocation is a Runtime.ExitError; an exception is reported as Lambda reports it.
+- An asynchronous event whose invocation fails is retried as its asynchronous invocation config
+  says (two retries by default, while the event is younger than its maximum age); then, if the
+  config names an on-failure destination, Lambda's invocation record goes there (the failure
+  sink sends it). Lambda waits a minute before the first retry and two before the second: the
+  local cloud waits as many seconds (LOCAL_RETRY_DELAYS_S).
 - What a worker prints goes to the log sink as it is printed, one log stream per worker.
 """
 
@@ -32,7 +37,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +49,9 @@ log = logging.getLogger("mlops.local")
 # the account's pool (1,000); locally each worker is a process on a laptop's few cores.
 DEFAULT_CONCURRENCY = 4
 INIT_TIMEOUT_S = 10.0  # Lambda's limit on a function's init phase, outside its timeout
+RETRY_DELAYS_S = (60.0, 120.0)  # Lambda's waits before an asynchronous event's first and second retry
+LOCAL_RETRY_DELAYS_S = (1.0, 2.0)
+MAX_EVENT_AGE_S = 21600  # Lambda's default: an asynchronous event is kept six hours at most
 
 # Third-party libraries the handlers import, imported once by the fork server (which has the
 # environment all functions share, not any function's own variables). Never a functions.*
@@ -74,6 +82,10 @@ class FunctionConfig:
     timeout_s: float = 3
     log_group: str = ""  # where its output goes; Lambda's default: /aws/lambda/<name>
     reserved_concurrency: int | None = None  # ReservedConcurrentExecutions
+    # Its asynchronous invocation config (AWS::Lambda::EventInvokeConfig), Lambda's defaults without one.
+    max_retry_attempts: int = 2
+    max_event_age_s: float = MAX_EVENT_AGE_S
+    on_failure: str | None = None  # the destination's ARN
 
     def __post_init__(self) -> None:
         self.log_group = self.log_group or f"/aws/lambda/{self.name}"
@@ -100,6 +112,16 @@ class TooManyRequestsException(Exception):
 
 
 LogSink = Callable[[str, str, str], None]  # (log group, log stream, what a worker printed)
+FailureSink = Callable[[str, dict], None]  # (on-failure destination ARN, Lambda's invocation record)
+
+
+@dataclass
+class _Event:
+    """An asynchronous event in a function's queue: its payload, its invocations so far, when it was queued."""
+
+    payload: bytes
+    attempts: int = 0
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -107,14 +129,17 @@ class _Function:
     config: FunctionConfig
     idle: list["_Worker"] = field(default_factory=list)  # warm workers, the most recently used last
     running: int = 0  # invocations in flight
-    queue: deque[bytes] = field(default_factory=deque)  # asynchronous events waiting for a worker
+    queue: deque[_Event] = field(default_factory=deque)  # asynchronous events waiting for a worker
 
 
 class LambdaRuntime:
     def __init__(self, base_environment: dict[str, str], log_sink: LogSink | None = None,
-                 preload: Sequence[str] = PRELOAD) -> None:
+                 preload: Sequence[str] = PRELOAD, failure_sink: FailureSink | None = None,
+                 retry_delays_s: Sequence[float] = RETRY_DELAYS_S) -> None:
         self._base = dict(base_environment)
         self._log_sink = log_sink
+        self._failure_sink = failure_sink
+        self._retry_delays_s = tuple(retry_delays_s)
         self._preload = list(preload)
         self._functions: dict[str, _Function] = {}
         self._lock = threading.Lock()
@@ -127,6 +152,16 @@ class LambdaRuntime:
             self._functions[config.name] = _Function(config)
             if self._fork_server is None and not self._stopped:
                 self._fork_server = _ForkServer({**self._base, **_ONE_THREAD}, self._preload)
+
+    def configure_async(self, name_or_arn: str, *, max_retry_attempts: int | None = None,
+                        max_event_age_s: float | None = None, on_failure: str | None = None) -> None:
+        """Set a deployed function's asynchronous invocation config (PutFunctionEventInvokeConfig)."""
+        function = self._function(name_or_arn)
+        with self._lock:
+            function.config = replace(
+                function.config, on_failure=on_failure,
+                max_retry_attempts=2 if max_retry_attempts is None else max_retry_attempts,
+                max_event_age_s=MAX_EVENT_AGE_S if max_event_age_s is None else max_event_age_s)
 
     def resolve(self, name_or_arn: str) -> FunctionConfig | None:
         function = self._functions.get(name_or_arn.split(":function:")[-1].split(":")[0])
@@ -148,8 +183,13 @@ class LambdaRuntime:
     def invoke_async(self, name_or_arn: str, event: Any) -> None:
         """Queue the event for the function (InvocationType Event); it runs once a worker is free."""
         function, payload = self._function(name_or_arn), json.dumps(event).encode()
+        self._enqueue(function, _Event(payload))
+
+    def _enqueue(self, function: "_Function", event: _Event) -> None:
         with self._lock:
-            function.queue.append(payload)
+            if self._stopped:
+                return
+            function.queue.append(event)
         self._dispatch(function)
 
     def provision(self, name_or_arn: str) -> None:
@@ -197,18 +237,51 @@ class LambdaRuntime:
                 if self._stopped or not function.queue or function.running >= function.config.concurrency:
                     return
                 function.running += 1
-                payload = function.queue.popleft()
-            threading.Thread(target=self._run_queued, args=(function, payload), daemon=True,
+                event = function.queue.popleft()
+            threading.Thread(target=self._run_queued, args=(function, event), daemon=True,
                              name=f"event-{function.config.name}").start()
 
-    def _run_queued(self, function: _Function, payload: bytes) -> None:
+    def _run_queued(self, function: _Function, event: _Event) -> None:
         try:
-            result = self._run(function, payload)
+            result = self._run(function, event.payload)
         except (OSError, RuntimeError):
             log.exception("asynchronous invocation of %s could not start", function.config.name)
             return
-        if result.function_error:
-            log.warning("asynchronous invocation of %s failed: %s", function.config.name, result.payload[:500])
+        if not result.function_error:
+            return
+        event.attempts += 1
+        config = function.config
+        log.warning("asynchronous invocation of %s failed (attempt %d of %d): %s", config.name, event.attempts,
+                    config.max_retry_attempts + 1, result.payload[:500])
+        if event.attempts > config.max_retry_attempts:
+            self._failed(config, event, result, "RetriesExhausted")
+            return
+        delay = self._retry_delays_s[min(event.attempts, len(self._retry_delays_s)) - 1]
+        if time.monotonic() + delay - event.queued_at > config.max_event_age_s:
+            self._failed(config, event, result, "EventAgeExceeded")
+            return
+        retry = threading.Timer(delay, self._enqueue, args=(function, event))
+        retry.daemon = True
+        retry.start()
+
+    def _failed(self, config: FunctionConfig, event: _Event, result: Invocation, condition: str) -> None:
+        """An event Lambda gives up on: its invocation record goes to the on-failure destination, if any."""
+        if config.on_failure is None or self._failure_sink is None:
+            return
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "requestContext": {"requestId": result.request_id, "functionArn": f"{config.arn}:$LATEST",
+                               "condition": condition, "approximateInvokeCount": event.attempts},
+            "requestPayload": json.loads(event.payload),
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                                "functionError": result.function_error},
+            "responsePayload": _json_or_text(result.payload),
+        }
+        try:
+            self._failure_sink(config.on_failure, record)
+        except Exception:  # a lost record must not stop the runtime; it is logged
+            log.exception("the failed event of %s could not be sent to %s", config.name, config.on_failure)
 
     def _run(self, function: _Function, payload: bytes) -> Invocation:
         """One invocation on a warm worker or a new one, in a slot the caller took."""
@@ -397,6 +470,13 @@ class _Worker:
     def _log(self, text: str) -> None:
         if self.sink is not None:
             self.sink(self.log_group, self.stream, text)
+
+
+def _json_or_text(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload.decode("utf-8", "replace")
 
 
 def _readable(source: socket.socket | int, timeout_s: float | None) -> bool:

@@ -112,3 +112,25 @@ def test_shifted_inputs_are_announced_and_retrain_once_within_the_cooldown(local
         TableName=local_cloud["RegistryTableName"], KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
         ExpressionAttributeValues={":pk": {"S": f"MODEL#{MODEL}"}, ":a": {"S": "AUDIT#"}})["Items"]
     assert len([i for i in audit if i["action"]["S"] == "retrain"]) == 1
+
+
+def test_an_event_the_retrain_function_fails_on_reaches_the_dead_letter_queue_after_lambdas_retries(local_cloud, aws):
+    # Anyone allowed PutEvents may send source mlops.monitoring: an event for a model without a spec fails
+    # (UnknownModel), is retried twice (1 s and 2 s apart locally) and its invocation record is the failed event.
+    detail = {"model": "retrain-e2e-nobody", "version": 1, "drifted": ["tenure_months"], "report_key": "reports/x"}
+    (sent,) = aws("events").put_events(Entries=[{"Source": "mlops.monitoring", "DetailType": "Model Drift Detected",
+                                                 "Detail": json.dumps(detail)}])["Entries"]
+    sqs, deadline = aws("sqs"), time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=local_cloud["FailedEventsQueueUrl"], MaxNumberOfMessages=10,
+                                           WaitTimeSeconds=1).get("Messages", []):
+            record = json.loads(message["Body"])
+            if record.get("requestPayload", {}).get("id") == sent["EventId"]:
+                assert record["requestContext"]["condition"] == "RetriesExhausted"
+                assert record["requestContext"]["approximateInvokeCount"] == 3
+                assert "RetrainFunction" in record["requestContext"]["functionArn"]
+                assert record["responseContext"]["functionError"] == "Unhandled"
+                assert record["responsePayload"]["errorType"] == "UnknownModel", record["responsePayload"]
+                assert record["requestPayload"]["detail"] == detail
+                return
+    pytest.fail(f"event {sent['EventId']} did not reach the dead-letter queue")

@@ -184,6 +184,9 @@ def test_asynchronous_paths_lead_to_the_dead_letter_queue(deployed):
             assert target["DeadLetterConfig"]["Arn"] == queue["QueueArn"], rule["Name"]
             config = session.client("lambda").get_function_event_invoke_config(FunctionName=target["Arn"])
             assert config["DestinationConfig"]["OnFailure"]["Destination"] == queue["QueueArn"]
+            deployed_config = runtime.resolve(target["Arn"])  # and the local runtime acts on it
+            assert (deployed_config.on_failure, deployed_config.max_retry_attempts) == (queue["QueueArn"],
+                                                                                      config["MaximumRetryAttempts"])
     alarms = session.client("cloudwatch").describe_alarms()["MetricAlarms"]
     assert any(a.get("MetricName") == "ApproximateNumberOfMessagesVisible" for a in alarms)
     assert runtime.functions[outputs["DriftFunctionName"]].reserved_concurrency is not None

@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 
 from local.runtime import DEFAULT_CONCURRENCY, FunctionConfig, Invocation, LambdaRuntime, TooManyRequestsException
-from tests.local.conftest import Listener, Sink, gone
+from tests.local.conftest import WAIT_S, Listener, Sink, gone
 
 BASE = {"BASE": "1"}
 STREAM = re.compile(r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}")
@@ -214,3 +216,79 @@ def test_stop_ends_every_worker_and_the_fork_server_even_a_busy_one(
     assert all(gone(pid) for pid in (idle["pid"], running["pid"], idle["ppid"]))
     with pytest.raises(RuntimeError, match="stopped"):
         runtime.invoke("one", {})
+
+
+class Failures:
+    """A failure sink that keeps what Lambda sends to on-failure destinations."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, destination: str, record: dict) -> None:
+        with self._changed:
+            self.sent.append((destination, record))
+            self._changed.notify_all()
+
+    def wait(self, count: int) -> list[tuple[str, dict]]:
+        with self._changed:
+            assert self._changed.wait_for(lambda: len(self.sent) >= count, WAIT_S), self.sent
+            return list(self.sent)
+
+
+DLQ = "arn:aws:sqs:us-east-1:123456789012:failed-events"
+
+
+@pytest.fixture
+def failing() -> Iterator[tuple[LambdaRuntime, Failures]]:
+    failures = Failures()
+    lambda_runtime = LambdaRuntime(BASE, preload=[], failure_sink=failures, retry_delays_s=(0.01, 0.02))
+    lambda_runtime.register(config("boom", "boom"))
+    lambda_runtime.register(config("one", "echo_env"))
+    yield lambda_runtime, failures
+    lambda_runtime.stop()
+
+
+def test_a_failed_event_is_retried_then_its_record_goes_to_the_on_failure_destination(
+    failing: tuple[LambdaRuntime, Failures], sink: Sink,
+) -> None:
+    lambda_runtime, failures = failing
+    lambda_runtime.configure_async("boom", on_failure=DLQ)  # Lambda's defaults: two retries
+    lambda_runtime.configure_async("one", on_failure=DLQ)
+    lambda_runtime.invoke_async("one", {"x": 0})  # succeeds: nothing is sent
+    lambda_runtime.invoke_async("boom", {"x": 7})
+    ((destination, record),) = failures.wait(1)
+    assert destination == DLQ and record["version"] == "1.0"
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["requestContext"]["functionArn"].endswith(":function:boom:$LATEST")
+    assert record["requestPayload"] == {"x": 7}
+    assert record["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}
+    assert record["responsePayload"]["errorType"] == "ValueError"
+    assert record["responsePayload"]["errorMessage"] == "bad input 7"
+
+
+@pytest.mark.parametrize("settings, condition, count", [
+    ({"max_retry_attempts": 0}, "RetriesExhausted", 1),
+    ({"max_retry_attempts": 2, "max_event_age_s": 0}, "EventAgeExceeded", 1),
+])
+def test_no_retry_past_the_configured_attempts_or_age(failing: tuple[LambdaRuntime, Failures], settings: dict,
+                                                       condition: str, count: int) -> None:
+    lambda_runtime, failures = failing
+    lambda_runtime.configure_async("boom", on_failure=DLQ, **settings)
+    lambda_runtime.invoke_async("boom", {"x": 1})
+    ((_, record),) = failures.wait(1)
+    assert (record["requestContext"]["condition"], record["requestContext"]["approximateInvokeCount"]) == (
+        condition, count)
+
+
+def test_without_a_destination_a_failed_event_is_dropped_after_its_retries(
+    failing: tuple[LambdaRuntime, Failures], caplog: pytest.LogCaptureFixture,
+) -> None:
+    lambda_runtime, failures = failing
+    lambda_runtime.invoke_async("boom", {"x": 1})
+    deadline = time.monotonic() + WAIT_S
+    while not any("attempt 3 of 3" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, [r.getMessage()[:80] for r in caplog.records]
+        time.sleep(0.01)
+    assert failures.sent == []
