@@ -46,7 +46,7 @@ class Feedback(Construct):
         environment = FeedbackSettings.environment(feedback_table=self.table.table_name)
 
         self.api_function = functions.create(
-            self, "FeedbackApiFunction", handler="functions.serving.handler.handler", service="feedback",
+            self, "FeedbackApiFunction", handler="functions.serving.handler.feedback", service="feedback",
             description="Stores labels sent to POST /v1/models/{name}/feedback", memory_mb=512,
             timeout=Duration.seconds(29), environment=environment,
             reserved_concurrency=settings.serving_concurrency)

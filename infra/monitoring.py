@@ -132,6 +132,7 @@ class Monitoring(Construct):
             service="monitoring",
             description="Starts a retrain of a model that drifted or decayed (one per model per cooldown)",
             environment=monitoring_environment,
+            reserved_concurrency=settings.drift_concurrency,  # events arrive one per check: no storm to absorb
             on_failure=dead_letters,
         )
         # The latest dataset version is copied to datasets/<model>/retrain-<event>: read, head and write there.

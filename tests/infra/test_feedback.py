@@ -45,7 +45,7 @@ def test_labels_are_keyed_by_model_and_row_with_an_index_by_arrival(template_dic
 
 
 def test_the_feedback_route_runs_its_own_function_behind_the_key(template_dict):
-    api = function_id(template_dict, "functions.serving.handler.handler", "FeedbackFeedbackApi")
+    api = function_id(template_dict, "functions.serving.handler.feedback", "FeedbackFeedbackApi")
     predict = function_id(template_dict, "functions.serving.handler.handler", "ServingPredict")
     api_resources = resources(template_dict, "AWS::ApiGateway::Resource")
     (route,) = [k for k, v in api_resources.items() if v["Properties"]["PathPart"] == "feedback"]
@@ -60,7 +60,7 @@ def test_the_feedback_route_runs_its_own_function_behind_the_key(template_dict):
 
 def test_least_privilege_who_writes_and_who_reads_labels(template_dict):
     table = labels_table(template_dict)
-    api = function_id(template_dict, "functions.serving.handler.handler", "FeedbackFeedbackApi")
+    api = function_id(template_dict, "functions.serving.handler.feedback", "FeedbackFeedbackApi")
     predict = function_id(template_dict, "functions.serving.handler.handler", "ServingPredict")
     files = function_id(template_dict, "functions.feedback.handler.ingest_label_file")
     drift = function_id(template_dict, "functions.monitoring.handler.check_drift")

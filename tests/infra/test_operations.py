@@ -185,7 +185,7 @@ def test_pipeline_and_drift_functions_are_capped_and_serving_is_not(template_dic
             assert reserved == PlatformSettings().search_max_concurrency, handler
         elif handler == "batch.handler.score_batch_part":  # as many as the batch Map runs at once
             assert reserved == PlatformSettings().batch_max_concurrency, handler
-        elif handler.startswith(("training.", "data.", "features.", "registry.", "batch.")):
+        elif handler.startswith(("training.", "data.", "features.", "registry.", "batch.", "feedback.")):
             assert reserved == 5, handler
         elif handler.startswith("monitoring."):
             assert reserved == 1, handler
@@ -205,7 +205,8 @@ def test_every_asynchronous_path_has_a_dead_letter_queue_with_an_alarm(template_
     configs = {getatt(c["Properties"]["FunctionName"]) or c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
                for c in resources(template_dict, "AWS::Lambda::EventInvokeConfig").values()}
     rules = resources(template_dict, "AWS::Events::Rule")
-    assert len(rules) == 5  # uploads (datasets, batch files), the drift schedule, executions' ends, challenger alarms
+    # uploads (datasets, batch files, label files), the drift schedule, executions' ends, challenger alarms, retrains
+    assert len(rules) == 7
     for rule_id, rule in rules.items():
         for target in rule["Properties"]["Targets"]:
             assert getatt(target["DeadLetterConfig"]["Arn"]) == queue_id, rule_id
@@ -254,9 +255,17 @@ DYNAMODB_ACTIONS: dict[str, dict[str, set[str]]] = {
     "batch.handler.score_batch_part": {"Registry": {"GetItem"}},  # the pinned version and its spec
     "batch.handler.complete_batch": {},
     "batch.handler.record_batch_failure": {},
-    "monitoring.handler.check_drift": {"Registry": {"GetItem", "Scan"}, "Datasets": {"GetItem"}},
+    # ... and the labels that arrived in its window (the feedback table's arrival index).
+    "monitoring.handler.check_drift": {"Registry": {"GetItem", "Scan"}, "Datasets": {"GetItem"}, "Feedback": {"Query"}},
+    # The latest dataset version; the RETRAIN item and its audit entry in one transaction.
+    "monitoring.retrain_handler.start_retrain": {"Datasets": {"Query", "GetItem"},
+                                                 "Registry": {"GetItem", "PutItem", "UpdateItem"}},
+    # Labels written once each (a transaction's Puts), the rows already labelled read back; the champion's classes.
+    "serving.handler.feedback": {"Feedback": {"PutItem", "BatchGetItem"}, "Registry": {"GetItem"}},
+    "feedback.handler.ingest_label_file": {"Feedback": {"PutItem", "BatchGetItem"}, "Registry": {"GetItem"}},
 }
-TABLES = {"Registry": "AWS::DynamoDB::Table", "Datasets": "AWS::DynamoDB::Table", "Online": "AWS::DynamoDB::Table"}
+TABLES = {"Registry": "AWS::DynamoDB::Table", "Datasets": "AWS::DynamoDB::Table", "Online": "AWS::DynamoDB::Table",
+          "Feedback": "AWS::DynamoDB::Table"}
 
 
 def _table_kind(template_dict, logical_id: str) -> str:
@@ -264,6 +273,15 @@ def _table_kind(template_dict, logical_id: str) -> str:
         if kind in logical_id and template_dict["Resources"][logical_id]["Type"] == "AWS::DynamoDB::Table":
             return kind
     raise AssertionError(f"{logical_id} is not one of the platform's tables")
+
+
+def _index_table(target: object) -> str | None:
+    """The table of a grant on one of its indexes ({"Fn::Join": ["", [table ARN, "/index/<name>"]]})."""
+    if isinstance(target, dict) and "Fn::Join" in target:
+        parts = target["Fn::Join"][1]
+        if len(parts) == 2 and isinstance(parts[1], str) and parts[1].startswith("/index/"):
+            return getatt(parts[0])
+    return None
 
 
 def test_each_function_is_granted_exactly_the_dynamodb_actions_it_uses(template_dict):
@@ -277,7 +295,7 @@ def test_each_function_is_granted_exactly_the_dynamodb_actions_it_uses(template_
                 continue
             targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             for target in targets:
-                table = getatt(target)
+                table = getatt(target) or _index_table(target)
                 assert table is not None, f"a DynamoDB grant on {target}"
                 granted.setdefault(_table_kind(template_dict, table), set()).update(dynamodb)
         for role in policy["Properties"]["Roles"]:
