@@ -126,6 +126,7 @@ def test_an_event_the_retrain_function_fails_on_reaches_the_dead_letter_queue_af
                                            WaitTimeSeconds=1).get("Messages", []):
             record = json.loads(message["Body"])
             if record.get("requestPayload", {}).get("id") == sent["EventId"]:
+                sqs.delete_message(QueueUrl=local_cloud["FailedEventsQueueUrl"], ReceiptHandle=message["ReceiptHandle"])
                 assert record["requestContext"]["condition"] == "RetriesExhausted"
                 assert record["requestContext"]["approximateInvokeCount"] == 3
                 assert "RetrainFunction" in record["requestContext"]["functionArn"]
