@@ -263,7 +263,7 @@ def predict_route(name: ModelName,
     request_id = _request_id()
     # During a roll-out the challenger answers a share of the requests (canary) or scores them unseen (shadow).
     served = serve(request.instances, champion=champion, rollout=rollouts.running(registry, name, ttl),
-                   key=routing_key(app.current_event.headers, request_id),
+                   key=routing_key(app.current_event.get("headers"), request_id),  # raw: .headers copies them per call
                    challenger=lambda version: models.version(registry, objects, name, version, ttl,
                                                              on_load_failure=_count_load_failure),
                    predict=predict, observe=partial(_observe, namespace=config.metrics_namespace))
