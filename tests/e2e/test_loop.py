@@ -85,15 +85,15 @@ def test_the_same_upload_twice_is_one_dataset_version_and_one_training(trained, 
     assert again["run_id"] in runs and len(runs) >= 2
 
 
-def test_drift_check_reads_captured_requests_and_stores_a_report(trained, api, aws, local_cloud):
+def test_drift_check_reads_captured_requests_and_stores_a_report(drift_model, api, aws, local_cloud):
     from cli.demo_data import churn_frame
 
     shifted = churn_frame(rows=120, seed=5, shift=1.0)[CHURN_FEATURES].to_dict("records")
-    response = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": shifted})
+    response = api("POST", f"/v1/models/{drift_model}/predict", json={"instances": shifted})
     assert response.status_code == 200, response.text
-    wait_for_capture(aws, local_cloud, MODEL, response.json()["request_id"])  # Firehose delivers in batches
+    wait_for_capture(aws, local_cloud, drift_model, response.json()["request_id"])  # Firehose delivers in batches
     invoked = aws("lambda").invoke(
-        FunctionName=local_cloud["DriftFunctionName"], Payload=json.dumps({"model": MODEL}).encode()
+        FunctionName=local_cloud["DriftFunctionName"], Payload=json.dumps({"model": drift_model}).encode()
     )
     assert "FunctionError" not in invoked, invoked["Payload"].read()
     (report,) = json.loads(invoked["Payload"].read())["reports"]

@@ -9,18 +9,18 @@ import pytest
 from cli import monitor
 from cli.demo_data import churn_frame
 from tests.conftest import CHURN_FEATURES
-from tests.e2e.conftest import MODEL
+from tests.e2e.conftest import DRIFT_MODEL
 from tests.e2e.test_cli import mlops  # noqa: F401 - the fixture: `mlops ...` against the session's cloud
 
 pytestmark = pytest.mark.e2e
 
 
-def captured(aws, outputs, request_id: str, timeout: float = 60) -> None:
+def captured(aws, outputs, model: str, request_id: str, timeout: float = 60) -> None:
     """Wait until Firehose (which delivers in batches) has written the request's capture."""
     s3, deadline = aws("s3"), time.monotonic() + timeout
     while time.monotonic() < deadline:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=outputs["DataBucketName"],
-                                                              Prefix=f"captures/{MODEL}/")
+                                                              Prefix=f"captures/{model}/")
         for item in (i for page in pages for i in page.get("Contents", [])):
             body = s3.get_object(Bucket=outputs["DataBucketName"], Key=item["Key"])["Body"].read()
             if request_id.encode() in (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body):
@@ -30,21 +30,21 @@ def captured(aws, outputs, request_id: str, timeout: float = 60) -> None:
 
 
 @pytest.fixture(scope="module")
-def shifted_traffic(trained_model, api, aws, local_cloud) -> None:
+def shifted_traffic(drift_model, api, aws, local_cloud) -> None:
     rows = churn_frame(rows=120, seed=8, shift=1.0)[CHURN_FEATURES].to_dict("records")
-    response = api("POST", f"/v1/models/{trained_model}/predict", json={"instances": rows})
+    response = api("POST", f"/v1/models/{drift_model}/predict", json={"instances": rows})
     assert response.status_code == 200, response.text
-    captured(aws, local_cloud, response.json()["request_id"])
+    captured(aws, local_cloud, drift_model, response.json()["request_id"])
 
 
 def test_monitor_run_report_and_dashboard(shifted_traffic, mlops, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setattr(monitor.console, "width", 200)  # a table cell's text on one line, as the assertions read it
-    ran = mlops("monitor", "run", MODEL)
+    ran = mlops("monitor", "run", DRIFT_MODEL)
     assert ran.exit_code == 0, ran.output
     assert "features drifted; dataset drift:" in ran.output and "tenure_months" in ran.output
 
     page = tmp_path / "report.html"
-    fetched = mlops("monitor", "report", MODEL, "--out", str(page))
+    fetched = mlops("monitor", "report", DRIFT_MODEL, "--out", str(page))
     assert fetched.exit_code == 0, fetched.output
     html = page.read_text()
     HTMLParser().feed(html)
