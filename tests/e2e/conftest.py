@@ -56,10 +56,8 @@ MODEL = "churn-e2e"
 @pytest.fixture(scope="package", autouse=True)
 def _training(local_cloud, aws) -> dict:
     """The upload that trains MODEL, made as the e2e tests start: the tests that do not need the
-    model run first (tests/conftest.py orders them) while the pipeline trains it. Several tests shift its
-    inputs and check drift: its automatic retraining is off (the spec's setting), so that its champion and
-    versions change only as each test changes them (test_retraining retrains a model of its own)."""
-    register_spec(aws, local_cloud, MODEL, {**SPEC, "monitoring": {**SPEC.get("monitoring", {}), "retrain": False}})
+    model run first (tests/conftest.py orders them) while the pipeline trains it."""
+    register_spec(aws, local_cloud, MODEL)
     return upload(aws, local_cloud, f"datasets/{MODEL}/train.csv", csv_bytes(300))
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.conftest import CHURN_FEATURES
-from tests.e2e.conftest import csv_bytes, event_queue, register_spec, upload_and_wait, wait_for, wait_for_capture
+from tests.e2e.conftest import SPEC, csv_bytes, event_queue, register_spec, upload_and_wait, wait_for, wait_for_capture
 
 pytestmark = pytest.mark.e2e
 MODEL = "retrain-e2e"
@@ -35,20 +35,26 @@ def wait_for_retrain(aws, outputs, timeout: float = 30) -> dict:
         time.sleep(0.2)
     failed = aws("sqs").receive_message(QueueUrl=outputs["FailedEventsQueueUrl"], MaxNumberOfMessages=10,
                                         MessageAttributeNames=["All"], AttributeNames=["All"]).get("Messages", [])
-    pytest.fail(f"no retrain was started; failed events: {[m['Body'][:2000] for m in failed]}")
+    pytest.fail(f"no retrain was started; the retrain function logged {retrain_log(aws)[-20:]}; "
+                f"failed events: {[m['Body'][:2000] for m in failed]}")
+
+
+def retrain_log(aws) -> list[str]:
+    """What the retrain function printed (its log group, as Lambda writes it)."""
+    logs = aws("logs")
+    groups = [g["logGroupName"] for page in logs.get_paginator("describe_log_groups").paginate()
+              for g in page["logGroups"] if "RetrainFunction" in g["logGroupName"]]
+    return [line["message"] for group in groups for line in logs.filter_log_events(logGroupName=group)["events"]]
 
 
 def handled(aws, event_id: str, timeout: float = 30) -> dict:
     """What the retrain function logged for the event, once it has (its log group, as Lambda writes it)."""
-    logs, deadline = aws("logs"), time.monotonic() + timeout
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        groups = [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]
-                  if "RetrainFunction" in g["logGroupName"]]
-        for group in groups:
-            for line in logs.filter_log_events(logGroupName=group)["events"]:
-                logged = json.loads(line["message"]) if line["message"].startswith("{") else {}
-                if logged.get("correlation_id") == event_id and logged.get("message") in OUTCOMES:
-                    return logged
+        for line in retrain_log(aws):
+            logged = json.loads(line) if line.startswith("{") else {}
+            if logged.get("correlation_id") == event_id and logged.get("message") in OUTCOMES:
+                return logged
         time.sleep(0.2)
     pytest.fail(f"the retrain function did not handle event {event_id} in {timeout} s")
 
@@ -63,7 +69,7 @@ def check_drift(aws, outputs) -> dict:
 def test_shifted_inputs_are_announced_and_retrain_once_within_the_cooldown(local_cloud, aws, api, monitoring_queue):
     from cli.demo_data import churn_frame
 
-    register_spec(aws, local_cloud, MODEL)
+    register_spec(aws, local_cloud, MODEL, {**SPEC, "monitoring": {"retrain": True}})  # the session's are off
     assert upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/train.csv", csv_bytes(200))["status"] == "SUCCEEDED"
     shifted = churn_frame(rows=120, seed=5, shift=1.0)[CHURN_FEATURES].to_dict("records")
     response = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": shifted})
