@@ -250,7 +250,7 @@ def failing() -> Iterator[tuple[LambdaRuntime, Failures]]:
 
 
 def test_a_failed_event_is_retried_then_its_record_goes_to_the_on_failure_destination(
-    failing: tuple[LambdaRuntime, Failures], sink: Sink,
+    failing: tuple[LambdaRuntime, Failures],
 ) -> None:
     lambda_runtime, failures = failing
     lambda_runtime.configure_async("boom", on_failure=DLQ)  # Lambda's defaults: two retries
