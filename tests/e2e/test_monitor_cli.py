@@ -37,7 +37,25 @@ def shifted_traffic(drift_model, api, aws, local_cloud) -> None:
     captured(aws, local_cloud, drift_model, response.json()["request_id"])
 
 
-def test_monitor_run_report_and_dashboard(shifted_traffic, mlops, tmp_path, monkeypatch):  # noqa: F811
+def metrics_arrived(aws, name: str, timeout: float = 60) -> None:
+    """Wait until CloudWatch holds a data point of `name` (Mlops, service=monitoring) from the last hour: metrics
+    travel as EMF log lines, shipped in batches, as on AWS where they show after a delay too."""
+    from datetime import UTC, datetime, timedelta
+
+    cloudwatch, deadline = aws("cloudwatch"), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = datetime.now(UTC)
+        points = cloudwatch.get_metric_statistics(
+            Namespace="Mlops", MetricName=name, Dimensions=[{"Name": "service", "Value": "monitoring"}],
+            StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=1), Period=3600,
+            Statistics=["SampleCount"])["Datapoints"]
+        if points:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"no {name} data point reached CloudWatch within {timeout} s")
+
+
+def test_monitor_run_report_and_dashboard(shifted_traffic, mlops, tmp_path, monkeypatch, aws):  # noqa: F811
     monkeypatch.setattr(monitor.console, "width", 200)  # a table cell's text on one line, as the assertions read it
     ran = mlops("monitor", "run", DRIFT_MODEL)
     assert ran.exit_code == 0, ran.output
@@ -50,6 +68,7 @@ def test_monitor_run_report_and_dashboard(shifted_traffic, mlops, tmp_path, monk
     HTMLParser().feed(html)
     assert "features drifted" in html and html.count("<svg") >= 1  # tenure_months drifted: its plot
 
+    metrics_arrived(aws, "DriftSamples")
     board = tmp_path / "board"
     drawn = mlops("dashboard", "--out", str(board), "--hours", "1")
     assert drawn.exit_code == 0, drawn.output
