@@ -49,6 +49,8 @@ PREDICT_SCHEMA = api_gateway_schema(PredictRequest.model_json_schema(), apigw.Js
 
 HEALTH_ANSWER = {"status": "ok"}
 LIVE_ALIAS = "live"  # the predict function's alias that the API invokes
+
+
 def error_template(code: str, message: str | None = None) -> str:
     """A gateway response's body in the function's error shape; without `message`, API Gateway's own
     (messageString is already a quoted JSON string)."""
