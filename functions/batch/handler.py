@@ -7,8 +7,6 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
@@ -20,6 +18,7 @@ from functions.pipeline.executions import StepFunctionsExecutions
 from functions.registry.dynamo import registry_store
 from functions.storage.objects import ObjectStore
 from functions.storage.s3 import data_objects
+from functions.storage.uploads import uploaded_object
 
 logger = Logger()
 tracer = Tracer()
@@ -65,13 +64,9 @@ def _objects(bucket: str) -> ObjectStore:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def start_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        upload = parse(event=event, model=S3EventNotificationEventBridgeModel)
-    except Exception as error:
-        raise InvalidInput("the event is not an S3 'Object Created' notification") from error
+    upload = uploaded_object(event)
     executions = StepFunctionsExecutions(aws.stepfunctions(), batch_starter_settings().batch_state_machine_arn)
-    result = jobs.start_job(executions, bucket=upload.detail.bucket.name, key=upload.detail.object.key,
-                            version_id=upload.detail.object.version_id)
+    result = jobs.start_job(executions, bucket=upload.bucket, key=upload.key, version_id=upload.version_id)
     logger.set_correlation_id(result.get("job_id"))
     metrics.add_metric(name="BatchJobsStarted", unit=MetricUnit.Count, value=1 if result["started"] else 0)
     logger.info("batch upload handled", extra=result)

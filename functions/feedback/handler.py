@@ -8,8 +8,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.errors import InvalidInput
@@ -18,6 +16,7 @@ from functions.feedback.files import ingest_file
 from functions.feedback.settings import feedback_settings
 from functions.registry.dynamo import registry_store
 from functions.storage.s3 import data_objects
+from functions.storage.uploads import uploaded_object
 
 logger = Logger()
 tracer = Tracer()
@@ -28,17 +27,13 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def ingest_label_file(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        upload = parse(event=event, model=S3EventNotificationEventBridgeModel)
-    except Exception as error:
-        raise InvalidInput("the event is not an S3 'Object Created' notification") from error
+    upload = uploaded_object(event)
     objects = data_objects()
-    if upload.detail.bucket.name != objects.bucket:
+    if upload.bucket != objects.bucket:
         raise InvalidInput("label files are read from the data bucket only")
-    key = upload.detail.object.key
+    key = upload.key
     try:
-        result = ingest_file(objects, feedback_store(), registry_store(), key=key,
-                             version_id=upload.detail.object.version_id,
+        result = ingest_file(objects, feedback_store(), registry_store(), key=key, version_id=upload.version_id,
                              max_bytes=feedback_settings().feedback_max_file_bytes)
     except InvalidInput as error:  # not a label file's key: nothing to store, nowhere to answer
         logger.warning("not a label file", extra={"key": key, "reason": error.message})

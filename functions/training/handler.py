@@ -6,7 +6,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, S3EventNotificationEventBridgeModel
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.errors import InvalidInput
@@ -29,6 +29,7 @@ from functions.registry.dynamo import registry_store
 from functions.settings import starter_settings
 from functions.spec import Estimator
 from functions.storage.s3 import data_objects
+from functions.storage.uploads import uploaded_object
 from functions.training import ended, jobs, plan, runs, search
 from functions.training.settings import training_settings
 from functions.training.start import start_run
@@ -48,13 +49,9 @@ class ExecutionStatusChange(EventBridgeModel):
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def start_pipeline(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        upload = parse(event=event, model=S3EventNotificationEventBridgeModel)
-    except Exception as error:
-        raise InvalidInput("the event is not an S3 'Object Created' notification") from error
-    result = start_run(registry_store(), pipeline_executions(), bucket=upload.detail.bucket.name,
-                       key=upload.detail.object.key, version_id=upload.detail.object.version_id,
-                       code_version=starter_settings().code_version)
+    upload = uploaded_object(event)
+    result = start_run(registry_store(), pipeline_executions(), bucket=upload.bucket, key=upload.key,
+                       version_id=upload.version_id, code_version=starter_settings().code_version)
     logger.set_correlation_id(result.get("run_id"))  # the run's steps log under its id too
     metrics.add_metric(name="PipelineRunsStarted", unit=MetricUnit.Count, value=1 if result.get("recorded") else 0)
     logger.info("upload handled", extra=result)
