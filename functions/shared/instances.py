@@ -10,6 +10,7 @@ signature check guarantees) costs one numpy call per feature.
 """
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,10 @@ import numpy as np
 
 from functions.spec import Feature
 
+# A number written as text, as pandas.to_numeric reads one: ASCII digits and whitespace only (Python's float()
+# also takes '1_000', other scripts' digits and Unicode spaces, which pandas, hence training, does not).
+NUMERIC_TEXT = re.compile(r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)\s*",
+                          re.ASCII | re.IGNORECASE)  # ASCII: \s and \d are [ \t\n\r\f\v] and [0-9]
 MISSING = "__missing__"  # a categorical value that is absent (training's and serving's: shared.transform uses it)
 
 
@@ -96,6 +101,8 @@ def column_arrays(columns: Mapping[str, Any], features: Sequence[Feature],
 def numbers(values: list[Any], dtype: Any = np.float64) -> np.ndarray:
     """`values` as floats; what is missing, not a number or not finite becomes NaN."""
     try:
+        if any(isinstance(value, str) for value in values):
+            raise ValueError("text is read as pandas reads it")  # numpy would read it as float() does
         array = np.array(values, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         array = np.array([_number(value) for value in values], dtype=np.float64)
@@ -106,10 +113,7 @@ def numbers(values: list[Any], dtype: Any = np.float64) -> np.ndarray:
 
 def _number(value: Any) -> float:
     if isinstance(value, str):  # as pandas.to_numeric reads a numeric string
-        try:
-            return float(value.strip())
-        except ValueError:
-            return math.nan
+        return float(value) if NUMERIC_TEXT.fullmatch(value) else math.nan
     try:
         return float(value)
     except (TypeError, ValueError, OverflowError):

@@ -67,3 +67,11 @@ def test_category_and_missing_are_the_training_ones():
     assert instances.MISSING == transform.MISSING
     for value in [None, math.nan, 2.0, 2.5, 3, True, np.int64(4), np.float64(5.0), np.bool_(False), "x", math.inf]:
         assert instances.category(value) == transform.category(value), value
+
+
+def test_numbers_written_as_text_are_read_as_training_reads_them():
+    # Python's float() takes these; pandas (training) does not: other scripts' digits, '_', Unicode spaces.
+    numeric = next(f.name for f in SPEC.features if f.type == "numeric")
+    texts = ["٠", "0_0", "0\u2003", "\u20037", "0\x1c", " 7 ", "\t2e3\n", "+.5", "1e400", "-inf", "nan", "x"]
+    rows = [{name: (text if name == numeric else None) for name in SPEC.feature_names} for text in texts]
+    assert_same(rows)
