@@ -32,7 +32,8 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
 - CloudWatch GetMetricData matches dimensions exactly and answers percentiles, SEARCH and metric
   math (FILL, + - * /), as the dashboard's widgets ask (local/metrics.py).
 - StopExecution stops an execution that has started but whose interpreter is still reading its
-  definition (moto's worker has no environment yet and the call failed with a 500): it waits for it.
+  definition (moto's worker has no environment yet and the call failed with a 500, or has not entered
+  its first state and the stop was ignored): it waits for the program to run.
 - Distributed Map states accept an integer ToleratedFailurePercentage, enforce their tolerated
   failures and write their results with their ResultWriter (local/maps.py), as AWS does.
 
@@ -240,12 +241,18 @@ STOP_WAIT_S = 60.0  # at most, for the interpreter to have parsed the definition
 
 
 def _stop_when_running(self: ExecutionWorker, stop_date: datetime, error: str | None, cause: str | None) -> None:
+    # Until the program enters its first state, moto's stop is lost: no environment (a 500), or one whose
+    # program state is still None (set_stop then ignores the stop and the execution runs to its end).
     deadline = time.monotonic() + STOP_WAIT_S
-    while self.env is None and time.monotonic() < deadline:
+    while not _started(self) and time.monotonic() < deadline:
         time.sleep(0.01)
-    if self.env is None:
+    if not _started(self):
         raise RuntimeError("the execution did not start within a minute")
     _moto_worker_stop(self, stop_date=stop_date, error=error, cause=cause)
+
+
+def _started(worker: ExecutionWorker) -> bool:
+    return worker.env is not None and worker.env.program_state() is not None
 
 
 def _execution_ended(self: BaseExecutionWorkerCommunication) -> None:

@@ -1,5 +1,6 @@
-"""StopExecution right after StartExecution: moto's worker reads the definition before it has an environment to
-stop; the local cloud's stop waits for it instead of failing with a 500."""
+"""StopExecution right after StartExecution: moto's worker reads the definition before it has an environment, and
+its program has no state before its first one; a stop then is lost (a 500, or ignored). The local cloud's stop waits
+for the program to run."""
 
 import threading
 import time
@@ -9,7 +10,7 @@ from unittest import mock
 from local import patches
 
 
-def test_a_stop_before_the_interpreter_runs_waits_for_it():
+def test_a_stop_before_the_program_runs_waits_for_it():
     worker = mock.Mock(env=None)
     stopped = threading.Event()
     with mock.patch.object(patches, "_moto_worker_stop", side_effect=lambda *a, **k: stopped.set()) as moto_stop:
@@ -18,7 +19,10 @@ def test_a_stop_before_the_interpreter_runs_waits_for_it():
         stopping.start()
         time.sleep(0.05)
         assert not stopped.is_set()  # no environment yet: nothing to stop
-        worker.env = mock.Mock()  # the interpreter has parsed the definition
+        worker.env = mock.Mock(**{"program_state.return_value": None})  # parsed, not yet in its first state
+        time.sleep(0.05)
+        assert not stopped.is_set()
+        worker.env.program_state.return_value = object()  # running
         stopping.join(timeout=5)
     assert stopped.is_set()
     assert moto_stop.call_args.kwargs == {"stop_date": mock.ANY, "error": "Stopped", "cause": "by a test"}
