@@ -247,7 +247,7 @@ class LambdaRuntime:
         except (OSError, RuntimeError):
             log.exception("asynchronous invocation of %s could not start", function.config.name)
             return
-        if not result.function_error:
+        if not result.function_error or self._stopped:  # a worker killed by the stop is no failure of its own
             return
         event.attempts += 1
         config = function.config
