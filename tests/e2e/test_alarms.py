@@ -213,7 +213,9 @@ def test_a_drift_check_puts_the_models_drift_alarm_in_alarm_and_its_change_reach
         time.sleep(0.1)
     assert state == "ALARM", alarm
     assert alarm["Period"] == 60 and alarm["MetricName"] == "ModelDriftDetected"
-    (event,) = received(1, timeout=20)
+    events = received(1, timeout=20)  # one, unless the scheduled check (every minute here) drifted again since
+    assert events, f"no state change of {name} reached the queue"
+    event = events[0]
     assert event["source"] == "aws.cloudwatch" and event["detail"]["alarmName"] == name
     assert event["detail"]["state"]["value"] == "ALARM"
     assert event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["name"] == "ModelDriftDetected"
