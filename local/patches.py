@@ -33,7 +33,8 @@ Each patch adds the behaviour as AWS documents it and leaves everything else to 
   math (FILL, + - * /), as the dashboard's widgets ask (local/metrics.py).
 - StopExecution stops an execution that has started but whose interpreter is still reading its
   definition (moto's worker has no environment yet and the call failed with a 500, or has not entered
-  its first state and the stop was ignored): it waits for the program to run.
+  its first state and the stop was ignored): it waits for the program to run; and a stop that cuts a
+  Task short ends the execution ABORTED (moto failed it when the Task's Catch chose a next state).
 - Distributed Map states accept an integer ToleratedFailurePercentage, enforce their tolerated
   failures and write their results with their ResultWriter (local/maps.py), as AWS does.
 
@@ -60,6 +61,8 @@ from moto.core.config import default_user_config
 from moto.events.models import Rule, events_backends
 from moto.events.utils import EventMessageType, EventTemplateParser
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.utilities.arns import parse_arn
@@ -74,6 +77,7 @@ _moto_invoke = LambdaBackend.invoke
 _moto_send_to_targets = Rule.send_to_targets
 _moto_execution_start = Execution.start
 _moto_worker_stop = ExecutionWorker.stop
+_moto_set_next_state = Environment.next_state_name.fset
 _moto_execution_terminated = BaseExecutionWorkerCommunication.terminated
 _runtime: LambdaRuntime | None = None
 _applied: ExitStack | None = None  # the active patches; closing it restores moto
@@ -96,6 +100,8 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True}))
         _applied.enter_context(mock.patch.object(Execution, "start", _execution_start))
         _applied.enter_context(mock.patch.object(ExecutionWorker, "stop", _stop_when_running))
+        _applied.enter_context(mock.patch.object(Environment, "next_state_name", property(
+            Environment.next_state_name.fget, _next_state_unless_stopped)))
         _applied.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _execution_ended))
         _applied.enter_context(mock.patch.object(state_task_factory, "state_task_service_for",
                                                  sagemaker.state_task_service_for(
@@ -249,6 +255,14 @@ def _stop_when_running(self: ExecutionWorker, stop_date: datetime, error: str | 
     if not _started(self):
         raise RuntimeError("the execution did not start within a minute")
     _moto_worker_stop(self, stop_date=stop_date, error=error, cause=cause)
+
+
+def _next_state_unless_stopped(self: Environment, name: str) -> None:
+    # A stopped execution runs no further state. moto raised here when a stop cut a Task short and its Catch
+    # then chose the next state, and the execution ended FAILED instead of ABORTED.
+    if isinstance(self.program_state(), ProgramStopped):
+        return
+    _moto_set_next_state(self, name)
 
 
 def _started(worker: ExecutionWorker) -> bool:

@@ -26,3 +26,19 @@ def test_a_stop_before_the_program_runs_waits_for_it():
         stopping.join(timeout=5)
     assert stopped.is_set()
     assert moto_stop.call_args.kwargs == {"stop_date": mock.ANY, "error": "Stopped", "cause": "by a test"}
+
+
+def test_a_stopped_program_takes_no_next_state_and_ends_aborted():
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramRunning, ProgramStopped
+
+    env = Environment.__new__(Environment)  # only its program state matters here
+    env._state_mutex = threading.RLock()
+    env._frames = []
+    env.program_state_event = threading.Event()
+    env._program_state = ProgramRunning()
+    patches._next_state_unless_stopped(env, "RegisterDataset")
+    assert env.next_state_name == "RegisterDataset"
+    env.set_stop(stop_date=datetime.now(UTC), cause="by a test", error="Stopped")
+    patches._next_state_unless_stopped(env, "RecordFailure")  # a Catch after the stop: moto raised RuntimeError
+    assert isinstance(env.program_state(), ProgramStopped)
