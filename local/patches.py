@@ -77,7 +77,7 @@ _moto_invoke = LambdaBackend.invoke
 _moto_send_to_targets = Rule.send_to_targets
 _moto_execution_start = Execution.start
 _moto_worker_stop = ExecutionWorker.stop
-_moto_set_next_state = Environment.next_state_name.fset
+_moto_set_next_state = Environment.next_state_name.fset  # type: ignore[attr-defined]
 _moto_execution_terminated = BaseExecutionWorkerCommunication.terminated
 _runtime: LambdaRuntime | None = None
 _applied: ExitStack | None = None  # the active patches; closing it restores moto
@@ -101,7 +101,7 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(mock.patch.object(Execution, "start", _execution_start))
         _applied.enter_context(mock.patch.object(ExecutionWorker, "stop", _stop_when_running))
         _applied.enter_context(mock.patch.object(Environment, "next_state_name", property(
-            Environment.next_state_name.fget, _next_state_unless_stopped)))
+            Environment.next_state_name.fget, _next_state_unless_stopped)))  # type: ignore[attr-defined]
         _applied.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _execution_ended))
         _applied.enter_context(mock.patch.object(state_task_factory, "state_task_service_for",
                                                  sagemaker.state_task_service_for(
