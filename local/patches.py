@@ -77,6 +77,7 @@ _moto_invoke = LambdaBackend.invoke
 _moto_send_to_targets = Rule.send_to_targets
 _moto_execution_start = Execution.start
 _moto_worker_stop = ExecutionWorker.stop
+_moto_set_error = Environment.set_error
 _moto_set_next_state = Environment.next_state_name.fset  # type: ignore[attr-defined]
 _moto_execution_terminated = BaseExecutionWorkerCommunication.terminated
 _runtime: LambdaRuntime | None = None
@@ -100,6 +101,7 @@ def apply(runtime: LambdaRuntime) -> None:
         _applied.enter_context(mock.patch.dict(default_user_config["stepfunctions"], {"execute_state_machine": True}))
         _applied.enter_context(mock.patch.object(Execution, "start", _execution_start))
         _applied.enter_context(mock.patch.object(ExecutionWorker, "stop", _stop_when_running))
+        _applied.enter_context(mock.patch.object(Environment, "set_error", _error_unless_stopped))
         _applied.enter_context(mock.patch.object(Environment, "next_state_name", property(
             Environment.next_state_name.fget, _next_state_unless_stopped)))  # type: ignore[attr-defined]
         _applied.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", _execution_ended))
@@ -263,6 +265,14 @@ def _next_state_unless_stopped(self: Environment, name: str) -> None:
     if isinstance(self.program_state(), ProgramStopped):
         return
     _moto_set_next_state(self, name)
+
+
+def _error_unless_stopped(self: Environment, error: Any) -> None:
+    # Stopped is final: an error the cut-short state raises afterwards (an uncaught failure, a Task whose output
+    # the stop took away) made moto end a stopped execution FAILED.
+    if isinstance(self.program_state(), ProgramStopped):
+        return
+    _moto_set_error(self, error)
 
 
 def _started(worker: ExecutionWorker) -> bool:

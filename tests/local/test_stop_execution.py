@@ -42,3 +42,20 @@ def test_a_stopped_program_takes_no_next_state_and_ends_aborted():
     env.set_stop(stop_date=datetime.now(UTC), cause="by a test", error="Stopped")
     patches._next_state_unless_stopped(env, "RecordFailure")  # a Catch after the stop: moto raised RuntimeError
     assert isinstance(env.program_state(), ProgramStopped)
+
+
+def test_an_error_after_the_stop_leaves_the_execution_stopped():
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramRunning, ProgramStopped
+
+    env = Environment.__new__(Environment)
+    env._state_mutex = threading.RLock()
+    env._frames = []
+    env.program_state_event = threading.Event()
+    env._program_state = ProgramRunning()
+    patches._error_unless_stopped(env, {"error": "States.Runtime", "cause": "before the stop"})
+    assert isinstance(env.program_state(), ProgramError)
+    env._program_state = ProgramRunning()
+    env.set_stop(stop_date=datetime.now(UTC), cause="by a test", error="Stopped")
+    patches._error_unless_stopped(env, {"error": "States.Runtime", "cause": "IndexError: the Task's output"})
+    assert isinstance(env.program_state(), ProgramStopped)
