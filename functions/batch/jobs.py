@@ -24,7 +24,6 @@ execution with the same reason. Names starting with "_" are skipped by Parquet d
 """
 
 import io
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +32,8 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel
 
-from functions.errors import DatasetInvalid, MlopsError, NoChampion, NotFound, ObjectTooLarge, RequestInvalid, shown
+from functions.errors import DatasetInvalid, NoChampion, NotFound, ObjectTooLarge, RequestInvalid, shown
+from functions.pipeline.failures import step_error
 from functions.records import ModelVersion
 from functions.registry.artifacts import load_predictor
 from functions.registry.store import RegistryStore
@@ -431,30 +431,12 @@ def record_failure(objects: ObjectStore, job: BatchJob, error: Mapping[str, Any]
 
 def failure_reason(error: Mapping[str, Any] | None, job_id: str) -> str:
     """Why a job failed, for its user: a domain error's own message, never internal details."""
-    error = error or {}
-    name = str(error.get("Error", ""))
-    cause: Any = error.get("Cause")
-    if isinstance(cause, str):
-        try:
-            cause = json.loads(cause)
-        except ValueError:
-            cause = {}
-    cause = cause if isinstance(cause, dict) else {}
-    error_type = str(cause.get("errorType") or name)
-    message = cause.get("errorMessage")
-    if error_type in _domain_errors() and isinstance(message, str) and message.strip():
-        return " ".join(message.split())[:MAX_REASON_CHARS]
+    failed = step_error(dict(error or {}))
+    name, error_type = failed.name, failed.error_type
+    if failed.domain_message:
+        return failed.domain_message[:MAX_REASON_CHARS]
     if name in {"States.Timeout", "States.HeartbeatTimeout"} or error_type == "Sandbox.Timedout":
         return f"batch job {job_id} timed out; see its execution history"
     if name == "States.ExceedToleratedFailureThreshold":
         return f"parts of batch job {job_id} could not be scored; see the logs of the ScoreBatchPart function"
     return f"internal error in batch job {job_id}; see the logs of its functions"
-
-
-def _domain_errors() -> set[str]:
-    names, pending = set(), [MlopsError]
-    while pending:
-        cls = pending.pop()
-        names.add(cls.__name__)
-        pending.extend(cls.__subclasses__())
-    return names

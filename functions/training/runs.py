@@ -1,11 +1,11 @@
 """Training runs: training and evaluating a run's model, and recording how the run ended."""
 
-import json
 import logging
 from typing import Any
 
 from functions.errors import MlopsError
 from functions.jsonable import jsonable
+from functions.pipeline.failures import step_error
 from functions.pipeline.state import (
     DatasetResult,
     EvaluationResult,
@@ -132,30 +132,12 @@ def record_success(registry: RegistryStore, state: PipelineState) -> RunResult:
     return RunResult(status="SUCCEEDED", model_version=registration.version, promoted=promotion.promoted)
 
 
-def _domain_errors() -> set[str]:
-    names, pending = set(), [MlopsError]
-    while pending:
-        cls = pending.pop()
-        names.add(cls.__name__)
-        pending.extend(cls.__subclasses__())
-    return names
-
-
 def failure_reason(error: dict[str, Any] | None, run_id: str, step: str) -> str:
     """Why a run failed, for its user: a domain error's own message, never internal details."""
-    error = error or {}
-    name = str(error.get("Error", ""))
-    cause = error.get("Cause")
-    if isinstance(cause, str):
-        try:
-            cause = json.loads(cause)
-        except ValueError:
-            cause = {}
-    cause = cause if isinstance(cause, dict) else {}
-    error_type = str(cause.get("errorType") or name)
-    message = cause.get("errorMessage")
-    if error_type in _domain_errors() and isinstance(message, str) and message.strip():
-        return message.strip()[:MAX_REASON_CHARS]
+    failed = step_error(error)
+    name, error_type, cause = failed.name, failed.error_type, failed.cause
+    if failed.domain_message:
+        return failed.domain_message[:MAX_REASON_CHARS]
     if "TrainingJobStatus" in cause:  # a SageMaker training job that ended badly: the .sync task's cause describes it
         why = " ".join(str(cause.get("FailureReason") or "no reason given").split())
         return (f"the SageMaker training job {cause.get('TrainingJobName', '')} "
