@@ -124,6 +124,15 @@ def _add_outputs(window: CaptureWindow, record: dict[str, Any], kept: list[int])
         window.outputs["probabilities"] = None
 
 
+def window_records(objects: ObjectStore, model: str, *, hours: int, now: datetime) -> Iterator[dict[str, Any]]:
+    """Every capture record of `model` made in the last `hours`, newest first (all variants, a split request's
+    parts apart): what the quality check joins its labels with."""
+    start = now - timedelta(hours=hours)
+    keys = list_capture_keys(objects, model, now=now, hours=hours)
+    records = _records(objects, keys, CaptureWindow(), start, now)
+    yield from (record for record in records if record.get("model") == model)
+
+
 def read_captures(objects: ObjectStore, model: str, *, hours: int, now: datetime | None = None,
                   max_rows: int = MAX_ROWS) -> CaptureWindow:
     """The captured instances of the last `hours` hours (newest first, at most `max_rows`)."""

@@ -14,8 +14,7 @@ Regression: MAE and RMSE. Each with the count of labelled predictions.
 """
 
 import math
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 
 from functions.feedback.labels import same_value
 from functions.feedback.store import FeedbackStore, StoredLabel
-from functions.monitoring.captures import MAX_OBJECT_BYTES, READ_THREADS, list_capture_keys, parse_records
+from functions.monitoring.captures import window_records
 from functions.storage.objects import ObjectStore
 
 METRICS = {"classification": ("accuracy", "f1", "roc_auc"), "regression": ("mae", "rmse")}
@@ -39,25 +38,6 @@ class Prediction:
     variant: str
     value: Any
     probabilities: list[float] | None
-
-
-def window_records(objects: ObjectStore, model: str, *, hours: int, now: datetime) -> Iterator[dict[str, Any]]:
-    """Every capture record of `model` made in the last `hours` (all variants; a split request's parts apart)."""
-    start = now - timedelta(hours=hours)
-    keys = list_capture_keys(objects, model, now=now, hours=hours)
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        for body in pool.map(lambda key: objects.get_bytes(key, max_bytes=MAX_OBJECT_BYTES), keys):
-            for record in parse_records(body)[0]:
-                if record.get("model") == model and _made_between(record, start, now):
-                    yield record
-
-
-def _made_between(record: dict[str, Any], start: datetime, end: datetime) -> bool:
-    try:
-        at = datetime.fromisoformat(str(record.get("timestamp")))
-    except ValueError:
-        return False
-    return at.tzinfo is not None and start <= at <= end
 
 
 def captured_predictions(records: Iterable[dict[str, Any]]) -> dict[str, dict[tuple[str, int], Prediction]]:
