@@ -49,6 +49,17 @@ class PlatformError(Exception):
     """A failure the CLI reports in one line, without a traceback."""
 
 
+def api_session() -> requests.Session:
+    """An HTTP client for the API: a throttled request (429) is retried with backoff, after Retry-After when given,
+    as the AWS SDKs do (API Gateway throttles before the function runs, so a retry repeats nothing)."""
+    retry = Retry(total=THROTTLE_RETRIES, status_forcelist=[429], allowed_methods=None, backoff_factor=0.2,
+                  respect_retry_after_header=True, raise_on_status=False)
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
 def state_dir() -> Path:
     """Where `mlops up` writes its outputs for every `mlops` to find: $MLOPS_HOME, by default ~/.mlops."""
     return Path(os.environ.get(HOME_VARIABLE) or Path.home() / ".mlops").expanduser()
@@ -195,13 +206,7 @@ class Platform:
     # --- serving
     @cached_property
     def http(self) -> requests.Session:
-        """The API's client: a throttled request (429) is retried with backoff, after Retry-After when given,
-        as the AWS SDKs do (API Gateway throttles before the function runs, so a retry repeats nothing)."""
-        retry = Retry(total=THROTTLE_RETRIES, status_forcelist=[429], allowed_methods=None, backoff_factor=0.2,
-                      respect_retry_after_header=True, raise_on_status=False)
-        session = requests.Session()
-        session.mount("http://", HTTPAdapter(max_retries=retry))
-        session.mount("https://", HTTPAdapter(max_retries=retry))
+        session = api_session()
         session.headers["x-api-key"] = self.outputs["ApiKey"]
         return session
 

@@ -5,9 +5,9 @@ import time
 
 import boto3
 import pytest
-import requests
 
 from cli.demo_data import churn_frame
+from cli.platform import api_session
 from tests.background import background
 from tests.conftest import CHURN_SPEC
 
@@ -41,11 +41,14 @@ def aws(local_cloud):
 
 @pytest.fixture(scope="package")
 def api(local_cloud):
+    """The API as the CLI's client calls it: a request the key's usage plan throttles (429) is retried."""
+    session = api_session()
+
     def call(method, path, *, key=True, **kwargs):
         headers = kwargs.pop("headers", {})
         if key:
             headers["x-api-key"] = local_cloud["ApiKey"]
-        return requests.request(method, local_cloud["ApiUrl"].rstrip("/") + path, headers=headers, timeout=60, **kwargs)
+        return session.request(method, local_cloud["ApiUrl"].rstrip("/") + path, headers=headers, timeout=60, **kwargs)
 
     return call
 
