@@ -207,16 +207,15 @@ def test_drift_and_quality_events_have_the_documented_shape():
 
 
 def test_the_dynamodb_cooldown_lets_one_of_concurrent_claims_through(churn_champion_aws, stores):
+    """On moto whose operations run alone, as DynamoDB's transactions are serializable (local.dynamodb, as on the
+    local cloud): in-process moto interleaves two transactions' condition checks and writes."""
     from functions.registry.dynamo import registry_store
+    from local.dynamodb import atomic_dynamodb
 
     registry = registry_store()
     results: list[dict] = []
     barrier = threading.Barrier(6)
-
-    class Uploads(MemoryUploads):
-        pass
-
-    uploads = Uploads(stores.objects)
+    uploads = MemoryUploads(stores.objects)
 
     def deliver(n: int) -> None:
         barrier.wait()
@@ -224,10 +223,12 @@ def test_the_dynamodb_cooldown_lets_one_of_concurrent_claims_through(churn_champ
                                 cooldown_hours=6, actor="tester", now=NOW))
 
     threads = [threading.Thread(target=deliver, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with atomic_dynamodb():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(results) == 6, "every delivery was answered"
     assert sum(r["started"] for r in results) == 1 and len(uploads.copies) == 1
     (entry,) = [e for e in registry.changes("churn") if e.action == "retrain"]
     assert entry.cause is not None and entry.cause["detail"]["model"] == "churn"
