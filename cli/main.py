@@ -1,5 +1,6 @@
 """`mlops`: the platform's command line, for the local cloud (default) or a deployed stack."""
 
+import faulthandler
 import gc
 import json
 import re
@@ -49,6 +50,7 @@ console = Console()
 err = Console(stderr=True)
 
 T = TypeVar("T")
+STOP_REPORT_AFTER_S = 5.0  # `mlops up` stops in a second or two; past this it prints where it waits
 StackOption = Annotated[str | None, typer.Option("--stack", help="A deployed stack's name (default: the local cloud).")]
 
 
@@ -107,7 +109,10 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
+        # A stop that hangs says where: every thread's stack, to the log, while it waits.
+        faulthandler.dump_traceback_later(STOP_REPORT_AFTER_S)
         cloud.stop()
+        faulthandler.cancel_dump_traceback_later()
         if cloud.outputs:
             console.print("Local cloud stopped.")
         # The process ends now: moto's in-memory AWS is hundreds of thousands of objects that the

@@ -224,7 +224,8 @@ def deliver(target: dict, payload: Any) -> None:
         try:
             _runtime.invoke_async(target["Arn"], payload)  # EventBridge invokes Lambda asynchronously
         except (KeyError, RuntimeError):  # EventBridge delivery failures never reach the sender
-            log.exception("EventBridge delivery to %s failed", target["Arn"])
+            if not _runtime.stopped:  # stopping the local cloud is no failure to report
+                log.exception("EventBridge delivery to %s failed", target["Arn"])
         return
 
     def run() -> None:
