@@ -6,7 +6,7 @@ import json
 import re
 import shlex
 import signal
-import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, TypeVar
@@ -95,6 +95,7 @@ def up(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # And Ctrl-C always does, even when started in the background of a shell that ignores SIGINT for it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints where every thread is, to the log
     try:
         with console.status("Synthesizing the CDK app and deploying it on the local cloud..."):
             try:
@@ -105,7 +106,8 @@ def up(
         console.print(f"[green]Local cloud up[/green]: AWS endpoint {outputs['Endpoint']}, API {outputs['ApiUrl']}")
         console.print(f"Outputs written to {' and '.join(map(str, cloud.outputs_files))}; "
                       '`eval "$(mlops env)"` points AWS clients at it. Ctrl-C stops it.')
-        threading.Event().wait()
+        while True:  # in naps, not one endless wait: a signal another thread took is handled at the next wake
+            time.sleep(1.0)
     except KeyboardInterrupt:
         pass
     finally:

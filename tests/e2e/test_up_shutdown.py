@@ -102,8 +102,10 @@ def _stop_and_check(process: subprocess.Popen[bytes], signum: int, written: list
     try:
         process.wait(timeout=STOPS_WITHIN_S)
     except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # it prints every thread's stack to its log
+        time.sleep(1)
         pytest.fail(f"still running {STOPS_WITHIN_S} s after {signal.Signals(signum).name}: "
-                    f"{log.read_text(errors='replace')[-3000:]}")
+                    f"{log.read_text(errors='replace')[-12000:]}")
     print(f"mlops up stopped {time.monotonic() - signalled:.2f} s after {signal.Signals(signum).name}")
     assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
     assert [pid for pid in processes if not _gone(pid)] == [], "every process it started has ended"
