@@ -91,12 +91,16 @@ class Predictor:
         The rows go through the feature transformation first, so raw instances or already
         built features give the same answers.
         """
+        return self._answers(*self.predict_columns(frame))
+
+    def predict_columns(self, frame: "pd.DataFrame") -> ArrayAnswers:
+        """As `predict`, as numpy arrays (scoring a holdout: no Python object per row)."""
         from functions.shared.transform import build_features
 
         features = build_features(frame, self.spec)
         if len(features) == 0:
-            return self._answers([], [] if self.spec.task == "classification" else None)
-        return self._answers(*self._predict(features))
+            return self._arrays([], [] if self.spec.task == "classification" else None)
+        return self._arrays(*self._predict(features))
 
     def predict_records(self, instances: Sequence[Mapping[str, Any]]) -> Answers:
         """The answers for request instances (objects of feature values): the same as `predict` on their frame."""
@@ -122,6 +126,8 @@ class Predictor:
     def _arrays(self, labels: Any, proba: Any) -> ArrayAnswers:
         if self.spec.task == "regression":
             return np.asarray(labels, dtype=np.float64).ravel(), None
+        if proba is None:
+            return np.asarray(labels).ravel(), None
         probabilities = np.asarray(proba, dtype=np.float64).reshape(len(labels), len(self.classes or ()) or -1)
         return np.asarray(labels).ravel(), probabilities
 

@@ -13,50 +13,50 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from functions.jsonable import jsonable
-from functions.shared.models import Predictor
+from functions.shared.models import ArrayAnswers, Predictor
 from functions.spec import ModelSpec
 
 
-def classification_metrics(y_true: Sequence[Any], predictions: Sequence[Any],
-                           probabilities: Sequence[Sequence[float]] | None,
+def classification_metrics(y_true: Sequence[Any] | np.ndarray, predictions: Sequence[Any] | np.ndarray,
+                           probabilities: Sequence[Sequence[float]] | np.ndarray | None,
                            classes: Sequence[Any] | None) -> dict[str, float]:
-    y_true = list(y_true)
+    """Lists or numpy arrays alike (a holdout's are arrays: no Python object per row)."""
+    y_true, predictions = np.asarray(y_true), np.asarray(predictions)
     result = {
         "accuracy": skm.accuracy_score(y_true, predictions),
         "precision": skm.precision_score(y_true, predictions, average="macro", zero_division=0),
         "recall": skm.recall_score(y_true, predictions, average="macro", zero_division=0),
         "f1": skm.f1_score(y_true, predictions, average="macro", zero_division=0),
     }
-    auc = _roc_auc(y_true, probabilities, classes)
+    auc = _roc_auc(pd.Series(y_true), probabilities, classes)
     if auc is not None:
         result["roc_auc"] = auc
     return _finite(result)
 
 
-def _roc_auc(y_true: list[Any], probabilities: Sequence[Sequence[float]] | None,
+def _roc_auc(y_true: pd.Series, probabilities: Sequence[Sequence[float]] | np.ndarray | None,
              classes: Sequence[Any] | None) -> float | None:
-    if probabilities is None or not classes or len(set(y_true)) < 2:
+    if probabilities is None or not classes or y_true.nunique(dropna=False) < 2:
         return None
     proba = np.asarray(probabilities, dtype=np.float64)
+    classes = list(classes)
     try:
         if len(classes) == 2:
             positive = classes[1]  # predict_proba's second column is the larger label
-            return skm.roc_auc_score([y == positive for y in y_true], proba[:, 1])
+            return skm.roc_auc_score((y_true == positive).to_numpy(), proba[:, 1])
         # One-vs-rest, macro: every class the holdout holds; rows of unseen labels cannot be scored.
-        known = [i for i, y in enumerate(y_true) if y in set(classes)]
-        present = [c for c in classes if c in {y_true[i] for i in known}]
+        known = y_true.isin(classes).to_numpy()
+        labels, proba = y_true[known], proba[known]
+        present = [c for c in classes if (labels == c).any()]
         if len(present) < 2:
             return None
-        scores = [
-            skm.roc_auc_score([y_true[i] == c for i in known], proba[known, classes.index(c)]) for c in present
-        ]
+        scores = [skm.roc_auc_score((labels == c).to_numpy(), proba[:, classes.index(c)]) for c in present]
         return float(np.mean(scores))
     except ValueError:
         return None
 
 
-def regression_metrics(y_true: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+def regression_metrics(y_true: Sequence[Any] | np.ndarray, predictions: Sequence[Any] | np.ndarray) -> dict[str, float]:
     actual = np.asarray(y_true, dtype=np.float64)
     predicted = np.asarray(predictions, dtype=np.float64)
     result = {
@@ -74,11 +74,16 @@ def _finite(result: dict) -> dict:
 
 def score(predictor: Predictor, holdout: pd.DataFrame, spec: ModelSpec) -> dict[str, float]:
     """The metrics of `predictor` (any format) on `holdout` (features + target)."""
-    predictions, probabilities = predictor.predict(holdout)
-    y_true = jsonable(holdout[spec.target].tolist())
+    return metrics_of(spec, holdout[spec.target], predictor.predict_columns(holdout), predictor.classes)
+
+
+def metrics_of(spec: ModelSpec, y_true: pd.Series, answers: ArrayAnswers, classes: Sequence[Any] | None
+               ) -> dict[str, float]:
+    """The metrics of answers already computed (`Predictor.predict_columns`) against the true values."""
+    predictions, probabilities = answers
     if spec.task == "classification":
-        return classification_metrics(y_true, predictions, probabilities, predictor.classes)
-    return regression_metrics(y_true, predictions)
+        return classification_metrics(y_true.to_numpy(), predictions, probabilities, classes)
+    return regression_metrics(y_true.to_numpy(), predictions)
 
 
 CHANCE_AUC_MARGIN = 0.02  # a ROC AUC this close to 0.5 is a coin toss
@@ -97,7 +102,7 @@ def chance_warnings(spec: ModelSpec, metrics: dict[str, float], y_true: Sequence
             warnings.append(f"the model scores at chance level: ROC AUC {auc:.3f} on the holdout is within "
                             f"{CHANCE_AUC_MARGIN} of 0.5")
         accuracy = metrics.get("accuracy")
-        labels = pd.Series(list(y_true), dtype=object)
+        labels = pd.Series(y_true, dtype=object)
         majority = float(labels.value_counts(normalize=True).iloc[0]) if len(labels) else None
         if accuracy is not None and majority is not None and accuracy <= majority:
             warnings.append(f"the model is no better than always answering the most frequent class: accuracy "

@@ -4,7 +4,6 @@ import logging
 from typing import Any
 
 from functions.errors import MlopsError
-from functions.jsonable import jsonable
 from functions.pipeline.failures import step_error
 from functions.pipeline.state import (
     DatasetResult,
@@ -19,10 +18,10 @@ from functions.records import RunArtifact, now_iso
 from functions.registry.artifacts import PARITY_SAMPLE_ROWS, save_served_model
 from functions.registry.promotion import package_versions
 from functions.registry.store import RegistryStore
-from functions.shared.models import SkopsPredictor, classes_of, load_verified_pipeline
+from functions.shared.models import ArrayAnswers, SkopsPredictor, classes_of, load_verified_pipeline
 from functions.shared.reference import FILE_NAME as REFERENCE_FILE
 from functions.shared.reference import build_reference, output_values, to_bytes
-from functions.shared.scoring import chance_warnings, score
+from functions.shared.scoring import chance_warnings, metrics_of
 from functions.spec import Estimator, ModelSpec
 from functions.storage.objects import ObjectStore
 from functions.training.train_entry import train_model
@@ -62,8 +61,10 @@ def evaluate_run(objects: ObjectStore, *, spec: ModelSpec, training: TrainingRes
     format, converted here once (the model is loaded once in a run: here), beside the run's model.skops."""
     pipeline = load_verified_pipeline(objects, training.model_key, training.model_sha256, training.trusted_types)
     holdout = objects.get_frame(training.holdout_key)
-    metrics = score(SkopsPredictor(pipeline, spec), holdout, spec)
-    warnings = chance_warnings(spec, metrics, jsonable(holdout[spec.target].tolist()))
+    predictor = SkopsPredictor(pipeline, spec)
+    answers = predictor.predict_columns(holdout)  # once: scored, and profiled as the version's reference output
+    metrics = metrics_of(spec, holdout[spec.target], answers, predictor.classes)
+    warnings = chance_warnings(spec, metrics, holdout[spec.target])
     if warnings:
         logger.warning("the model scores at chance level", extra={"model": spec.name, "metrics": metrics})
     prefix = training.model_key.rsplit('/', 1)[0]
@@ -71,19 +72,17 @@ def evaluate_run(objects: ObjectStore, *, spec: ModelSpec, training: TrainingRes
                                                        pipeline, spec, holdout.head(PARITY_SAMPLE_ROWS))
     classes = classes_of(pipeline, spec)
     reference_key = f"{prefix}/{REFERENCE_FILE}"
-    reference_sha256 = objects.put_bytes(reference_key, reference_profile(objects, spec, training, pipeline, holdout,
-                                                                          classes))
+    reference_sha256 = objects.put_bytes(reference_key, reference_profile(objects, spec, training, answers, classes))
     return EvaluationResult(metrics=metrics, holdout_rows=len(holdout), warnings=warnings,
                             classes=classes, onnx_key=onnx_key, onnx_sha256=onnx_sha256,
                             onnx_skipped=skipped, reference_key=reference_key, reference_sha256=reference_sha256)
 
 
-def reference_profile(objects: ObjectStore, spec: ModelSpec, training: TrainingResult, pipeline: Any,
-                      holdout: Any, classes: list[Any] | None) -> bytes:
+def reference_profile(objects: ObjectStore, spec: ModelSpec, training: TrainingResult, holdout_answers: ArrayAnswers,
+                      classes: list[Any] | None) -> bytes:
     """The version's reference for drift checks: its training columns, and its output on the holdout (rows it
     did not learn from, as live rows are)."""
-    predictions, probabilities = SkopsPredictor(pipeline, spec).predict(holdout)
-    output, kind = output_values(spec.task, predictions, probabilities, classes)
+    output, kind = output_values(spec.task, *holdout_answers, classes)
     reference = build_reference(objects.get_frame(training.train_key), {f.name: f.type for f in spec.features},
                                 output=output, output_kind=kind, seed=training.seed)
     return to_bytes(reference)

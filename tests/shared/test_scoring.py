@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -54,13 +55,14 @@ def test_regression_metrics():
 
 
 class FixedPredictor:
-    """A model that answers what it is told to (score only needs predict and classes)."""
+    """A model that answers what it is told to (score only needs predict_columns and classes)."""
 
     def __init__(self, answers, classes=None):
         self.answers, self.classes = answers, classes
 
-    def predict(self, frame):
-        return self.answers
+    def predict_columns(self, frame):
+        labels, probabilities = self.answers
+        return np.asarray(labels), None if probabilities is None else np.asarray(probabilities)
 
 
 def test_score_grades_a_predictor_on_the_target_column_by_task(churn_spec):
