@@ -189,7 +189,8 @@ class Retrain(Record):
     version: int | None = None  # the version that drifted or decayed
     started_at: str
     dataset_id: str  # the dataset version it retrains on
-    dataset_key: str
+    dataset_key: str  # its training file: that version, plus the labelled feedback received after feedback_since
+    feedback_since: str | None = None  # None: no feedback was looked for
     run_id: str | None = None
 
 

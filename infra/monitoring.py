@@ -107,7 +107,8 @@ class Monitoring(Construct):
         monitoring_environment = MonitoringSettings.environment(
             alarm_prefix=self.model_alarm_prefix, alarm_topic_arn=self.alarm_topic.topic_arn,
             latency_alarm_ms=settings.latency_alarm_ms, drift_schedule_minutes=settings.drift_schedule_minutes,
-            retrain_cooldown_hours=settings.retrain_cooldown_hours)
+            retrain_cooldown_hours=settings.retrain_cooldown_hours,
+            retrain_feedback_days=settings.feedback_days())
         for name, value in monitoring_environment.items():
             self.drift_function.add_environment(name, value)
         default_bus = stack.format_arn(service="events", resource="event-bus", resource_name="default")
@@ -132,13 +133,17 @@ class Monitoring(Construct):
             service="monitoring",
             description="Starts a retrain of a model that drifted or decayed (one per model per cooldown)",
             environment=monitoring_environment,
+            memory_mb=2048,  # the dataset version and its feedback rows, in memory as the pipeline's steps hold them
+            timeout=Duration.minutes(5),
             reserved_concurrency=settings.drift_concurrency,  # events arrive one per check: no storm to absorb
             on_failure=dead_letters,
         )
-        # The latest dataset version is copied to datasets/<model>/retrain-<event>: read, head and write there.
+        # The latest dataset version (plus the feedback rows, their features from the captures) goes to
+        # datasets/<model>/retrain-<event>: read, head and write there; captures are read.
         grant_objects(self.retrain_function, data.bucket, ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
                                                            "s3:ListBucket"], "datasets/")
-        acknowledge_prefix_grants(self.retrain_function.role, data.bucket, ["datasets/"])
+        grant_objects(self.retrain_function, data.bucket, ["s3:GetObject", "s3:ListBucket"], "captures/")
+        acknowledge_prefix_grants(self.retrain_function.role, data.bucket, ["datasets/", "captures/"])
         data.datasets.grant(self.retrain_function, "dynamodb:GetItem", "dynamodb:Query")  # dataset versions
         # Specs, aliases and the RETRAIN item (read, claimed with its audit entry in a transaction, its run named).
         registry.table.grant(self.retrain_function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")

@@ -123,6 +123,9 @@ class PlatformSettings(BaseModel):
     # Automatic retraining on drift or decay (functions/monitoring/retrain.py): at most one per model in
     # this many hours; a spec's `monitoring: {retrain: false}` turns it off for that model.
     retrain_cooldown_hours: float = Field(6.0, ge=0)
+    # A retrain adds the labels received since its dataset version, joined with the requests they label as
+    # captured in this many days (at most captures_retention_days: feedback_days()).
+    retrain_feedback_days: int = Field(14, ge=1, le=365)
     # Roll-outs (infra/rollout.py): a challenger is rolled back when, over one alarm period, more than
     # rollout_error_rate of its requests fail or its p90 latency is above rollout_latency_ms.
     rollout_error_rate: float = Field(0.05, ge=0, lt=1)
@@ -161,6 +164,11 @@ class PlatformSettings(BaseModel):
         if self.table_deletion_protection is not None:
             return self.table_deletion_protection
         return self.removal_policy == "retain"
+
+    def feedback_days(self) -> int:
+        """How far back a retrain searches the captures: retrain_feedback_days, within the captures' retention."""
+        kept = self.captures_retention_days
+        return self.retrain_feedback_days if kept is None else min(self.retrain_feedback_days, kept)
 
     def retention_days(self) -> dict[str, int | None]:
         """Days each prefix of the data bucket keeps its objects (None: kept)."""

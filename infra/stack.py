@@ -69,6 +69,7 @@ class PlatformStack(Stack):
         )
 
         self.feedback.grant_read(self.monitoring.drift_function)  # the check's quality section
+        self.feedback.grant_read(self.monitoring.retrain_function)  # the labels a retrain adds
 
         self.rollouts = Rollouts(
             self, "Rollouts", settings, functions, self.registry, NAMESPACE, self.serving.live,

@@ -1,5 +1,5 @@
 """The AWS side of monitoring: its events (EventBridge), the models' alarms (CloudWatch) and the retrain's
-training file (an S3 copy of a dataset version, with the metadata that asks for a retrain)."""
+training file (a dataset version, copied or with feedback rows added, with the metadata that asks for a retrain)."""
 
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ class CloudWatchModelAlarms:
 
 
 class S3TrainingUploads:
-    """Training files for retrains, in the data bucket: copies of dataset versions made on S3's side."""
+    """Training files for retrains, in the data bucket: copies of dataset versions made on S3's side, or written."""
 
     def __init__(self, client: "S3Client", bucket: str):
         self.client, self.bucket = client, bucket
@@ -56,6 +56,12 @@ class S3TrainingUploads:
         with storage_errors(f"copying {source_key} to {key}"):
             response = self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source,  # type: ignore[arg-type]
                                                Metadata=metadata, MetadataDirective="REPLACE")
+        return str(response.get("VersionId") or "null")
+
+    def put(self, *, key: str, body: bytes, metadata: dict[str, str]) -> str:
+        """Write `body` to `key` with `metadata`; its version id."""
+        with storage_errors(f"writing {key}"):
+            response = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)
         return str(response.get("VersionId") or "null")
 
 

@@ -40,16 +40,23 @@ class Prediction:
     probabilities: list[float] | None
 
 
-def captured_predictions(records: Iterable[dict[str, Any]]) -> dict[str, dict[tuple[str, int], Prediction]]:
-    """Per variant, each captured row's prediction by (request id, row in the request)."""
+def requests_in_order(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Each captured request's records by (request id, variant), a split request's parts in part order."""
     parts: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         request_id, variant = record.get("request_id"), str(record.get("variant") or "champion")
-        if isinstance(request_id, str) and isinstance(record.get("outputs"), dict):
+        if isinstance(request_id, str):
             parts.setdefault((request_id, variant), []).append(record)
-    rows: dict[str, dict[tuple[str, int], Prediction]] = {}
-    for (request_id, variant), records_of_request in parts.items():
+    for records_of_request in parts.values():
         records_of_request.sort(key=lambda r: r.get("part") or 0)
+    return parts
+
+
+def captured_predictions(records: Iterable[dict[str, Any]]) -> dict[str, dict[tuple[str, int], Prediction]]:
+    """Per variant, each captured row's prediction by (request id, row in the request)."""
+    rows: dict[str, dict[tuple[str, int], Prediction]] = {}
+    for (request_id, variant), records_of_request in requests_in_order(
+            r for r in records if isinstance(r.get("outputs"), dict)).items():
         index = 0
         for record in records_of_request:
             predictions = record["outputs"].get("predictions") or []

@@ -1,35 +1,47 @@
 """Automatic retraining: a rule on the monitor's events (Model Drift Detected, Model Quality Degraded)
-starts the training pipeline on the model's latest dataset version.
+starts the training pipeline on the model's latest dataset version plus its labelled feedback.
 
 The retrain is an upload, so it runs the pipeline every upload runs (validation, features, training,
-evaluation, the promotion gate): the latest dataset version is copied on S3's side to
-`datasets/<model>/retrain-<event>.<ext>` with the metadata `retrain: true` (an identical earlier run
-does not stop it) and the event's id; its S3 "Object Created" event starts the run, named after the
-copy's version (training.start). What the gate decides is decided as for any upload.
+evaluation, the promotion gate): its training file, `datasets/<model>/retrain-<event>.<ext>`, carries
+the metadata `retrain: true` (an identical earlier run does not stop it) and the event's id; its S3
+"Object Created" event starts the run, named after the file's version (training.start). What the gate
+decides is decided as for any upload.
+
+The training file is the latest dataset version with the feedback rows added: each label received since
+that version (or, when that version is the previous retrain's file, since that retrain started: its rows
+are in it already) joined with the request row it labels, as captured in the last `Feedback.hours`
+(functions/monitoring/captures.py): the captured features, the label as the target, and as entity id
+`feedback:<request id>:<row>` when the spec has one. Labels whose request is no longer captured are left
+out (the result says how many labels there were, and how many rows were added). With no new label, the
+dataset version is copied on S3's side as it is; otherwise the rows are written as Parquet.
 
 At most one retrain per model per cooldown: the registry's RETRAIN item holds the model's latest
 retrain, claimed in one conditional write (only when the last one started before the cooldown)
 together with its audit entry (action "retrain", the event that caused it, the training file), so
 of concurrent events one retrains and the others change nothing. A retried delivery of the event
-that claimed it finishes its start (the copy is made once: its key is the event's). A spec with
+that claimed it finishes its start (the file is written once: its key is the event's). A spec with
 `monitoring: {retrain: false}` turns it off for that model: the events are still sent.
-
-Labelled feedback is not yet added to the training rows (see README, "Retraining").
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.data.store import DatasetStore
 from functions.errors import InvalidInput
+from functions.feedback.store import FeedbackStore, StoredLabel
+from functions.monitoring.captures import window_records
 from functions.monitoring.events import DETAIL_TYPES
+from functions.monitoring.quality import requests_in_order
 from functions.records import AuditEntry, DatasetVersion, Retrain
 from functions.registry.store import RegistryStore, instant
-from functions.spec import check_model_name
-from functions.storage.objects import sha256
+from functions.shared.tabular import frame_bytes, read_dataset, read_upload
+from functions.spec import ModelSpec, check_model_name
+from functions.storage.objects import ObjectStore, sha256
 from functions.training.start import run_id_for
 
 logger = logging.getLogger(__name__)
@@ -46,6 +58,19 @@ class TrainingUploads(Protocol):
     def copy(self, *, source_key: str, source_version: str | None, key: str, metadata: dict[str, str]) -> str:
         """Copy a version of an object to `key` with `metadata`; the copy's version id."""
         ...
+
+    def put(self, *, key: str, body: bytes, metadata: dict[str, str]) -> str:
+        """Write `body` to `key` with `metadata`; its version id."""
+        ...
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Where a retrain finds labelled feedback: the labels, and the captured requests they label."""
+
+    labels: FeedbackStore
+    objects: ObjectStore
+    hours: int  # how far back the captures are searched for a label's request
 
 
 class MonitoringDetail(BaseModel):
@@ -68,10 +93,41 @@ class MonitoringEventEnvelope(BaseModel):
     detail: MonitoringDetail
 
 
-def retrain_key(model: str, dataset: DatasetVersion, event_id: str) -> str:
-    """The training file of a retrain: one per event, with the dataset's own format."""
+def retrain_key(model: str, dataset: DatasetVersion, event_id: str, *, with_feedback: bool = False) -> str:
+    """The training file of a retrain: one per event, with the dataset's own format (Parquet with feedback rows)."""
     suffix = dataset.key.rsplit(".", 1)[-1].lower() if "." in dataset.key.rsplit("/", 1)[-1] else "csv"
-    return f"datasets/{model}/retrain-{sha256(event_id.encode())[:16]}.{suffix}"
+    return f"datasets/{model}/retrain-{sha256(event_id.encode())[:16]}.{'parquet' if with_feedback else suffix}"
+
+
+def feedback_since(dataset: DatasetVersion, held: Retrain | None) -> str:
+    """Where a retrain's new labels start: when `dataset` was made, or when the previous retrain started if
+    `dataset` is that retrain's file (the labels received before are rows of it)."""
+    return instant(held.started_at if held is not None and held.dataset_key == dataset.key else dataset.created_at)
+
+
+def new_labels(feedback: Feedback, model: str, since: str, until: str) -> list[StoredLabel]:
+    """The labels of `model` received after `since`, up to `until` (both as `instant` writes them)."""
+    received = feedback.labels.labels_since(model, datetime.fromisoformat(since))
+    return [label for label in received if since < instant(label.received_at) <= until]
+
+
+def feedback_rows(feedback: Feedback, spec: ModelSpec, labels: list[StoredLabel], now: datetime) -> pd.DataFrame:
+    """Training rows from labels: each label's captured request row (its features), the label as the target."""
+    wanted = {label.request_id for label in labels}
+    records = (r for r in window_records(feedback.objects, spec.name, hours=feedback.hours, now=now)
+               if r.get("request_id") in wanted and r.get("variant") != "shadow")
+    inputs: dict[tuple[str, int], Any] = {}
+    for (request_id, _), parts in requests_in_order(records).items():
+        rows = [row for part in parts for row in part["inputs"]]
+        inputs.update(((request_id, index), row) for index, row in enumerate(rows) if isinstance(row, dict))
+    found = sorted((label for label in labels if label.key in inputs),
+                   key=lambda label: (instant(label.received_at), label.request_id, label.index))
+    frame = pd.DataFrame.from_records([inputs[label.key] for label in found], columns=spec.feature_names,
+                                      coerce_float=False)
+    frame[spec.target] = pd.Series([label.label for label in found], dtype=object)
+    if spec.entity_id is not None:
+        frame[spec.entity_id] = [f"feedback:{label.request_id}:{label.index}" for label in found]
+    return frame
 
 
 def latest_dataset(datasets: DatasetStore, model: str) -> DatasetVersion | None:
@@ -91,11 +147,12 @@ def reason_of(event: MonitoringEventEnvelope) -> str:
 
 def on_event(registry: RegistryStore, datasets: DatasetStore, uploads: TrainingUploads, *,
              event: MonitoringEventEnvelope, bucket: str, cooldown_hours: float, actor: str,
-             now: datetime | None = None) -> dict[str, Any]:
-    """Start a retrain for the event's model unless it is off, in its cooldown, or has no dataset.
+             feedback: Feedback | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Start a retrain for the event's model unless it is off, in its cooldown, or has no dataset; with
+    `feedback`, its training rows include the labelled feedback.
 
-    Returns what happened: {"started": True, "run_id", "dataset_key", ...} or {"started": False, "reason"}.
-    Raises UnknownModel for a model without a spec, InvalidInput for an event of another kind.
+    Returns what happened: {"started": True, "run_id", "dataset_key", "labels", ...} or {"started": False,
+    "reason"}. Raises UnknownModel for a model without a spec, InvalidInput for an event of another kind.
     """
     if event.detail_type not in DETAIL_TYPES:
         raise InvalidInput(f"retraining follows {' and '.join(DETAIL_TYPES)} events, not {event.detail_type[:64]!r}")
@@ -109,16 +166,20 @@ def on_event(registry: RegistryStore, datasets: DatasetStore, uploads: TrainingU
     held = registry.get_retrain(model)
     if held is not None and held.event_id == event.id:
         retrain, dataset = held, datasets.get_dataset(model, held.dataset_id)  # a retried delivery: finish it
+        labels = (new_labels(feedback, model, retrain.feedback_since, retrain.started_at)
+                  if feedback is not None and retrain.feedback_since is not None else [])
     else:
         found = latest_dataset(datasets, model)
         if found is None:
             return {"started": False, "model": model, "reason": f"model {model} has no dataset version to retrain on"}
         dataset = found
         at = instant(now)
+        since = feedback_since(dataset, held) if feedback is not None else None
+        labels = new_labels(feedback, model, since, at) if feedback is not None and since is not None else []
         version = event.detail.version if event.detail.version is not None else registry.get_alias(model) or 0
         retrain = Retrain(model=model, event_id=event.id, detail_type=event.detail_type, version=version,
-                          started_at=at, dataset_id=dataset.dataset_id,
-                          dataset_key=retrain_key(model, dataset, event.id))
+                          started_at=at, dataset_id=dataset.dataset_id, feedback_since=since,
+                          dataset_key=retrain_key(model, dataset, event.id, with_feedback=bool(labels)))
         entry = AuditEntry(model=model, action=RETRAIN_ACTION, version=version, reason=reason_of(event), at=at,
                            actor=actor, dataset_key=retrain.dataset_key,
                            cause={"id": event.id, "source": event.source, "detail-type": event.detail_type,
@@ -129,15 +190,35 @@ def on_event(registry: RegistryStore, datasets: DatasetStore, uploads: TrainingU
             return {"started": False, "model": model,
                     "reason": f"model {model} was retrained at {last.started_at if last else 'a moment ago'}, "
                               f"within the cooldown of {cooldown_hours:g} hours"}
-    # The copy is the start: its Object Created event runs the pipeline. Made once per event (its key).
+    # The training file is the start: its Object Created event runs the pipeline. Made once per event (its key).
+    result: dict[str, Any] = {"started": True, "model": model, "dataset_key": retrain.dataset_key,
+                              "dataset_id": dataset.dataset_id, "event_id": event.id, "labels": len(labels)}
     version_id = uploads.version_of(retrain.dataset_key)
     if version_id is None:
-        version_id = uploads.copy(source_key=dataset.key, source_version=dataset.version_id, key=retrain.dataset_key,
-                                  metadata={"retrain": "true", "retrain-event": event.id[:128]})
+        metadata = {"retrain": "true", "retrain-event": event.id[:128]}
+        if labels and feedback is not None:
+            rows = feedback_rows(feedback, spec, labels, now)
+            result["feedback_rows"] = len(rows)
+            frame = with_rows(read_dataset(read_upload(feedback.objects, dataset.key, dataset.version_id), dataset.key),
+                              rows, spec)
+            version_id = uploads.put(key=retrain.dataset_key, metadata=metadata,
+                                     body=frame_bytes(frame, retrain.dataset_key.rsplit("/", 1)[-1]))
+        else:
+            version_id = uploads.copy(source_key=dataset.key, source_version=dataset.version_id,
+                                      key=retrain.dataset_key, metadata=metadata)
     run_id = run_id_for(model, bucket, retrain.dataset_key, version_id)
     if retrain.run_id != run_id:
         registry.set_retrain_run(model, event.id, run_id)
-    logger.info("retrain started", extra={"model": model, "run_id": run_id, "event_id": event.id,
-                                          "dataset_id": dataset.dataset_id, "dataset_key": retrain.dataset_key})
-    return {"started": True, "model": model, "run_id": run_id, "dataset_key": retrain.dataset_key,
-            "dataset_id": dataset.dataset_id, "event_id": event.id}
+    result["run_id"] = run_id
+    logger.info("retrain started", extra=result)
+    return result
+
+
+def with_rows(dataset: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """The dataset's rows, then the feedback's (the dataset's other columns empty there)."""
+    if rows.empty:
+        return dataset
+    combined = pd.concat([dataset, rows], ignore_index=True)
+    if spec.entity_id is not None:  # the feedback's ids are text: the column becomes text (5 -> "5")
+        combined[spec.entity_id] = combined[spec.entity_id].astype("string")
+    return combined

@@ -16,6 +16,8 @@ class MonitoringSettings(Settings):
     drift_schedule_minutes: int = Field(60, alias="DRIFT_SCHEDULE_MINUTES", gt=0)
     # At most one automatic retrain per model in this many hours (monitoring.retrain).
     retrain_cooldown_hours: float = Field(6.0, alias="RETRAIN_COOLDOWN_HOURS", ge=0)
+    # How far back a retrain searches the captures for the requests its new labels label.
+    retrain_feedback_days: int = Field(14, alias="RETRAIN_FEEDBACK_DAYS", ge=1, le=365)
 
 
 @cache

@@ -1,11 +1,13 @@
 """The loop on the local cloud: a served model's inputs shift, the drift check announces it (Model Drift Detected,
 received on an SQS queue that a plain boto3 client subscribed to the default bus), the retraining rule starts a
-retrain (the latest dataset copied with retrain: true, audited with the event), the pipeline trains and gates it,
-and a second drift event within the cooldown starts nothing."""
+retrain (the latest dataset plus the labelled feedback, with retrain: true, audited with the event), the pipeline
+trains and gates it, and a second drift event within the cooldown starts nothing."""
 
+import io
 import json
 import time
 
+import pandas as pd
 import pytest
 
 from tests.conftest import CHURN_FEATURES
@@ -74,7 +76,12 @@ def test_shifted_inputs_are_announced_and_retrain_once_within_the_cooldown(local
     shifted = churn_frame(rows=120, seed=5, shift=1.0)[CHURN_FEATURES].to_dict("records")
     response = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": shifted})
     assert response.status_code == 200, response.text
-    wait_for_capture(aws, local_cloud, MODEL, response.json()["request_id"])
+    request_id = response.json()["request_id"]
+    wait_for_capture(aws, local_cloud, MODEL, request_id)
+    # Labels for three of the served rows: the retrain adds them, with their captured features, to its rows.
+    labelled = api("POST", f"/v1/models/{MODEL}/feedback", json={"labels": [
+        {"request_id": request_id, "index": index, "label": index % 2} for index in (0, 7, 119)]})
+    assert labelled.status_code == 200 and labelled.json()["stored"] == 3, labelled.text
 
     report = check_drift(aws, local_cloud)
     assert report["drifted"] is True and report["event"] == "Model Drift Detected" and report["event_sent"] is True
@@ -92,12 +99,18 @@ def test_shifted_inputs_are_announced_and_retrain_once_within_the_cooldown(local
     run_id, key = retrain["run_id"]["S"], retrain["dataset_key"]["S"]
     assert retrain["event_id"]["S"] == event["id"] and key.startswith(f"datasets/{MODEL}/retrain-")
     head = aws("s3").head_object(Bucket=local_cloud["DataBucketName"], Key=key)
-    assert head["Metadata"]["retrain"] == "true"
+    assert head["Metadata"]["retrain"] == "true" and key.endswith(".parquet")
+    body = aws("s3").get_object(Bucket=local_cloud["DataBucketName"], Key=key)["Body"].read()
+    rows = pd.read_parquet(io.BytesIO(body))
+    added = rows[rows["customer_id"].str.startswith("feedback:")]
+    assert len(rows) == 203 and list(added["customer_id"]) == [f"feedback:{request_id}:{i}" for i in (0, 7, 119)]
+    assert list(added["churned"]) == [0, 1, 1]
+    assert added[CHURN_FEATURES].to_dict("records") == [shifted[i] for i in (0, 7, 119)]
     arn = local_cloud["StateMachineArn"].replace(":stateMachine:", ":execution:") + f":{run_id}"
     ended = wait_for(aws, {"run_id": run_id, "executionArn": arn})
     assert ended["status"] == "SUCCEEDED"
     run = registry_item(aws, local_cloud, f"RUN#{run_id}")
-    # The same data as v1, retrained (retrain: true), registered as v2 and gated against the champion.
+    # v1's data and the labelled rows, retrained (retrain: true), registered as v2 and gated against the champion.
     assert run["retrain"]["BOOL"] is True and "duplicate_of" not in run and run["model_version"]["N"] == "2"
     assert "promotion_reason" in run
     audit = aws("dynamodb").query(

@@ -66,12 +66,15 @@ def test_the_drift_check_may_announce_only_monitoring_events_and_put_only_its_mo
     assert actions(alarms) == ["cloudwatch:PutMetricAlarm"] and "-model-*" in json.dumps(alarms["Resource"])
 
 
-def test_the_retrain_function_reads_and_writes_datasets_only_and_the_tables_it_needs(template_dict):
+def test_the_retrain_function_writes_datasets_only_and_reads_captures_and_the_tables_it_needs(template_dict):
     retrain_id, _ = functions_by_handler(template_dict)[RETRAIN]
     statements = statements_of(template_dict, retrain_id)
     s3 = [s for s in statements if any(a.startswith("s3:") for a in actions(s))]
-    assert s3 and all("datasets/" in json.dumps(s["Resource"]) or s.get("Condition") for s in s3)
-    assert all("datasets/" in json.dumps(s["Condition"]) for s in s3 if s.get("Condition"))
+    writes = [s for s in s3 if "s3:PutObject" in actions(s)]
+    assert writes and all(json.dumps(s["Resource"]).endswith('/datasets/*"]]}') for s in writes), writes
+    prefixes = {p for s in s3 for p in ["datasets/", "captures/"] if p in json.dumps(s)}
+    assert prefixes == {"datasets/", "captures/"}
+    assert all(any(p in json.dumps(s) for p in prefixes) for s in s3)  # nothing else of the bucket
     granted = {a for s in statements for a in actions(s)}
     assert {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "dynamodb:PutItem", "dynamodb:UpdateItem",
             "dynamodb:GetItem", "dynamodb:Query"} <= granted

@@ -156,6 +156,8 @@ def test_retention_follows_the_settings():
                                       "runs_retention_days": None})
     assert settings.retention_days() == {"captures/": 7, "reports/": 365, "runs/": None, "datasets/": 400,
                                          "models/": None}
+    assert settings.feedback_days() == 7  # a retrain searches the captures that are kept, not beyond
+    assert Settings.from_context({"captures_retention_days": None}).feedback_days() == 14
 
 
 def test_the_access_log_bucket_is_versioned_and_its_old_versions_expire(template_dict):
@@ -259,7 +261,8 @@ DYNAMODB_ACTIONS: dict[str, dict[str, set[str]]] = {
     "monitoring.handler.check_drift": {"Registry": {"GetItem", "Scan"}, "Datasets": {"GetItem"}, "Feedback": {"Query"}},
     # The latest dataset version; the RETRAIN item and its audit entry in one transaction.
     "monitoring.retrain_handler.start_retrain": {"Datasets": {"Query", "GetItem"},
-                                                 "Registry": {"GetItem", "PutItem", "UpdateItem"}},
+                                                 "Registry": {"GetItem", "PutItem", "UpdateItem"},
+                                                 "Feedback": {"Query"}},  # the labels received since the dataset
     # Labels written once each (a transaction's Puts), the rows already labelled read back; the champion's classes.
     "serving.handler.feedback": {"Feedback": {"PutItem", "BatchGetItem"}, "Registry": {"GetItem"}},
     "feedback.handler.ingest_label_file": {"Feedback": {"PutItem", "BatchGetItem"}, "Registry": {"GetItem"}},

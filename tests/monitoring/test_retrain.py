@@ -4,19 +4,24 @@ each audited with the event that caused it; a spec can turn it off; bad events a
 Domain cases over the in-memory stores; the DynamoDB and S3 adapters under moto (the cooldown's conditional
 write with concurrent events, the copy's metadata and version)."""
 
+import io
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from functions.errors import InvalidInput, UnknownModel
+from functions.feedback.store import StoredLabel
 from functions.monitoring import retrain_handler
 from functions.monitoring.events import DRIFT_DETECTED, QUALITY_DEGRADED, drift_event, quality_event
-from functions.monitoring.retrain import MonitoringEventEnvelope, on_event, retrain_key
+from functions.monitoring.retrain import Feedback, MonitoringEventEnvelope, on_event, retrain_key
 from functions.training.start import run_id_for
 from tests.conftest import PIPELINE_BUCKET, Stores
 from tests.fakes import MemoryObjectStore
+from tests.feedback.fakes import FakeFeedbackStore
+from tests.monitoring.helpers import capture
 
 NOW = datetime(2026, 5, 6, 10, 30, tzinfo=UTC)
 
@@ -25,7 +30,7 @@ class MemoryUploads:
     """Training uploads over a versioned in-memory bucket: a copy is a new version with its metadata."""
 
     def __init__(self, objects: MemoryObjectStore):
-        self.objects, self.copies = objects, []
+        self.objects, self.copies, self.written = objects, [], []
 
     def version_of(self, key: str) -> str | None:
         versions = self.objects.versions.get(key)
@@ -34,6 +39,10 @@ class MemoryUploads:
     def copy(self, *, source_key: str, source_version: str | None, key: str, metadata: dict[str, str]) -> str:
         self.copies.append((source_key, source_version, key, metadata))
         return self.objects.put(key, self.objects.get_bytes(source_key, version_id=source_version), metadata)
+
+    def put(self, *, key: str, body: bytes, metadata: dict[str, str]) -> str:
+        self.written.append((key, metadata))
+        return self.objects.put(key, body, metadata)
 
 
 def drift(event_id: str = "event-1", model: str = "churn", **detail: Any) -> MonitoringEventEnvelope:
@@ -44,10 +53,10 @@ def drift(event_id: str = "event-1", model: str = "churn", **detail: Any) -> Mon
 
 
 def start(stores: Stores, event: MonitoringEventEnvelope, *, now: datetime = NOW, cooldown_hours: float = 6,
-          uploads: MemoryUploads | None = None) -> dict:
+          uploads: MemoryUploads | None = None, feedback: Feedback | None = None) -> dict:
     return on_event(stores.registry, stores.datasets, uploads or MemoryUploads(stores.objects), event=event,
                     bucket=PIPELINE_BUCKET, cooldown_hours=cooldown_hours, actor="arn:aws:sts::1:assumed-role/r/f",
-                    now=now)
+                    feedback=feedback, now=now)
 
 
 def test_a_drift_event_copies_the_latest_dataset_with_retrain_metadata_and_audits_the_cause(churn_champion, stores):
@@ -147,6 +156,112 @@ def test_a_quality_event_retrains_too(churn_champion, stores):
     assert start(stores, event)["started"] is True
     (entry,) = [e for e in stores.registry.changes("churn") if e.action == "retrain"]
     assert entry.reason == "Model Quality Degraded: roc_auc 0.55 < 0.7"
+
+
+# --- labelled feedback in the training rows ----------------------------------------------------------------------
+
+def feedback_of(stores: Stores, labels: FakeFeedbackStore) -> Feedback:
+    return Feedback(labels, stores.objects, hours=14 * 24)
+
+
+def label(request_id: str, index: int, value: Any, at: datetime) -> StoredLabel:
+    return StoredLabel(model="churn", request_id=request_id, index=index, label=value,
+                       received_at=at.isoformat(timespec="microseconds"))
+
+
+def served(stores: Stores, at: datetime, rows: int = 6) -> list[dict]:
+    """`rows` requests' instances captured at `at` (two records a request: split in parts), as served."""
+    instances = [{"tenure_months": float(i), "monthly_charges": 50.0 + i, "support_calls": i % 3,
+                  "plan": ["basic", "premium"][i % 2]} for i in range(rows)]
+    capture(stores.objects, at, instances, per_request=3)  # request ids r-0 (rows 0-2) and r-3 (rows 3-5)
+    return instances
+
+
+def labelled(stores: Stores, *labels: tuple[str, int, Any, timedelta]) -> tuple[Any, datetime, FakeFeedbackStore]:
+    """The dataset, when it was made, and a labels store holding `labels` (request id, row, label, received that
+    long after the dataset was made) for requests served an hour after it."""
+    (dataset,) = stores.datasets.list_datasets("churn")
+    made = datetime.fromisoformat(dataset.created_at)
+    served(stores, made + timedelta(hours=1))
+    store = FakeFeedbackStore()
+    store.put_labels([label(request_id, index, value, made + after) for request_id, index, value, after in labels])
+    return dataset, made, store
+
+
+def training_file(stores: Stores, key: str) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(stores.objects.get_bytes(key)))
+
+
+def test_the_labels_received_since_the_dataset_join_their_captured_rows_in_the_training_file(churn_champion, stores):
+    (dataset,) = stores.datasets.list_datasets("churn")
+    made = datetime.fromisoformat(dataset.created_at)
+    now = made + timedelta(days=2)
+    instances = served(stores, made + timedelta(hours=1))
+    labels = FakeFeedbackStore()
+    labels.put_labels([label("r-0", 1, 1, made + timedelta(days=1)), label("r-3", 2, 0, made + timedelta(days=1)),
+                       label("unknown", 0, 1, made + timedelta(days=1)),  # no capture: left out, counted
+                       label("r-0", 0, 0, made - timedelta(minutes=1))])  # before the dataset: not new
+    uploads = MemoryUploads(stores.objects)
+
+    result = start(stores, drift(), now=now, uploads=uploads, feedback=feedback_of(stores, labels))
+
+    assert result["started"] is True and (result["labels"], result["feedback_rows"]) == (3, 2)
+    key = result["dataset_key"]
+    assert key == retrain_key("churn", dataset, "event-1", with_feedback=True) and key.endswith(".parquet")
+    assert uploads.copies == [] and uploads.written == [(key, {"retrain": "true", "retrain-event": "event-1"})]
+    assert result["run_id"] == run_id_for("churn", PIPELINE_BUCKET, key, uploads.version_of(key))
+    frame = training_file(stores, key)
+    assert len(frame) == dataset.rows + 2
+    added = frame.iloc[dataset.rows:].reset_index(drop=True)
+    assert list(added["customer_id"]) == ["feedback:r-0:1", "feedback:r-3:2"]
+    assert list(added["churned"]) == [1, 0]
+    for row, instance in zip(added.to_dict("records"), [instances[1], instances[5]], strict=True):
+        assert {name: row[name] for name in instance} == instance
+    original = frame.iloc[:dataset.rows]
+    assert original["customer_id"].notna().all() and not original["customer_id"].str.startswith("feedback:").any()
+    assert stores.registry.get_retrain("churn").feedback_since == dataset.created_at
+
+
+def test_no_new_label_copies_the_dataset_as_it_is(churn_champion, stores):
+    _, made, labels = labelled(stores, ("r-0", 0, 1, -timedelta(hours=1)))
+    uploads = MemoryUploads(stores.objects)
+    result = start(stores, drift(), now=made + timedelta(days=1), uploads=uploads,
+                   feedback=feedback_of(stores, labels))
+    assert result["labels"] == 0 and "feedback_rows" not in result and result["dataset_key"].endswith(".csv")
+    assert len(uploads.copies) == 1 and uploads.written == []
+
+
+def test_the_next_retrain_adds_the_labels_received_since_the_previous_one_started(churn_champion, stores):
+    dataset, made, labels = labelled(stores, ("r-0", 0, 1, timedelta(hours=2)))
+    feedback, uploads = feedback_of(stores, labels), MemoryUploads(stores.objects)
+    first_at = made + timedelta(hours=3)
+    first = start(stores, drift("first"), now=first_at, uploads=uploads, feedback=feedback)
+    assert first["feedback_rows"] == 1
+    # The pipeline registers the training file as the latest dataset version, a little after the retrain started;
+    # a label received in between belongs to the next retrain, the one before it is in the file already.
+    stores.datasets.put_dataset(dataset.model_copy(update={
+        "dataset_id": "retrained", "key": first["dataset_key"], "version_id": uploads.version_of(first["dataset_key"]),
+        "rows": dataset.rows + 1, "created_at": (first_at + timedelta(minutes=2)).isoformat()}))
+    labels.put_labels([label("r-3", 0, 0, first_at + timedelta(minutes=1)),
+                       label("r-3", 1, 1, first_at + timedelta(hours=1))])
+    second = start(stores, drift("second"), now=first_at + timedelta(hours=7), uploads=uploads, feedback=feedback)
+    assert second["started"] is True and second["dataset_id"] == "retrained"
+    assert (second["labels"], second["feedback_rows"]) == (2, 2)
+    added = training_file(stores, second["dataset_key"]).iloc[dataset.rows:]
+    assert list(added["customer_id"]) == ["feedback:r-0:0", "feedback:r-3:0", "feedback:r-3:1"]
+
+
+def test_a_retried_delivery_writes_the_training_file_with_the_same_labels(churn_champion, stores):
+    dataset, made, labels = labelled(stores, ("r-0", 2, 1, timedelta(hours=2)))
+    uploads, feedback = MemoryUploads(stores.objects), feedback_of(stores, labels)
+    uploads.objects.faults.inject("get_bytes", RuntimeError("S3 was down"))
+    with pytest.raises(RuntimeError):
+        start(stores, drift(), now=made + timedelta(hours=3), uploads=uploads, feedback=feedback)
+    uploads.objects.faults.clear()
+    labels.put_labels([label("r-0", 1, 1, made + timedelta(hours=4))])  # after the retrain started: not its
+    again = start(stores, drift(), now=made + timedelta(hours=5), uploads=uploads, feedback=feedback)
+    assert (again["labels"], again["feedback_rows"]) == (1, 1) and len(uploads.written) == 1
+    assert list(training_file(stores, again["dataset_key"]).iloc[dataset.rows:]["customer_id"]) == ["feedback:r-0:2"]
 
 
 @pytest.mark.parametrize("event", [
@@ -254,8 +369,18 @@ def test_the_s3_copy_carries_the_retrain_metadata_and_its_run_starts_from_its_ve
     assert training_uploads().version_of("datasets/churn/none.csv") is None
 
 
+def test_the_s3_training_file_with_feedback_is_written_with_the_retrain_metadata(churn_champion_aws, pipeline_aws):
+    from functions.monitoring.aws import training_uploads
+
+    version = training_uploads().put(key="datasets/churn/retrain-x.parquet", body=b"PAR1",
+                                     metadata={"retrain": "true", "retrain-event": "e"})
+    head = pipeline_aws.s3.head_object(Bucket=PIPELINE_BUCKET, Key="datasets/churn/retrain-x.parquet")
+    assert head["VersionId"] == version and head["Metadata"] == {"retrain": "true", "retrain-event": "e"}
+
+
 def test_the_handler_under_moto_starts_a_retrain_from_an_eventbridge_event(churn_champion_aws, pipeline_aws, stores,
-                                                                           lambda_context):
+                                                                           lambda_context, monkeypatch):
+    monkeypatch.setattr(retrain_handler, "feedback_store", FakeFeedbackStore)  # no label: the dataset is copied
     (dataset,) = stores.datasets.list_datasets("churn")  # seeded objects get moto's version ids
     moto_version = pipeline_aws.s3.head_object(Bucket=PIPELINE_BUCKET, Key=dataset.key)["VersionId"]
     pipeline_aws.tables["datasets"].update_item(Key={"pk": "MODEL#churn", "sk": f"DATASET#{dataset.dataset_id}"},
