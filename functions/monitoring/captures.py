@@ -13,7 +13,7 @@ import gzip
 import json
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -134,8 +134,12 @@ def window_records(objects: ObjectStore, model: str, *, hours: int, now: datetim
 
 
 def read_captures(objects: ObjectStore, model: str, *, hours: int, now: datetime | None = None,
-                  max_rows: int = MAX_ROWS) -> CaptureWindow:
-    """The captured instances of the last `hours` hours (newest first, at most `max_rows`)."""
+                  max_rows: int = MAX_ROWS, every: Callable[[dict[str, Any]], None] | None = None) -> CaptureWindow:
+    """The captured instances of the last `hours` hours (newest first, at most `max_rows`).
+
+    `every`, when given, is called with each of the model's records in the window (all variants, a split
+    request's parts apart), in the same reading: the read then goes on past `max_rows` for it alone.
+    """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     start = now - timedelta(hours=hours)
     keys = list_capture_keys(objects, model, now=now, hours=hours)
@@ -144,14 +148,18 @@ def read_captures(objects: ObjectStore, model: str, *, hours: int, now: datetime
         if record.get("model") != model:
             window.skipped += 1
             continue
-        if record.get("variant") == "shadow":  # the same inputs as the answer it shadowed: counted once
+        if every is not None:
+            every(record)
+        if window.truncated or record.get("variant") == "shadow":  # a shadow: the inputs of the answer it shadowed
             continue
         kept = [i for i, row in enumerate(record["inputs"]) if isinstance(row, dict)]
         window.skipped += len(record["inputs"]) - len(kept)
         room = max_rows - len(window.instances)
         if room <= 0:
             window.truncated = True
-            break
+            if every is None:
+                break
+            continue
         if len(kept) > room:
             kept, window.truncated = kept[:room], True
         rows = [record["inputs"][i] for i in kept]
@@ -161,7 +169,7 @@ def read_captures(objects: ObjectStore, model: str, *, hours: int, now: datetime
             window.requests += 1
         version = str(record.get("version"))
         window.versions[version] = window.versions.get(version, 0) + len(rows)
-        if window.truncated:
+        if window.truncated and every is None:
             break
     if window.skipped:
         logger.warning("unreadable captures skipped", extra={"model": model, "skipped": window.skipped})

@@ -10,7 +10,7 @@ The report is written to reports/drift/<model>/<iso-ts>.json, its readable page 
 """
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from functions.feedback.store import FeedbackStore
 from functions.monitoring import report_html
 from functions.monitoring.captures import read_captures
 from functions.monitoring.drift import drift_report, max_psi, window_frame
-from functions.monitoring.quality import model_quality
+from functions.monitoring.quality import quality_section
 from functions.records import ModelVersion
 from functions.registry.store import RegistryStore
 from functions.shared.reference import (
@@ -109,7 +109,16 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
                   {"source": "profile", "warning": FALLBACK_WARNING})
     reference, source = stored
     trained = record.trained_spec(spec)
-    window = read_captures(objects, model, hours=window_hours, now=now)
+    # The window's labels first: its captures are read once, for drift and for the records the labels join with.
+    labels = feedback.labels_since(model, now - timedelta(hours=window_hours)) if feedback is not None else []
+    labelled = {label.request_id for label in labels}
+    joined: list[dict[str, Any]] = []
+
+    def keep_labelled(capture: dict[str, Any]) -> None:
+        if capture.get("request_id") in labelled:
+            joined.append(capture)
+
+    window = read_captures(objects, model, hours=window_hours, now=now, every=keep_labelled if labels else None)
     config = spec.monitoring.with_defaults(pvalue=ks_pvalue, psi_threshold=psi_threshold)
     live = window_frame(window.instances, trained.feature_names)
     outputs = window_outputs(window, trained, record, reference)
@@ -128,8 +137,8 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
         "drift_score": max_psi(report),
     })
     if feedback is not None:  # model quality from the labels of the same window (functions/monitoring/quality.py)
-        report["quality"] = model_quality(objects, feedback, model=model, task=trained.task, classes=record.classes,
-                                          hours=window_hours, now=now)
+        report["quality"] = quality_section(labels, joined, task=trained.task, classes=record.classes,
+                                            hours=window_hours)
     key = report_key(model, now)
     objects.put_json(key, report)
     page = html_key(key)

@@ -150,11 +150,19 @@ def model_quality(objects: ObjectStore, feedback: FeedbackStore, *, model: str, 
     """Quality of `model` over the last `hours`: its labels received then, joined with its captures then."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     labels = feedback.labels_since(model, now - timedelta(hours=hours))
-    if not labels:  # no capture is read when there is nothing to join
+    # No capture is read when there is nothing to join.
+    records = window_records(objects, model, hours=hours, now=now) if labels else iter(())
+    return quality_section(labels, records, task=task, classes=classes, hours=hours)
+
+
+def quality_section(labels: list[StoredLabel], records: Iterable[dict[str, Any]], *, task: str,
+                    classes: list[Any] | None, hours: int) -> dict[str, Any]:
+    """The quality section of a report: `labels` joined with the capture `records` of the same window (the
+    drift check passes the records its own reading of the window saw)."""
+    if not labels:
         return {"task": task, "window_hours": hours, "labels": 0, "unmatched": 0,
                 **quality_metrics(task, classes, []), "by_version": {}}
-    predictions = captured_predictions(window_records(objects, model, hours=hours, now=now))
-    return {"window_hours": hours, **join(labels, predictions, task, classes)}
+    return {"window_hours": hours, **join(labels, captured_predictions(records), task, classes)}
 
 
 def emit_quality(section: dict[str, Any] | None, model: str, namespace: str) -> None:

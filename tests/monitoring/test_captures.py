@@ -59,6 +59,11 @@ def test_captures_are_read_newest_first_up_to_the_cap(objects):
     assert {r["tenure_months"] for r in capped.instances} == {7, 8, 9, 4, 5}  # the newest requests first
     assert capped.versions == {"2": 5}
 
+    seen: list[dict] = []  # what the same reading shows the quality join: every record of the model, past the cap
+    also = read_captures(objects, "churn", hours=2, now=NOW, max_rows=5, every=seen.append)
+    assert (also.instances, also.versions, also.requests) == (capped.instances, capped.versions, capped.requests)
+    assert sorted(row["tenure_months"] for record in seen for row in record["inputs"]) == list(range(10))
+
 
 @pytest.mark.parametrize("operation", ["list_keys", "get_bytes"])
 def test_busy_storage_fails_the_read_as_retryable(operation):

@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from functions.errors import IntegrityError, NoChampion, RetryableError, UnknownModel
+from functions.feedback.store import StoredLabel
 from functions.monitoring.check import check_model
 from functions.serving.capture import MARKER
 from tests.conftest import Stores
 from tests.fakes import lost_reply, throttled
+from tests.feedback.fakes import FakeFeedbackStore
 from tests.monitoring.helpers import capture, deliver, instances, shifted_instances
 
 NOW = datetime(2026, 5, 6, 10, 30, tzinfo=UTC)
@@ -98,6 +100,25 @@ def test_unreadable_captures_are_skipped(churn_champion, stores):
     assert report["drifted"] is True
     # README.txt is not a delivered object: never read (the fourth read is the version's reference profile)
     assert stores.objects.faults.calls.count("get_bytes") == 4
+
+
+def test_labels_join_the_captures_of_the_drift_checks_own_reading(churn_champion, stores):
+    rows = instances(churn_champion.rows)[:90]
+    capture(stores.objects, NOW - timedelta(minutes=10), rows, predictions=[0, 1] * 45)  # requests r-0, r-30, r-60
+    feedback = FakeFeedbackStore()
+    at = (NOW - timedelta(minutes=1)).isoformat()
+    feedback.put_labels([StoredLabel(model="churn", request_id=request_id, index=index, label=label, received_at=at)
+                         for request_id, index, label in [("r-0", 0, 0), ("r-0", 1, 0), ("r-60", 0, 0),
+                                                          ("unknown", 0, 1)]])
+    stores.objects.faults.calls.clear()
+
+    report = check_model(stores.objects, stores.registry, stores.datasets, model="churn", window_hours=24,
+                         psi_threshold=0.2, ks_pvalue=0.01, now=NOW, feedback=feedback)
+
+    quality = report["quality"]
+    assert (quality["labels"], quality["labelled"], quality["unmatched"]) == (4, 3, 1)
+    assert quality["accuracy"] == pytest.approx(2 / 3) and report["samples"] == 90
+    assert stores.objects.faults.calls.count("get_bytes") == 2  # the capture object once, the reference profile
 
 
 def test_no_traffic_is_a_report_that_decides_nothing(churn_champion, stores):
