@@ -101,8 +101,9 @@ class Serving(Construct):
         acknowledge_prefix_grants(self.function.role, data.bucket, ["models/"])
         # Captures leave as log lines (no S3 grant here): a subscription delivers them to Firehose.
         self.capture = Capture(self, "Capture", settings, data.bucket, self.function)
-        # The spec, champion alias and version items (the online features are not read yet: no grant).
+        # The spec, champion alias and version items; an instance naming its entity reads its online features.
         registry.table.grant(self.function, "dynamodb:GetItem")
+        features.online.grant(self.function, "dynamodb:BatchGetItem")
 
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY

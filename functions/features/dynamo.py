@@ -28,7 +28,7 @@ from botocore.config import Config
 
 from functions import aws
 from functions.errors import InvalidInput, RetryableError
-from functions.features.store import entity_key, row_json
+from functions.features.keys import entity_key, row_json
 from functions.settings import settings
 from functions.storage.errors import storage_errors
 

@@ -4,41 +4,19 @@ Entities are keyed by the canonical string of their id (`entity_key`). features.
 implements it on DynamoDB (reads in batches of 100 keys, as Feast's DynamoDB store does).
 """
 
-import json
-import math
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 import pandas as pd
 
-from functions.jsonable import jsonable
+from functions.features.keys import MAX_ENTITY_BYTES, entity_key, row_json
 
-MAX_ENTITY_BYTES = 1024  # partition keys may hold 2048 bytes; leave room for the model name
 # A DynamoDB item holds 400 KB: one entity's features (as UTF-8 JSON) leave room for the rest of its item.
 MAX_ONLINE_ROW_BYTES = 350_000
 
 
-def row_json(row: dict[str, Any]) -> str:
-    """An entity's features as the online store keeps them: compact JSON, text as UTF-8 (not \\u escapes)."""
-    return json.dumps(jsonable(row), ensure_ascii=False, separators=(",", ":"))
-
-
 def row_bytes(row: dict[str, Any]) -> int:
     return len(row_json(row).encode())
-
-
-def entity_key(value: Any) -> str | None:
-    """The canonical string of an entity id, or None when it cannot be a key (missing, too long)."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if hasattr(value, "item"):  # a numpy scalar: its Python value's text
-        value = value.item()
-    text = str(value)
-    if not text or len(text.encode()) > MAX_ENTITY_BYTES:
-        return None
-    return text
 
 
 def entity_keys(series: pd.Series) -> pd.Series:

@@ -29,7 +29,9 @@ class PredictRequest(BaseModel):
     # already refuses non-objects with a 400); the document asks for objects.
     instances: list[Any] = Field(
         min_length=1,
-        description="The records to score: one object per record, feature name -> value (the model's signature).",
+        description="The records to score: one object per record, feature name -> value (the model's signature). "
+                    "A record that names its entity (the model's entity_id, e.g. customer_id) gets the features it "
+                    "leaves out from the online store.",
         json_schema_extra={"items": {"type": "object"}},
     )
 

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from functions.errors import InvalidInput, MlopsError, PayloadTooLarge, RetryableError
+from functions.features.dynamo import online_store
 from functions.feedback.labels import LabelBatch, parse_labels, record_labels
 from functions.feedback.store import FeedbackStore
 from functions.registry.dynamo import registry_store
@@ -57,6 +58,7 @@ from functions.serving.contract import (
     PredictRequest,
     PredictResponse,
 )
+from functions.serving.enrich import enrich
 from functions.serving.model_cache import ModelCache, describe_model
 from functions.serving.predict import predict
 from functions.serving.rollout import Rollouts, emit_metrics, routing_key, serve
@@ -261,8 +263,10 @@ def predict_route(name: ModelName,
     registry, objects, ttl = registry_store(), data_objects(), config.model_cache_ttl_seconds
     champion = models.champion(registry, objects, name, ttl, on_load_failure=_count_load_failure)
     request_id = _request_id()
+    # An instance that names its entity gets the features it leaves out from the online store.
+    instances = enrich(request.instances, champion.spec, lambda keys: online_store().get_many(champion.model, keys))
     # During a roll-out the challenger answers a share of the requests (canary) or scores them unseen (shadow).
-    served = serve(request.instances, champion=champion, rollout=rollouts.running(registry, name, ttl),
+    served = serve(instances, champion=champion, rollout=rollouts.running(registry, name, ttl),
                    key=routing_key(app.current_event.get("headers"), request_id),  # raw: .headers copies them per call
                    challenger=lambda version: models.version(registry, objects, name, version, ttl,
                                                              on_load_failure=_count_load_failure),
@@ -273,12 +277,12 @@ def predict_route(name: ModelName,
     # The answer counts more than its record: a failed capture is logged and counted, not returned.
     try:
         # A line on stdout, which Lambda ships to the log group a subscription delivers to Firehose: no S3 call here.
-        emit_capture(model=loaded.model, version=loaded.version, request_id=request_id, inputs=request.instances,
+        emit_capture(model=loaded.model, version=loaded.version, request_id=request_id, inputs=instances,
                      predictions=result.predictions, probabilities=result.probabilities, latency_ms=latency_ms,
                      variant=served.answer.variant)
         if served.shadow is not None:  # the challenger's unseen answer, recorded beside the one returned
             emit_capture(model=loaded.model, version=served.shadow.loaded.version, request_id=request_id,
-                         inputs=request.instances, predictions=served.shadow.result.predictions,
+                         inputs=instances, predictions=served.shadow.result.predictions,
                          probabilities=served.shadow.result.probabilities, latency_ms=served.shadow.latency_ms,
                          variant="shadow")
     except (MlopsError, ValueError, OSError) as error:

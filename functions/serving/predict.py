@@ -184,10 +184,11 @@ def _texts_problems(column: np.ndarray) -> np.ndarray | None:
 
 def validate_instances(instances: Sequence[Any], signature: Sequence[Feature]) -> None:
     """Raise RequestInvalid naming the first problems when the instances miss the signature."""
-    _refuse(check_instances(instances, signature), signature)
+    refuse(check_instances(instances, signature), signature)
 
 
-def _refuse(problems: list[Problem], signature: Sequence[Feature], total: int | None = None) -> None:
+def refuse(problems: list[Problem], signature: Sequence[Feature], total: int | None = None) -> None:
+    """Raise RequestInvalid naming the first of `problems` (nothing when there is none)."""
     if not problems:
         return
     shown = "; ".join(str(p) for p in problems[:MAX_REPORTED_PROBLEMS])
@@ -236,7 +237,7 @@ class ColumnPrediction:
 def predict_columns(loaded: LoadedModel, columns: Mapping[str, Any]) -> ColumnPrediction:
     """`predict` on whole columns (one 1-D array per feature): the same checks, arrays and answers, as arrays."""
     problems, total = check_columns(columns, loaded.signature)
-    _refuse(problems, loaded.signature, total)
+    refuse(problems, loaded.signature, total)
     predictor = loaded.predictor
     arrays = column_arrays(columns, loaded.signature, getattr(predictor, "dtypes", None))
     predictions, probabilities = predictor.predict_arrays(arrays)

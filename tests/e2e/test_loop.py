@@ -56,6 +56,21 @@ def test_predictions_over_http_carry_the_model_version(trained, api):
     assert body["probabilities"][0][1] > body["probabilities"][1][1]
 
 
+def test_a_customer_named_by_id_is_scored_on_the_features_the_pipeline_published(trained, api, aws, local_cloud):
+    from cli.demo_data import churn_frame
+
+    rows = churn_frame(rows=300, seed=7)  # the training upload (csv_bytes(300)), published to the online store
+    row = rows.dropna(subset=CHURN_FEATURES).iloc[5]
+    given = {name: (value.item() if hasattr(value, "item") else value) for name, value in row[CHURN_FEATURES].items()}
+    response = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": [{"customer_id": row["customer_id"]},
+                                                                              given]})
+    assert response.status_code == 200, response.text
+    by_id, by_features = response.json()["probabilities"]
+    assert by_id == pytest.approx(by_features)
+    unknown = api("POST", f"/v1/models/{MODEL}/predict", json={"instances": [{"customer_id": "c7-unknown"}]})
+    assert unknown.status_code == 422 and "no features in the online store" in unknown.json()["error"]["message"]
+
+
 def test_the_same_upload_twice_is_one_dataset_version_and_one_training(trained, aws, local_cloud, _training):
     versions_before = [i for i in registry_items(aws, local_cloud) if i["sk"]["S"].startswith("VERSION#")]
     again = upload_and_wait(aws, local_cloud, f"datasets/{MODEL}/train-copy.csv", csv_bytes(300))

@@ -248,7 +248,7 @@ DYNAMODB_ACTIONS: dict[str, dict[str, set[str]]] = {
     "training.handler.start_pipeline": {"Registry": {"PutItem"}},
     "training.handler.record_execution_end": {"Registry": {"GetItem", "UpdateItem", "DeleteItem",
                                                            "ConditionCheckItem"}},
-    "serving.handler.handler": {"Registry": {"GetItem"}},
+    "serving.handler.handler": {"Registry": {"GetItem"}, "Online": {"BatchGetItem"}},  # enrichment by entity id
     # Specs (a scan), versions, aliases and roll-outs; an alias move or roll-out change is a transaction.
     "rollout.handler.handler": {"Registry": {"GetItem", "Query", "Scan", "PutItem", "UpdateItem",
                                              "ConditionCheckItem"}},
