@@ -40,6 +40,7 @@ from functions.monitoring.quality import requests_in_order
 from functions.records import AuditEntry, DatasetVersion, Retrain
 from functions.registry.store import RegistryStore, instant
 from functions.shared.tabular import frame_bytes, read_dataset, read_upload
+from functions.shared.transform import categories
 from functions.spec import ModelSpec, check_model_name
 from functions.storage.objects import ObjectStore, sha256
 from functions.training.start import run_id_for
@@ -215,10 +216,18 @@ def on_event(registry: RegistryStore, datasets: DatasetStore, uploads: TrainingU
 
 
 def with_rows(dataset: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """The dataset's rows, then the feedback's (the dataset's other columns empty there)."""
+    """The dataset's rows, then the feedback's (the dataset's other columns empty there).
+
+    Requests send categories as text: a categorical column the dataset holds as numbers (codes 1, 2) becomes
+    the canonical text training makes of them ("1", "2"), so that one file holds both; the entity ids too.
+    """
     if rows.empty:
         return dataset
     combined = pd.concat([dataset, rows], ignore_index=True)
+    for name in spec.categorical_features:
+        column = combined[name]
+        if pd.api.types.infer_dtype(column, skipna=True) not in {"string", "empty"}:
+            combined[name] = categories(column).where(column.notna(), None)
     if spec.entity_id is not None:  # the feedback's ids are text: the column becomes text (5 -> "5")
         combined[spec.entity_id] = combined[spec.entity_id].astype("string")
     return combined

@@ -16,7 +16,7 @@ from functions.errors import InvalidInput, UnknownModel
 from functions.feedback.store import StoredLabel
 from functions.monitoring import retrain_handler
 from functions.monitoring.events import DRIFT_DETECTED, QUALITY_DEGRADED, drift_event, quality_event
-from functions.monitoring.retrain import Feedback, MonitoringEventEnvelope, on_event, retrain_key
+from functions.monitoring.retrain import Feedback, MonitoringEventEnvelope, on_event, retrain_key, with_rows
 from functions.training.start import run_id_for
 from tests.conftest import PIPELINE_BUCKET, Stores
 from tests.fakes import MemoryObjectStore
@@ -262,6 +262,21 @@ def test_a_retried_delivery_writes_the_training_file_with_the_same_labels(churn_
     again = start(stores, drift(), now=made + timedelta(hours=5), uploads=uploads, feedback=feedback)
     assert (again["labels"], again["feedback_rows"]) == (1, 1) and len(uploads.written) == 1
     assert list(training_file(stores, again["dataset_key"]).iloc[dataset.rows:]["customer_id"]) == ["feedback:r-0:2"]
+
+
+def test_coded_categories_and_integer_ids_become_text_beside_the_feedbacks(churn_spec):
+    from functions.shared.tabular import frame_bytes
+
+    dataset = pd.DataFrame({"customer_id": [5, 6], "tenure_months": [1.0, None], "monthly_charges": [9.0, 8.0],
+                            "support_calls": [0, 1], "plan": [1.0, None], "churned": [0, 1], "note": ["a", "b"]})
+    rows = pd.DataFrame({"tenure_months": [3.0], "monthly_charges": [7.5], "support_calls": [2], "plan": ["2"],
+                         "churned": pd.Series([1], dtype=object), "customer_id": ["feedback:r:0"]})
+    combined = with_rows(dataset, rows, churn_spec)
+    assert combined["plan"].tolist() == ["1", None, "2"]  # the text training makes of 1.0; missing stays missing
+    assert combined["customer_id"].tolist() == ["5", "6", "feedback:r:0"]
+    assert combined["note"].tolist()[:2] == ["a", "b"] and pd.isna(combined["note"].iloc[2])
+    stored = pd.read_parquet(io.BytesIO(frame_bytes(combined, "retrain.parquet")))  # one file holds both
+    assert stored["churned"].tolist() == [0, 1, 1] and stored["tenure_months"].isna().tolist() == [False, True, False]
 
 
 @pytest.mark.parametrize("event", [
