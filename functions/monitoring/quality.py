@@ -41,15 +41,22 @@ class Prediction:
 
 
 def requests_in_order(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Each captured request's records by (request id, variant), a split request's parts in part order."""
-    parts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """Each captured request's records by (request id, variant), a split request's parts in part order.
+
+    Only whole requests: a row's index counts the rows of the parts before it, so a request with a part
+    missing (unreadable, not delivered yet) is left out; a part delivered twice counts once.
+    """
+    parts: dict[tuple[str, str], dict[Any, dict[str, Any]]] = {}
     for record in records:
         request_id, variant = record.get("request_id"), str(record.get("variant") or "champion")
         if isinstance(request_id, str):
-            parts.setdefault((request_id, variant), []).append(record)
-    for records_of_request in parts.values():
-        records_of_request.sort(key=lambda r: r.get("part") or 0)
-    return parts
+            parts.setdefault((request_id, variant), {}).setdefault(record.get("part", 0), record)
+    whole: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for key, by_part in parts.items():
+        expected = next(iter(by_part.values())).get("parts", 1)
+        if isinstance(expected, int) and set(by_part) == set(range(expected)):
+            whole[key] = [by_part[number] for number in range(expected)]
+    return whole
 
 
 def captured_predictions(records: Iterable[dict[str, Any]]) -> dict[str, dict[tuple[str, int], Prediction]]:

@@ -96,6 +96,17 @@ def test_split_requests_are_put_back_in_part_order_and_variants_kept_apart():
     assert rows["shadow"][("r-1", 0)].value == "z"
 
 
+def test_a_request_with_a_part_missing_is_left_out_and_a_part_delivered_twice_counts_once():
+    whole = record("r-1", ["a", "b", "c", "d"])
+    parts = [json.loads(line) for line in capture_lines(whole, max_bytes=len(capture_lines(whole)[0]) - 1)]
+    assert len(parts) > 1
+    # Without its first part, the rows' indexes are unknown: none of them is joined to a label.
+    assert captured_predictions(parts[1:]) == {}
+    twice = captured_predictions([*parts, parts[-1]])
+    assert [twice["champion"][("r-1", i)].value for i in range(4)] == ["a", "b", "c", "d"]
+    assert len(twice["champion"]) == 4
+
+
 def test_join_counts_unmatched_labels_and_measures_shadows_apart():
     predictions = captured_predictions([
         record("r-1", ["yes", "no"], [[0.1, 0.9], [0.8, 0.2]], version=1),
