@@ -6,7 +6,7 @@ the last `hours` are joined, by request id and row, with the capture records of 
 answers clients got (champion and a canary's challenger), overall and per version; a shadow's
 unseen answers are measured apart. A label whose request has no captured prediction in the window
 is counted as `unmatched`: an unknown request id, a prediction older than the window, or a
-capture not delivered yet (Firehose buffers for a minute or more).
+capture not delivered yet, whole or in part (Firehose buffers for a minute or more).
 
 Classification: accuracy, F1 (binary: of the positive, second, class; else macro), ROC AUC (binary:
 only when both classes are among the labels; multiclass: one-vs-rest, only when every class is).
