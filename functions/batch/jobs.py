@@ -42,7 +42,7 @@ from functions.serving.predict import ColumnPrediction, predict_columns
 from functions.shared.instances import Coded
 from functions.shared.limits import MAX_CATEGORY_LENGTH, MAX_NUMERIC_MAGNITUDE
 from functions.spec import Feature, is_model_name
-from functions.storage.objects import ObjectStore, sha256
+from functions.storage.objects import ObjectStore, read_version, sha256
 
 if TYPE_CHECKING:
     import numpy as np
@@ -183,17 +183,11 @@ def champion_record(registry: RegistryStore, model: str) -> ModelVersion:
 
 
 def _read_input(objects: ObjectStore, job: BatchJob, max_bytes: int) -> bytes:
-    name = job.key.rsplit("/", 1)[-1]
-    # S3 event notifications may URL-encode keys: try the decoded form before giving up.
-    for candidate in dict.fromkeys([job.key, unquote_plus(job.key)]):
-        try:
-            return objects.get_bytes(candidate, version_id=job.version_id, max_bytes=max_bytes)
-        except NotFound:
-            continue
-        except ObjectTooLarge as error:
-            raise DatasetInvalid(f"the batch file {shown(name)} holds {error.size} bytes, more than the "
-                                 f"{max_bytes} a batch job takes: split it into several files") from error
-    raise NotFound(f"the batch file {job.key} (version {job.version_id}) no longer exists")
+    try:
+        return read_version(objects, job.key, job.version_id, max_bytes=max_bytes, what="batch file")
+    except ObjectTooLarge as error:
+        raise DatasetInvalid(f"the batch file {shown(job.key.rsplit('/', 1)[-1])} holds {error.size} bytes, more "
+                             f"than the {max_bytes} a batch job takes: split it into several files") from error
 
 
 def typed_features(frame: "pd.DataFrame", signature: list[Feature], name: str) -> "pd.DataFrame":

@@ -18,7 +18,7 @@ from urllib.parse import unquote_plus
 import pandas as pd
 
 from functions.errors import DatasetInvalid, NotFound, ObjectTooLarge, shown
-from functions.storage.objects import ObjectStore
+from functions.storage.objects import ObjectStore, read_version
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,17 +32,12 @@ MAX_DATASET_BYTES = 256 * 1024 * 1024
 
 
 def read_upload(objects: ObjectStore, key: str, version_id: str | None) -> bytes:
-    """The bytes of exactly the uploaded object version."""
-    # S3 event notifications may URL-encode keys: try the decoded form before giving up.
-    for candidate in dict.fromkeys([key, unquote_plus(key)]):
-        try:
-            return objects.get_bytes(candidate, version_id=version_id, max_bytes=MAX_DATASET_BYTES)
-        except NotFound:
-            continue
-        except ObjectTooLarge as error:
-            raise DatasetInvalid(f"the dataset {candidate.rsplit('/', 1)[-1]!r} is larger than "
-                                 f"{MAX_DATASET_BYTES // 2**20} MB, the limit of in-Lambda training") from error
-    raise NotFound(f"the uploaded dataset {key} (version {version_id}) no longer exists")
+    """The bytes of exactly the uploaded dataset version."""
+    try:
+        return read_version(objects, key, version_id, max_bytes=MAX_DATASET_BYTES, what="uploaded dataset")
+    except ObjectTooLarge as error:
+        raise DatasetInvalid(f"the dataset {key.rsplit('/', 1)[-1]!r} is larger than "
+                             f"{MAX_DATASET_BYTES // 2**20} MB, the limit of in-Lambda training") from error
 
 
 def upload_metadata(objects: ObjectStore, key: str, version_id: str | None) -> dict[str, str]:

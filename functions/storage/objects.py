@@ -12,8 +12,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
-from functions.errors import IntegrityError
+from functions.errors import IntegrityError, NotFound
 from functions.jsonable import jsonable
 
 if TYPE_CHECKING:
@@ -77,3 +78,15 @@ class ObjectStore(ABC):
         if sha256(data) != expected_sha256:
             raise IntegrityError(f"{key} does not match its recorded sha256")
         return data
+
+
+def read_version(objects: ObjectStore, key: str, version_id: str | None, *, max_bytes: int, what: str) -> bytes:
+    """The bytes of exactly an uploaded object version (`what` names it in NotFound); ObjectTooLarge past
+    `max_bytes`."""
+    # S3 event notifications may URL-encode keys: try the decoded form before giving up.
+    for candidate in dict.fromkeys([key, unquote_plus(key)]):
+        try:
+            return objects.get_bytes(candidate, version_id=version_id, max_bytes=max_bytes)
+        except NotFound:
+            continue
+    raise NotFound(f"the {what} {key} (version {version_id}) no longer exists")
