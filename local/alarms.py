@@ -24,14 +24,14 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from moto.cloudwatch.models import MetricDatum, cloudwatch_backends
-from moto.events.models import events_backends
+
+from local.events import put_on_default_bus, service_event
 
 log = logging.getLogger("mlops.local")
 
@@ -218,13 +218,7 @@ class AlarmEvaluator:
 
     def _emit(self, event: dict[str, Any]) -> None:
         try:
-            bus = events_backends[self.account][self.region].describe_event_bus("default")
-            for rule in list(bus.rules.values()):
-                # As moto's PutEvents hands an event to its rules: its time in epoch seconds (moto writes it
-                # out as ISO 8601 when it delivers) and the time EventBridge received it.
-                at = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-                message: Any = {**json.loads(json.dumps(event)), "time": at, "ingestion-time": time.time()}
-                rule.send_to_targets(message)
+            put_on_default_bus(event)
         except Exception:  # EventBridge delivery failures never reach CloudWatch
             log.exception("the state change of alarm %s was not delivered", event["detail"]["alarmName"])
 
@@ -233,30 +227,22 @@ def alarm_state_change(alarm: dict[str, Any], result: Evaluation, at: datetime, 
                        region: str) -> dict[str, Any]:
     """The "CloudWatch Alarm State Change" event CloudWatch sends to the default bus."""
     stat = alarm.get("ExtendedStatistic") or alarm.get("Statistic")
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "CloudWatch Alarm State Change",
-        "source": "aws.cloudwatch",
-        "account": account,
-        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [alarm["AlarmArn"]],
-        "detail": {
-            "alarmName": alarm["AlarmName"],
-            "state": {"value": result.state, "reason": result.reason, "timestamp": _iso(at)},
-            "previousState": {"value": alarm["StateValue"], "reason": alarm.get("StateReason", ""),
-                              "timestamp": _iso(alarm["StateUpdatedTimestamp"])
-                              if isinstance(alarm.get("StateUpdatedTimestamp"), datetime) else None},
-            "configuration": {
-                "description": alarm.get("AlarmDescription"),
-                "metrics": [{"id": "m1", "returnData": True, "metricStat": {
-                    "metric": {"namespace": alarm["Namespace"], "name": alarm["MetricName"],
-                               "dimensions": {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}},
-                    "period": alarm["Period"], "stat": stat}}],
-            },
+    detail = {
+        "alarmName": alarm["AlarmName"],
+        "state": {"value": result.state, "reason": result.reason, "timestamp": _iso(at)},
+        "previousState": {"value": alarm["StateValue"], "reason": alarm.get("StateReason", ""),
+                          "timestamp": _iso(alarm["StateUpdatedTimestamp"])
+                          if isinstance(alarm.get("StateUpdatedTimestamp"), datetime) else None},
+        "configuration": {
+            "description": alarm.get("AlarmDescription"),
+            "metrics": [{"id": "m1", "returnData": True, "metricStat": {
+                "metric": {"namespace": alarm["Namespace"], "name": alarm["MetricName"],
+                           "dimensions": {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}},
+                "period": alarm["Period"], "stat": stat}}],
         },
     }
+    return service_event("aws.cloudwatch", "CloudWatch Alarm State Change", account=account, region=region,
+                         resources=[alarm["AlarmArn"]], detail=detail, at=at)
 
 
 def _epoch(moment: datetime) -> float:

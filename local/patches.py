@@ -58,7 +58,7 @@ from unittest import mock
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend
 from moto.core.config import default_user_config
-from moto.events.models import Rule, events_backends
+from moto.events.models import Rule
 from moto.events.utils import EventMessageType, EventTemplateParser
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.asl.eval.environment import Environment
@@ -69,6 +69,7 @@ from moto.utilities.arns import parse_arn
 
 from local import firehose, maps, metrics, sagemaker
 from local.dynamodb import atomic_dynamodb, linear_item_size, partition_queries
+from local.events import put_on_default_bus, service_event
 from local.runtime import LambdaRuntime, TooManyRequestsException
 
 log = logging.getLogger("mlops.local")
@@ -286,7 +287,7 @@ def _execution_ended(self: BaseExecutionWorkerCommunication) -> None:
     _report_end(self.execution)
 
 
-def execution_status_change(execution: Execution) -> EventMessageType:
+def execution_status_change(execution: Execution) -> dict[str, Any]:
     """The event Step Functions sends to EventBridge when a Standard execution's status changes."""
     status = execution.exec_status.value if execution.exec_status else "RUNNING"
     succeeded = status == "SUCCEEDED"
@@ -306,30 +307,15 @@ def execution_status_change(execution: Execution) -> EventMessageType:
         "error": execution.error or None,
         "cause": execution.cause or None,
     }
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Step Functions Execution Status Change",
-        "source": "aws.states",
-        "account": execution.account_id,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": execution.region_name,
-        "resources": [execution.exec_arn],
-        "detail": detail,
-    }
+    return service_event("aws.states", "Step Functions Execution Status Change", account=execution.account_id,
+                         region=execution.region_name, resources=[execution.exec_arn], detail=detail)
 
 
 def _emit_status_change(execution: Execution) -> None:
     if str(getattr(execution.sm_type, "value", execution.sm_type)) != "STANDARD":
         return  # Express workflows emit no status-change events
     try:
-        event = execution_status_change(execution)
-        # As moto's PutEvents hands an event to its rules (its time in epoch seconds, when it was received):
-        # moto's own targets (SQS, logs) format the time, and as_sent does for ours.
-        at = datetime.strptime(str(event["time"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-        bus = events_backends[execution.account_id][execution.region_name].describe_event_bus("default")
-        for rule in list(bus.rules.values()):
-            rule.send_to_targets({**copy.deepcopy(event), "time": at, "ingestion-time": time.time()})
+        put_on_default_bus(execution_status_change(execution))  # moto's targets and as_sent format its time
     except Exception:  # EventBridge delivery failures never reach the execution
         log.exception("the status change of execution %s was not delivered", execution.exec_arn)
 

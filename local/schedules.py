@@ -7,11 +7,10 @@ documents for scheduled rules ("Scheduled Event" from aws.events).
 import re
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from local import patches
+from local.events import service_event
 
 _UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
 
@@ -22,17 +21,8 @@ def rate_seconds(expression: str) -> int | None:
 
 
 def scheduled_event(rule_arn: str, account: str, region: str) -> dict:
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": account,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [rule_arn],
-        "detail": {},
-    }
+    return service_event("aws.events", "Scheduled Event", account=account, region=region, resources=[rule_arn],
+                         detail={})
 
 
 class Scheduler:
