@@ -74,7 +74,7 @@ def _too_long(what: str, series: pd.Series, kind: str) -> str | None:
         return None
     present = series[series.notna()]
     if pd.api.types.infer_dtype(present, skipna=False) == "string":  # text: measured without a call per value
-        lengths = present.astype(object).str.len() if present.dtype == object else present.str.len()
+        lengths = present.str.len()
     else:
         lengths = present.map(lambda value: len(str(value)))
     long = int((lengths > MAX_CATEGORY_LENGTH).sum())

@@ -7,19 +7,19 @@ partition. The label is kept as JSON text, so a class keeps its exact type (True
 """
 
 import json
+import time
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
 
 from functions import aws
 from functions.errors import Conflict, RetryableError
 from functions.feedback.labels import conflict, same_value
 from functions.feedback.settings import feedback_settings
 from functions.feedback.store import Outcome, StoredLabel
-from functions.storage.dynamo import query_all
+from functions.storage.dynamo import query_all, transact
 from functions.storage.errors import storage_errors
 
 if TYPE_CHECKING:
@@ -62,7 +62,9 @@ class DynamoFeedbackStore:
             request: dict[str, Any] = {self.table.name: {"Keys": keys, "ConsistentRead": True,
                                                           "ProjectionExpression": "request_id, #row, label",
                                                           "ExpressionAttributeNames": {"#row": "row"}}}
-            for _ in range(8):  # unprocessed keys come back under throttling: read them again
+            for attempt in range(8):  # unprocessed keys come back under throttling: read them again, backing off
+                if attempt:
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
                 with storage_errors("reading stored labels"):
                     page = client.batch_get_item(RequestItems=request)
                 items: list[Any] = page.get("Responses", {}).get(self.table.name, [])  # Python values (the resource)
@@ -82,19 +84,10 @@ class DynamoFeedbackStore:
             raise conflict(clashes)
         new = [x for x in labels if x.key not in existing]
         if new:
-            transaction: list[Any] = [{"Put": {"TableName": self.table.name, "Item": _item(x),
-                                               "ConditionExpression": "attribute_not_exists(pk)"}} for x in new]
-            with storage_errors("storing labels"):
-                try:
-                    self.table.meta.client.transact_write_items(TransactItems=transaction)
-                except ClientError as error:
-                    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                        raise
-                    reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-                    if "ConditionalCheckFailed" in reasons:  # written meanwhile by another request
-                        raise Conflict("another request labelled these rows meanwhile; send the labels again "
-                                       "(the same labels are then accepted unchanged)") from error
-                    raise RetryableError("storing labels: storage is busy, try again") from error
+            transact(self.table, [{"Put": {"TableName": self.table.name, "Item": _item(x),
+                                           "ConditionExpression": "attribute_not_exists(pk)"}} for x in new],
+                     "storing labels", conflict="another request labelled these rows meanwhile; send the labels "
+                                                "again (the same labels are then accepted unchanged)")
         return ["unchanged" if x.key in existing else "stored" for x in labels]
 
     def put_label(self, label: StoredLabel) -> Outcome:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from functions.data.store import DatasetStore
 from functions.errors import InvalidInput
 from functions.feedback.store import FeedbackStore, StoredLabel
+from functions.monitoring.alarms import ERROR_METRICS
 from functions.monitoring.captures import window_records
 from functions.monitoring.events import DETAIL_TYPES
 from functions.monitoring.quality import requests_in_order
@@ -142,7 +143,8 @@ def reason_of(event: MonitoringEventEnvelope) -> str:
         what = ", ".join(detail.get("drifted") or []) or "the model's output"
         text = f"{event.detail_type}: {what} drifted"
     else:
-        text = f"{event.detail_type}: {detail.get('metric')} {detail.get('value')} < {detail.get('threshold')}"
+        crossed = ">" if detail.get("metric") in ERROR_METRICS else "<"  # an error metric degrades upwards
+        text = f"{event.detail_type}: {detail.get('metric')} {detail.get('value')} {crossed} {detail.get('threshold')}"
     return text[:REASON_CHARS]
 
 

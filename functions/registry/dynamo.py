@@ -29,7 +29,7 @@ from functions.records import AliasName, AuditEntry, ModelVersion, Retrain, Roll
 from functions.registry.store import STATUS_ACTIONS, UNKNOWN_ACTOR, instant, move_time
 from functions.settings import settings
 from functions.spec import ModelSpec
-from functions.storage.dynamo import attributes, from_item, query_all, to_item
+from functions.storage.dynamo import attributes, from_item, query_all, to_item, transact
 from functions.storage.errors import storage_errors
 
 # Reading the counter and reserving the next number again, when other runs keep taking it first.
@@ -386,21 +386,7 @@ class DynamoRegistryStore:
         return {"pk": _pk(model), "sk": f"RUNVERSION#{run_id}"}
 
     def _transact(self, items: list[dict[str, Any]], what: str, conflict: str | None = None) -> None:
-        """One TransactWriteItems: Conflict when a condition failed, RetryableError when DynamoDB was busy."""
-        # The resource's client takes Python values (it serializes them), not the low-level shapes its stubs name.
-        transaction: list[Any] = items
-        with storage_errors(what):
-            try:
-                self.table.meta.client.transact_write_items(TransactItems=transaction)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-                reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}
-                if "ConditionalCheckFailed" in reasons:
-                    raise Conflict(conflict or f"{what}: the record changed or already exists") from error
-                if reasons & {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}:
-                    raise RetryableError(f"{what}: storage is busy, try again") from error
-                raise
+        transact(self.table, items, what, conflict)
 
     def _get(self, key: dict[str, str], what: str) -> dict[str, Any] | None:
         with storage_errors(what):

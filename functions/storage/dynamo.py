@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
+from functions.errors import Conflict, RetryableError
 from functions.jsonable import jsonable
 from functions.storage.errors import storage_errors
 
@@ -100,3 +101,23 @@ def query_all(table: "Table", what: str, **kwargs: Any) -> list[dict[str, Any]]:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def transact(table: "Table", items: list[dict[str, Any]], what: str, conflict: str | None = None) -> None:
+    """One TransactWriteItems: Conflict when a condition failed, RetryableError when DynamoDB was busy."""
+    from botocore.exceptions import ClientError
+
+    # The resource's client takes Python values (it serializes them), not the low-level shapes its stubs name.
+    transaction: list[Any] = items
+    with storage_errors(what):
+        try:
+            table.meta.client.transact_write_items(TransactItems=transaction)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}
+            if "ConditionalCheckFailed" in reasons:
+                raise Conflict(conflict or f"{what}: the record changed or already exists") from error
+            if reasons & {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}:
+                raise RetryableError(f"{what}: storage is busy, try again") from error
+            raise

@@ -16,7 +16,14 @@ from functions.errors import InvalidInput, UnknownModel
 from functions.feedback.store import StoredLabel
 from functions.monitoring import retrain_handler
 from functions.monitoring.events import DRIFT_DETECTED, QUALITY_DEGRADED, drift_event, quality_event
-from functions.monitoring.retrain import Feedback, MonitoringEventEnvelope, on_event, retrain_key, with_rows
+from functions.monitoring.retrain import (
+    Feedback,
+    MonitoringEventEnvelope,
+    on_event,
+    reason_of,
+    retrain_key,
+    with_rows,
+)
 from functions.training.start import run_id_for
 from tests.conftest import PIPELINE_BUCKET, Stores
 from tests.fakes import MemoryObjectStore
@@ -156,6 +163,10 @@ def test_a_quality_event_retrains_too(churn_champion, stores):
     assert start(stores, event)["started"] is True
     (entry,) = [e for e in stores.registry.changes("churn") if e.action == "retrain"]
     assert entry.reason == "Model Quality Degraded: roc_auc 0.55 < 0.7"
+    rmse = MonitoringEventEnvelope.model_validate({
+        "id": "q-2", "source": "mlops.monitoring", "detail-type": QUALITY_DEGRADED,
+        "detail": {"model": "churn", "version": 1, "metric": "rmse", "value": 9.5, "threshold": 4.0}})
+    assert reason_of(rmse) == "Model Quality Degraded: rmse 9.5 > 4.0"  # an error metric degrades upwards
 
 
 # --- labelled feedback in the training rows ----------------------------------------------------------------------
