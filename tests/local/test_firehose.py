@@ -89,8 +89,9 @@ def delivered(s3) -> dict[str, list[dict]]:
                                                               .read()).splitlines() if x.strip()] for o in objects}
 
 
-def test_capture_lines_reach_s3_batched_gzipped_and_partitioned_by_model_and_hour(aws):
+def test_capture_lines_reach_s3_batched_gzipped_and_partitioned_by_model_and_hour(aws, monkeypatch):
     s3, logs, _ = aws
+    monkeypatch.setattr(firehose, "LOCAL_MAX_INTERVAL_S", 3600.0)  # the stream's own 60 s: no tick delivers first
     at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
     later = datetime(2026, 3, 4, 6, 0, 1, tzinfo=UTC)
     events = [
