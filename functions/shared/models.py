@@ -103,12 +103,9 @@ class Predictor:
         return self._arrays(*self._predict(features))
 
     def predict_records(self, instances: Sequence[Mapping[str, Any]]) -> Answers:
-        """The answers for request instances (objects of feature values): the same as `predict` on their frame."""
-        import pandas as pd
-
-        arrays = feature_arrays(instances, self.spec.features)  # numbers as floats: no object column of big ints
-        return self.predict(pd.DataFrame({f.name: a.ravel() for f, a in zip(self.spec.features, arrays, strict=True)},
-                                         columns=self.spec.feature_names))
+        """The answers for request instances (objects of feature values): the same as `predict` on their frame,
+        the values transformed once (shared.instances), not again by build_features."""
+        return self._answers(*self.predict_arrays(feature_arrays(instances, self.spec.features)))
 
     def predict_arrays(self, arrays: Sequence[np.ndarray]) -> ArrayAnswers:
         """The answers as numpy arrays for the typed input arrays (shared.instances: one (n, 1) per feature).
