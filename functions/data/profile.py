@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from functions.shared.reference import MAX_CATEGORY_CHARS, OTHER
 from functions.shared.transform import MISSING, categories
 
 TOP_CATEGORIES = 50
-OTHER = "__other__"
-MAX_CATEGORY_CHARS = 200  # hostile values (megabyte strings) must not bloat the profile
 
 
 def profile_frame(frame: pd.DataFrame, quantile_points: int = 101) -> dict:

@@ -23,13 +23,13 @@ import numpy as np
 
 from functions.feedback.labels import same_value
 from functions.feedback.store import FeedbackStore, StoredLabel
+from functions.monitoring.alarms import QUALITY_METRICS
 from functions.monitoring.captures import window_records
 from functions.storage.objects import ObjectStore
 
 METRICS = {"classification": ("accuracy", "f1", "roc_auc"), "regression": ("mae", "rmse")}
 # The CloudWatch metric of each, dimensioned by model (and service, as every metric of the platform).
-METRIC_NAMES = {"labelled": "LabelledPredictions", "accuracy": "Accuracy", "f1": "F1", "roc_auc": "RocAuc",
-                "mae": "MAE", "rmse": "RMSE"}
+METRIC_NAMES = {"labelled": "LabelledPredictions", **QUALITY_METRICS}
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from functions.monitoring.alarms import QUALITY_METRICS
 from functions.shared.reference import OTHER, OUTPUT, category_strings
 from functions.shared.transform import numbers
 
@@ -186,7 +187,6 @@ def _quality_words(quality: Mapping[str, Any]) -> str:
     return words + (f" over {_count(counted)} labelled predictions" if counted is not None else "")
 
 
-QUALITY_METRICS = ("accuracy", "f1", "roc_auc", "mae", "rmse")
 COUNT_KEYS = ("labelled", "labels", "count", "samples")
 NOT_METRICS = {*COUNT_KEYS, "window_hours", "unmatched"}
 

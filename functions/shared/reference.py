@@ -30,7 +30,7 @@ from functions.shared.transform import categories
 FORMAT = 1
 MAX_SAMPLE = 100_000
 MAX_CATEGORIES = 1_000
-MAX_CATEGORY_CHARS = 200  # as the dataset profile: hostile megabyte strings must not bloat the file
+MAX_CATEGORY_CHARS = 200  # hostile megabyte strings must not bloat a profile (the dataset's too)
 OTHER = "__other__"
 OUTPUT = "__output__"  # the name the model's output goes by in a report
 FILE_NAME = "reference.npz"
