@@ -34,7 +34,7 @@ from functions.shared.reference import (
     output_values,
 )
 from functions.spec import ModelSpec, check_model_name
-from functions.storage.objects import ObjectStore, sha256
+from functions.storage.objects import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +76,7 @@ def version_reference(objects: ObjectStore, registry: RegistryStore,
     artifact = run.artifacts.get(REFERENCE_ARTIFACT)
     if artifact is None:
         return None
-    data = objects.get_bytes(artifact.key, max_bytes=MAX_REFERENCE_BYTES)
-    if artifact.sha256 is None or sha256(data) != artifact.sha256:
-        raise IntegrityError(f"the reference profile of {record.model} v{record.version} does not match its sha256")
+    data = objects.get_verified(artifact.key, artifact.sha256, max_bytes=MAX_REFERENCE_BYTES)
     try:
         reference = from_bytes(data)
     except ValueError as error:

@@ -70,11 +70,11 @@ class ObjectStore(ABC):
         frame.to_parquet(buffer, index=False)
         return self.put_bytes(key, buffer.getvalue(), content_type="application/vnd.apache.parquet")
 
-    def get_verified(self, key: str, expected_sha256: str | None) -> bytes:
+    def get_verified(self, key: str, expected_sha256: str | None, *, max_bytes: int | None = None) -> bytes:
         """The object's bytes, only if they hash to `expected_sha256` (IntegrityError otherwise)."""
         if not expected_sha256:
             raise IntegrityError(f"no sha256 is recorded for {key}; refusing to load it")
-        data = self.get_bytes(key)
+        data = self.get_bytes(key, max_bytes=max_bytes)
         if sha256(data) != expected_sha256:
             raise IntegrityError(f"{key} does not match its recorded sha256")
         return data
