@@ -36,7 +36,6 @@ from local.events import put_on_default_bus, service_event
 log = logging.getLogger("mlops.local")
 
 PERIOD_SCALE_VARIABLE = "MLOPS_ALARM_PERIOD_SCALE"
-STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
     "GreaterThanThreshold": lambda value, threshold: value > threshold,

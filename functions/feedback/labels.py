@@ -11,7 +11,6 @@ counts those that match no captured prediction (`unmatched` in the report).
 """
 
 import math
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -26,7 +25,6 @@ MAX_LABELS = 100  # per request: one DynamoDB transaction, so a body is stored w
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 MAX_INDEX = 100_000
 MAX_LABEL_CHARS = 256
-_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 class LabelIn(BaseModel):
@@ -156,7 +154,3 @@ def conflict(rows: list[tuple[str, int]]) -> Conflict:
     named = ", ".join(f"{shown(request_id)} row {index}" for request_id, index in rows[:5])
     return Conflict(f"{len(rows)} label(s) were already given another value: {named}; a label is written once "
                     "(nothing of this body was stored)")
-
-
-def valid_request_id(value: str) -> bool:
-    return bool(_REQUEST_ID.match(value))

@@ -20,7 +20,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from functions import aws
@@ -366,15 +365,13 @@ class DynamoRegistryStore:
         return True
 
     def set_retrain_run(self, model: str, event_id: str, run_id: str) -> None:
-        with storage_errors(f"recording the run of the retrain of model {model!r}"):
-            try:
+        try:
+            with storage_errors(f"recording the run of the retrain of model {model!r}"):
                 self.table.update_item(Key={"pk": _pk(model), "sk": "RETRAIN"}, UpdateExpression="SET run_id = :run",
                                        ConditionExpression="event_id = :event",
                                        ExpressionAttributeValues={":run": run_id, ":event": event_id})
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
-                raise Conflict(f"the latest retrain of model {model!r} is another event's") from error
+        except Conflict as error:
+            raise Conflict(f"the latest retrain of model {model!r} is another event's") from error
 
     # --- helpers
     @staticmethod

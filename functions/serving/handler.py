@@ -78,7 +78,6 @@ app = APIGatewayRestResolver(serializer=dumps)
 # Lives as long as the container: a warm invocation predicts without reading the model again.
 models = ModelCache()
 rollouts = Rollouts()  # each model's running roll-out, read with the champion on the TTL
-_observe = emit_metrics  # per-variant metrics while a roll-out runs
 
 MAX_SHOWN_CHARS = 64
 KEYED: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
@@ -270,7 +269,7 @@ def predict_route(name: ModelName,
                    key=routing_key(app.current_event.get("headers"), request_id),  # raw: .headers copies them per call
                    challenger=lambda version: models.version(registry, objects, name, version, ttl,
                                                              on_load_failure=_count_load_failure),
-                   predict=predict, observe=partial(_observe, namespace=config.metrics_namespace))
+                   predict=predict, observe=partial(emit_metrics, namespace=config.metrics_namespace))
     loaded, result = served.answer.loaded, served.answer.result
     latency_ms = (time.perf_counter() - started) * 1000
 

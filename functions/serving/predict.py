@@ -211,9 +211,7 @@ def predict(loaded: LoadedModel, instances: Sequence[Mapping]) -> Prediction:
     """The champion's answers for `instances` (validated here first; RequestInvalid when refused)."""
     validate_instances(instances, loaded.signature)
     predictions, probabilities = loaded.predictor.predict_records(instances)  # the training transformation's values
-    not_finite = non_finite_answers(predictions, probabilities)
-    if not_finite:
-        _refuse_not_finite(not_finite)
+    _refuse_not_finite(non_finite_answers(predictions, probabilities))
     return Prediction(predictions=predictions, probabilities=probabilities)
 
 
