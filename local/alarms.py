@@ -147,33 +147,46 @@ class AlarmEvaluator:
         changes = []
         now = self.clock()
         pages = self.cloudwatch.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"])
-        for alarm in (a for page in pages for a in page["MetricAlarms"]):
-            if "MetricName" not in alarm or alarm.get("Metrics"):
-                continue  # metric math: not evaluated locally
-            result = evaluate(alarm, self.datapoints(alarm, now))
+        # Metric math is not evaluated locally.
+        alarms = [a for page in pages for a in page["MetricAlarms"] if "MetricName" in a and not a.get("Metrics")]
+        series = self._series(min((self._window(a, now)[0] for a in alarms), default=now), now)
+        for alarm in alarms:
+            result = evaluate(alarm, self.datapoints(alarm, now, series))
             if result.state != alarm["StateValue"]:
                 self._change(alarm, result, now)
                 changes.append((alarm["AlarmName"], alarm["StateValue"], result.state))
         return changes
 
-    def datapoints(self, alarm: dict[str, Any], now: float) -> list[float | None]:
-        """The statistic of each of the alarm's last EvaluationPeriods complete (scaled) periods, oldest first."""
+    def _window(self, alarm: dict[str, Any], now: float) -> tuple[float, float, float]:
+        """(start, end, period) of the alarm's last EvaluationPeriods complete (scaled) periods."""
         period = float(alarm["Period"]) * self.scale
-        periods = int(alarm["EvaluationPeriods"])
         end = math.floor(now / period) * period
-        start = end - periods * period
-        dimensions = {(d["Name"], d["Value"]) for d in alarm.get("Dimensions", [])}
-        buckets: list[list[float]] = [[] for _ in range(periods)]
-        backend = cloudwatch_backends[self.account][self.region]
-        for datum in list(backend.metric_data):
-            if not (isinstance(datum, MetricDatum) and datum.namespace == alarm["Namespace"]
-                    and datum.name == alarm["MetricName"]):
-                continue
-            if {(d.name, d.value) for d in datum.dimensions} != dimensions:
-                continue  # CloudWatch matches a metric's dimensions exactly
-            at = _epoch(datum.timestamp)
+        return end - int(alarm["EvaluationPeriods"]) * period, end, period
+
+    def _series(self, start: float, end: float) -> dict[tuple[str, str, frozenset[tuple[str, str]]],
+                                                         list[tuple[float, float]]]:
+        """The account's data points in [start, end), by metric (namespace, name, exact dimensions): one pass over
+        moto's data for every alarm of an evaluation."""
+        series: dict[tuple[str, str, frozenset[tuple[str, str]]], list[tuple[float, float]]] = {}
+        for datum in list(cloudwatch_backends[self.account][self.region].metric_data):
+            if isinstance(datum, MetricDatum) and start <= (at := _epoch(datum.timestamp)) < end:
+                key = (datum.namespace, datum.name, frozenset((str(d.name), str(d.value)) for d in datum.dimensions))
+                series.setdefault(key, []).append((at, float(datum.value)))
+        return series
+
+    def datapoints(self, alarm: dict[str, Any], now: float,
+                   series: dict[tuple[str, str, frozenset[tuple[str, str]]], list[tuple[float, float]]] | None = None,
+                   ) -> list[float | None]:
+        """The statistic of each of the alarm's last EvaluationPeriods complete (scaled) periods, oldest first."""
+        start, end, period = self._window(alarm, now)
+        if series is None:
+            series = self._series(start, end)
+        # CloudWatch matches a metric's dimensions exactly.
+        dimensions = frozenset((d["Name"], d["Value"]) for d in alarm.get("Dimensions", []))
+        buckets: list[list[float]] = [[] for _ in range(int(alarm["EvaluationPeriods"]))]
+        for at, value in series.get((alarm["Namespace"], alarm["MetricName"], dimensions), []):
             if start <= at < end:
-                buckets[int((at - start) // period)].append(float(datum.value))
+                buckets[int((at - start) // period)].append(value)
         name = alarm.get("ExtendedStatistic") or alarm["Statistic"]
         return [statistic(values, name) if values else None for values in buckets]
 
