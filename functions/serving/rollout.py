@@ -20,17 +20,17 @@ roll-out's alarms watch variant=challenger whatever the model. Names are the reg
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter  # bound here: the handler's own clock (and a test's) is its own
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
 from functions.errors import MlopsError, RetryableError
 from functions.records import Rollout
 from functions.registry.store import RegistryStore
+from functions.serving import emf
 from functions.serving.model_cache import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -185,14 +185,12 @@ def positive_share(answer: Answer) -> float | None:
 def emit_metrics(model: str, variant: Variant, latency_ms: float, answer: Answer | None,
                  namespace: str | None = None) -> None:
     """One EMF document of a scored variant: by model and variant, and by variant alone (what the alarms read)."""
-    metrics = EphemeralMetrics(namespace=namespace)
-    metrics.add_dimensions(model=model, variant=variant)
-    metrics.add_dimensions(variant=variant)
-    metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=0 if answer is not None else 1)
+    values: dict[str, tuple[str, float]] = {"ModelErrors": ("Count", 0 if answer is not None else 1)}
     if answer is not None:
-        metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=round(latency_ms, 3))
-        metrics.add_metric(name="ModelInstances", unit=MetricUnit.Count, value=len(answer.predictions))
+        values.update(ModelLatency=("Milliseconds", round(latency_ms, 3)),
+                      ModelInstances=("Count", len(answer.predictions)))
         share = positive_share(answer)
         if share is not None:
-            metrics.add_metric(name="PositiveClassProbability", unit=MetricUnit.NoUnit, value=round(share, 6))
-    metrics.flush_metrics()
+            values["PositiveClassProbability"] = ("None", round(share, 6))
+    emf.write(namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE"), os.environ.get("POWERTOOLS_SERVICE_NAME"),
+              [["model", "variant"], ["variant"]], {"model": model, "variant": variant}, values)
