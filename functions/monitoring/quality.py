@@ -8,7 +8,7 @@ unseen answers are measured apart. A label whose request has no captured predict
 is counted as `unmatched`: an unknown request id, a prediction older than the window, or a
 capture not delivered yet, whole or in part (Firehose buffers for a minute or more).
 
-Classification: accuracy, F1 (binary: of the positive, second, class; else macro), ROC AUC (binary:
+Classification: accuracy, F1 (macro over the model's classes, as the holdout's), ROC AUC (binary:
 only when both classes are among the labels; multiclass: one-vs-rest, only when every class is).
 Regression: MAE and RMSE. Each with the count of labelled predictions.
 """
@@ -106,12 +106,9 @@ def quality_metrics(task: str, classes: list[Any] | None, pairs: list[tuple[Any,
     result["accuracy"] = float(np.mean(truth == predicted))
     labels = list(range(len(known)))
     binary = len(known) == 2
-    if binary:  # of the positive class; a prediction outside the classes is a miss (scikit-learn refuses it)
-        hits = int(np.sum((truth == 1) & (predicted == 1)))
-        wrong = int(np.sum((truth != 1) & (predicted == 1))) + int(np.sum((truth == 1) & (predicted != 1)))
-        result["f1"] = 2 * hits / (2 * hits + wrong) if hits or wrong else 0.0
-    else:
-        result["f1"] = float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0.0))
+    # Macro over the model's classes, as the holdout's f1 (shared.scoring) that the gate and the spec's metric use;
+    # a prediction outside the classes (-1) is a miss of its true class.
+    result["f1"] = float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0.0))
     probabilities = [p.probabilities for _, p in pairs]
     present = set(truth.tolist())
     if any(p is None or len(p) != len(known) for p in probabilities):
