@@ -33,13 +33,15 @@ LoadFailureHook = Callable[[str, int], None]  # (model, version) whose artifact 
 
 
 class ModelUnavailable(MlopsError):
-    """The champion exists but cannot be served: its artifact is missing, tampered with or unreadable."""
+    """The champion (or a given version) exists but cannot be served: its artifact is missing, tampered with or
+    unreadable."""
 
     status = 503
     code = "ModelUnavailable"
 
-    def __init__(self, model: str):
-        super().__init__(f"the champion of model {model!r} could not be loaded (see the logs)")
+    def __init__(self, model: str, version: int | None = None):
+        which = "the champion" if version is None else f"version {version}"
+        super().__init__(f"{which} of model {model!r} could not be loaded (see the logs)")
         # What the client reads: a name it sent and that exists, nothing of keys, hashes or buckets.
         self.public_message = f"model {model!r} is unavailable: its champion cannot be loaded; try again later"
 
@@ -156,7 +158,7 @@ class ModelCache:
             return entry
         failed = self._failed_versions.get(model)
         if failed is not None and failed[0] == version and now - failed[1] < ttl_seconds:
-            raise ModelUnavailable(model)
+            raise ModelUnavailable(model, version)
         try:
             loaded = self._load(registry, objects, model, version, now)
         except _Unloadable as unloadable:
@@ -165,7 +167,7 @@ class ModelCache:
                                                                 "reason": unloadable.reason})
             if on_load_failure is not None:
                 on_load_failure(model, version)
-            raise ModelUnavailable(model) from unloadable.__cause__
+            raise ModelUnavailable(model, version) from unloadable.__cause__
         self._versions[model] = loaded
         self._failed_versions.pop(model, None)
         return loaded

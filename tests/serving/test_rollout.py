@@ -112,7 +112,7 @@ def test_a_shadow_samples_its_share():
 
 
 def fails(version):
-    raise ModelUnavailable("churn")
+    raise ModelUnavailable("churn", version)
 
 
 def test_a_challenger_that_cannot_answer_never_fails_the_request():
@@ -122,7 +122,7 @@ def test_a_challenger_that_cannot_answer_never_fails_the_request():
         served = serve(running(mode=mode, share=0.5 if mode == "canary" else 1.0), key, challenger=fails,
                        observe=observed)
         assert served.answer.variant == "champion" and served.answer.result.predictions == [1]
-        assert served.shadow is None and served.challenger_errors == ["ModelUnavailable: the champion of model "
+        assert served.shadow is None and served.challenger_errors == ["ModelUnavailable: version 2 of model "
                                                                       "'churn' could not be loaded (see the logs)"]
         assert ("challenger", False) in observed and ("champion", True) in observed
 
