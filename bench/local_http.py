@@ -5,11 +5,16 @@ free ports, state in a temporary directory), the demo's churn model is trained b
 its CSV (the whole Step Functions pipeline), then requests alternate:
 
 ours:      p50 of POST /v1/models/churn/predict with one instance (API key, request model
-           validation, the serving function: model cache, predict, capture write to S3, metrics).
+           validation, the serving function: model cache, predict, capture line, metrics).
 baseline:  p50 of GET /health through the same gateway: a mock integration (no function), so the
            floor of HTTP, the API key-less route and the gateway itself.
 
 Requests share one kept-alive connection, as an application's HTTP client does.
+
+Throughput: CLIENTS threads, each with its own connection, send CLIENT_REQUESTS predicts each at once
+(with an API key of its own whose usage plan does not throttle them: the figure is the API's, not the
+plan's), against one client sending the same number one at a time; requests per second (ratio > 1: the
+clients are served side by side), and the requests that did not get HTTP 200 (the goal: none).
 
 A second figure: the p50 of the same predict while a training run is in flight (a model of its
 own, boosted for long enough that its Train step lasts seconds) against the p50 of the predicts
@@ -23,12 +28,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
 from bench.churn import MODEL, churn_spec, instances, training_frame
 from bench.measure import emit, note
 from functions.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from cli.platform import Platform
 
 REQUESTS = 100
 WARMUP = 5
@@ -40,6 +49,8 @@ BUSY_ROWS = 5_000
 PACE_S = 0.04
 RUN_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 10
+CLIENTS = 8
+CLIENT_REQUESTS = 25
 
 
 def _free_port() -> int:
@@ -114,6 +125,10 @@ def _run(tmp: Path) -> list[dict]:
                 ours.append(predict(WARMUP + i))
                 baseline.append(health())
 
+        throughput, sequential, errors = _throughput(platform, base, rows)
+        note(f"local_http: {CLIENTS} clients x {CLIENT_REQUESTS} predicts: {throughput:.0f}/s, one client "
+             f"{sequential:.0f}/s, {errors} answers other than 200")
+
         busy_spec = {**spec.model_dump(), "name": BUSY_MODEL, "estimator": BUSY_ESTIMATOR}
         platform.registry.put_spec(ModelSpec.model_validate(busy_spec))
         busy = tmp / "busy.csv"
@@ -134,5 +149,53 @@ def _run(tmp: Path) -> list[dict]:
         note(f"local_http: {len(during)} predicts while a training run was in flight")
     finally:
         cloud.stop()
+    requests_sent = CLIENTS * CLIENT_REQUESTS
     return [emit("local_http", "http_predict_p50_ms", _p50_ms(ours), _p50_ms(baseline), GOAL),
-            emit("local_http", "http_predict_p50_during_training_ms", _p50_ms(during), _p50_ms(ours), TRAINING_GOAL)]
+            emit("local_http", "http_predict_p50_during_training_ms", _p50_ms(during), _p50_ms(ours), TRAINING_GOAL),
+            emit("local_http", f"http_predicts_per_s_{CLIENTS}_clients", throughput, sequential,
+                 "none (requests/s against one client's)"),
+            emit("local_http", f"http_predict_errors_{CLIENTS}_clients", errors, requests_sent, "0 errors")]
+
+
+def _throughput(platform: "Platform", base: str, rows: list[dict]) -> tuple[float, float, int]:
+    """(requests/s of CLIENTS clients at once, requests/s of one client, answers other than 200)."""
+    apigateway = platform.client("apigateway")
+    (plan,) = apigateway.get_usage_plans()["items"]
+    unthrottled = apigateway.create_usage_plan(name="bench-throughput", apiStages=plan["apiStages"],
+                                               throttle={"rateLimit": 10_000.0, "burstLimit": 10_000})
+    key = apigateway.create_api_key(name="bench-throughput", value=f"bench-throughput-{time.time_ns()}", enabled=True)
+    apigateway.create_usage_plan_key(usagePlanId=unthrottled["id"], keyId=key["id"], keyType="API_KEY")
+    url, headers = f"{base}/v1/models/{MODEL}/predict", {"x-api-key": key["value"]}
+    deadline = time.monotonic() + 30  # the gateway reads the keys again every 5 s
+    while requests.post(url, json={"instances": [rows[0]]}, headers=headers, timeout=REQUEST_TIMEOUT_S
+                        ).status_code == 403:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the throughput key was never accepted")
+        time.sleep(0.5)
+    statuses: list[int] = []
+    refused: list[str] = []
+
+    def client(count: int) -> None:
+        with requests.Session() as session:
+            session.headers.update(headers)
+            for i in range(count):
+                body = {"instances": [rows[i % len(rows)]]}
+                response = session.post(url, json=body, timeout=REQUEST_TIMEOUT_S)
+                statuses.append(response.status_code)
+                if response.status_code != 200 and len(refused) < 3:
+                    refused.append(f"{response.status_code} {response.text[:200]}")
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(CLIENT_REQUESTS,)) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    together = CLIENTS * CLIENT_REQUESTS / (time.perf_counter() - began)
+    errors = sum(status != 200 for status in statuses)
+    if errors:
+        note(f"local_http: answers other than 200 under {CLIENTS} clients: {refused}")
+    began = time.perf_counter()
+    client(CLIENTS * CLIENT_REQUESTS)
+    alone = CLIENTS * CLIENT_REQUESTS / (time.perf_counter() - began)
+    return together, alone, errors

@@ -10,9 +10,11 @@ long training step must not hold up a predict. So the runtime does what Lambda d
   heavy libraries (PRELOAD; see local/worker.py), so a cold start pays for the handler's own
   modules only.
 - Different functions run at the same time, and one function up to its reserved concurrency
-  (ReservedConcurrentExecutions) or DEFAULT_CONCURRENCY. Beyond that a synchronous invoke is
-  throttled (TooManyRequestsException, HTTP 429 on AWS) and an asynchronous one waits in the
-  function's queue until a worker is free, as in Lambda's internal event queue.
+  (ReservedConcurrentExecutions) or DEFAULT_CONCURRENCY. Beyond its reserved concurrency a
+  synchronous invoke is throttled (TooManyRequestsException, HTTP 429 on AWS); beyond
+  DEFAULT_CONCURRENCY, a limit of this machine's and not of AWS (where such a function shares the
+  account's 1,000), it waits for a worker. An asynchronous one waits in the function's queue until
+  a worker is free, as in Lambda's internal event queue.
 - An invocation past its function's timeout ends its worker (Sandbox.Timedout); a worker that
   exits mid-invocation is a Runtime.ExitError; an exception is reported as Lambda reports it.
 - An asynchronous event whose invocation fails is retried as its asynchronous invocation config
@@ -103,11 +105,10 @@ class Invocation:
 
 
 class TooManyRequestsException(Exception):
-    """Lambda's answer (HTTP 429) to a synchronous invoke beyond the function's concurrency."""
+    """Lambda's answer (HTTP 429) to a synchronous invoke beyond the function's reserved concurrency."""
 
     def __init__(self, config: FunctionConfig) -> None:
-        self.reason = ("ReservedFunctionConcurrentInvocationLimitExceeded" if config.reserved_concurrency is not None
-                       else "ConcurrentInvocationLimitExceeded")
+        self.reason = "ReservedFunctionConcurrentInvocationLimitExceeded"
         super().__init__(f"Rate Exceeded. ({config.name}: {self.reason})")
 
 
@@ -143,6 +144,7 @@ class LambdaRuntime:
         self._preload = list(preload)
         self._functions: dict[str, _Function] = {}
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)  # a slot of a function was given back
         self._fork_server: _ForkServer | None = None
         self._stopped = False
 
@@ -175,8 +177,14 @@ class LambdaRuntime:
         """Run the function on the event and wait for its result (InvocationType RequestResponse)."""
         function, payload = self._function(name_or_arn), json.dumps(event).encode()
         with self._lock:
-            if function.running >= function.config.concurrency:
-                raise TooManyRequestsException(function.config)
+            while function.running >= function.config.concurrency:
+                if function.config.reserved_concurrency is not None:
+                    raise TooManyRequestsException(function.config)
+                # Unreserved, the function shares the account's 1,000 on AWS: the local cap is this machine's,
+                # so the invoke waits for a worker instead of failing where AWS would not.
+                if self._stopped:
+                    raise RuntimeError("the local Lambda runtime is stopped")
+                self._freed.wait()
             function.running += 1
         return self._run(function, payload)
 
@@ -212,6 +220,7 @@ class LambdaRuntime:
         """End every worker, busy or idle (the fork server kills them all), and drop queued events."""
         with self._lock:
             self._stopped = True
+            self._freed.notify_all()
             idle = [worker for function in self._functions.values() for worker in function.idle]
             for function in self._functions.values():
                 function.idle.clear()
@@ -300,6 +309,7 @@ class LambdaRuntime:
         finally:
             with self._lock:
                 function.running -= 1
+                self._freed.notify_all()
             self._dispatch(function)
 
     def _start(self, config: FunctionConfig, initialization: str = "on-demand") -> "_Worker":

@@ -131,6 +131,18 @@ def test_instances_not_matching_the_signature_get_422(api, trained_model, instan
     assert_clean(response)
 
 
+def test_more_clients_at_once_than_the_local_workers_are_all_answered(api, trained_model):
+    """The predict function is unreserved: on AWS it shares the account's 1,000, so eight clients at once are
+    served; locally past four workers an invoke waits for one (it was a 500, a throttled Lambda's answer)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    instance = {"tenure_months": 3.0, "monthly_charges": 80.5, "support_calls": 2, "plan": "basic"}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: api("POST", f"/v1/models/{trained_model}/predict",
+                                              json={"instances": [instance]}), range(32)))
+    assert [a.status_code for a in answers] == [200] * 32, {a.status_code: a.text for a in answers}
+
+
 # --- framing: what HTTP libraries never send, answered as API Gateway answers it --------------------
 
 
