@@ -78,15 +78,13 @@ class PinnedRegistry:
 
 def run() -> list[dict]:
     import pandas as pd
-    from moto import mock_aws
 
     from bench.serving import _trained
     from cli.demo_data import churn_frame
     from functions.batch import jobs
 
     spec = churn_spec()
-    with mock_aws():
-        loaded, pipeline = _trained(spec)
+    loaded, pipeline = _trained(spec)  # in-memory stand-ins of the stores: no AWS
     # What plan_job reads of the champion's record: its number, task, classes and the spec it was trained with.
     record = SimpleNamespace(version=loaded.version, task=spec.task, classes=loaded.predictor.classes,
                              trained_spec=lambda _: loaded.spec)

@@ -16,11 +16,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.platform import Platform, PlatformError
+from functions.monitoring.reports import REPORTS_PREFIX, html_key
 from functions.spec import is_model_name
 
 monitor_app = typer.Typer(help="Drift checks: run one now, read the latest report.", no_args_is_help=True)
 console = Console(soft_wrap=True)
-REPORTS_PREFIX = "reports/drift"  # functions.monitoring.check.REPORTS_PREFIX (not imported: it loads scipy)
 
 StackOption = Annotated[str | None, typer.Option("--stack", help="A deployed stack's name (default: the local cloud).")]
 
@@ -41,10 +41,6 @@ def _model(model: str) -> str:
     if not is_model_name(model):
         raise PlatformError("model names are lowercase letters, digits and dashes (at most 63), starting with a letter")
     return model
-
-
-def html_key(json_key: str) -> str:
-    return json_key.removesuffix(".json") + ".html"
 
 
 def _value(value: Any) -> str:

@@ -22,6 +22,7 @@ from functions.monitoring import report_html
 from functions.monitoring.captures import read_captures
 from functions.monitoring.drift import drift_report, max_psi, window_frame
 from functions.monitoring.quality import quality_section
+from functions.monitoring.reports import html_key, report_key
 from functions.records import ModelVersion
 from functions.registry.store import RegistryStore
 from functions.shared.reference import (
@@ -38,16 +39,11 @@ from functions.storage.objects import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-REPORTS_PREFIX = "reports/drift"
 REFERENCE_ARTIFACT = "reference"  # its name among a run's artifacts
 MAX_REFERENCE_BYTES = 512 * 1024 * 1024
 FALLBACK_WARNING = ("this version has no reference profile (it was registered before they were stored): its "
                     "dataset's profile stands in (101 quantiles per numeric column), a coarser reference; "
                     "retrain to store one")
-
-
-def report_key(model: str, at: datetime) -> str:
-    return f"{REPORTS_PREFIX}/{model}/{at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}.json"
 
 
 def profile_reference(profile: dict[str, Any]) -> Reference:
@@ -144,11 +140,6 @@ def check_model(objects: ObjectStore, registry: RegistryStore, datasets: Dataset
                                                report_html.distributions(report, reference, live, outputs)).encode(),
                       content_type="text/html; charset=utf-8")
     return {**report, "report_key": key, "html_key": page}
-
-
-def html_key(json_key: str) -> str:
-    """The readable page beside a JSON report: the same key, .html."""
-    return json_key.removesuffix(".json") + ".html"
 
 
 def window_outputs(window: Any, spec: ModelSpec, record: ModelVersion, reference: Reference) -> Any:
